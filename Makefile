@@ -1,0 +1,44 @@
+# The README's two commands: `make demo` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OPS := $(BIN)/civicq-ops
+
+.PHONY: demo test lint clean venv db-up db-down db-status help
+
+help:
+	@echo "make demo   - install, start the local PostgreSQL, and show the report"
+	@echo "make test   - install and run the whole test suite (PostgreSQL 18 and 15)"
+	@echo "make lint   - ruff"
+	@echo "make clean  - stop the local PostgreSQL and remove the venv and local state"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "civicq-ops needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(OPS) db up
+	$(OPS) db status
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check civicq_ops tests bench
+
+db-up: $(STAMP)
+	$(OPS) db up
+db-down: $(STAMP)
+	$(OPS) db down
+db-status: $(STAMP)
+	$(OPS) db status
+
+clean:
+	-@[ -x $(OPS) ] && $(OPS) db down || true
+	rm -rf $(VENV) .civicq-ops build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The catalog: YAML files loaded with positions, validated against JSON Schemas."""

@@ -1,0 +1,132 @@
+"""`civicq-ops db ...`: the local PostgreSQL (up, down, status, url, psql)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Annotated
+
+import typer
+
+from civicq_ops.cli.app import Session
+
+app = typer.Typer(help="The local PostgreSQL and the CivicQ database.", no_args_is_help=True)
+
+
+def _session(ctx: typer.Context) -> Session:
+    return ctx.find_object(Session)
+
+
+def _print_status(st, fmt: str) -> None:
+    if fmt == "json":
+        typer.echo(json.dumps(st.to_dict(), indent=2))
+        return
+    for note in st.notes:
+        typer.echo(f"note: {note}")
+    state = "running" if st.running else ("stopped" if st.initialized else "not initialised")
+    typer.echo(f"local PostgreSQL: {state}")
+    typer.echo(f"  data dir: {st.data_dir}")
+    if st.version:
+        typer.echo(f"  version:  {st.version}")
+    if st.running:
+        typer.echo(f"  port:     {st.port} (127.0.0.1)  pid: {st.pid}")
+        typer.echo(f"  socket:   {st.socket_dir}")
+
+
+@app.command()
+def up(ctx: typer.Context) -> None:
+    """Start the local PostgreSQL (initialising it on first use) and create the target database.
+
+    Example: civicq-ops db up
+    """
+    from civicq_ops.target.connect import ensure_database, local_cluster
+
+    s = _session(ctx)
+    target = s.target()
+    st = local_cluster(s.project, target).start()
+    if ensure_database(s.project, target):
+        st.notes.append(f"created database {target.database}")
+    if not s.quiet:
+        _print_status(st, "text")
+
+
+@app.command()
+def down(ctx: typer.Context) -> None:
+    """Stop the local PostgreSQL by its pid (fast shutdown).
+
+    Example: civicq-ops db down
+    """
+    from civicq_ops.target.connect import local_cluster
+
+    s = _session(ctx)
+    stopped = local_cluster(s.project, s.target()).stop()
+    typer.echo("local PostgreSQL stopped" if stopped else "local PostgreSQL was not running")
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json")] = "text",
+) -> None:
+    """Whether the local PostgreSQL runs, its version, port and data dir. Exit 3 when stopped.
+
+    Example: civicq-ops db status --format json
+    """
+    from civicq_ops.target.connect import local_cluster
+
+    s = _session(ctx)
+    st = local_cluster(s.project, s.target()).status()
+    _print_status(st, fmt)
+    if not st.running:
+        raise typer.Exit(3)
+
+
+@app.command()
+def url(
+    ctx: typer.Context,
+    show_password: Annotated[bool, typer.Option("--show-password", help="Print the password instead of ********.")] = False,
+) -> None:
+    """The connection URL of the target (the password masked unless --show-password).
+
+    Example: psql "$(civicq-ops db url --show-password)"
+    """
+    from civicq_ops.redaction import redact
+    from civicq_ops.target.connect import connect_kwargs
+
+    s = _session(ctx)
+    target = s.target()
+    if target.embedded:
+        from urllib.parse import quote
+
+        kw = connect_kwargs(s.project, target)
+        secret = quote(str(kw["password"]), safe="")
+        link = f"postgresql://{kw['user']}:{secret}@{kw['host']}:{kw['port']}/{kw['dbname']}"
+    else:
+        link = target.url or ""
+    typer.echo(link if show_password else redact(link))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def psql(ctx: typer.Context) -> None:
+    """Open psql on the target; extra arguments go to psql.
+
+    Example: civicq-ops db psql -c 'select version()'
+    """
+    from civicq_ops.target.binaries import find_client
+    from civicq_ops.target.connect import connect_kwargs
+
+    s = _session(ctx)
+    target = s.target()
+    kw = connect_kwargs(s.project, target)
+    env = dict(os.environ)
+    if target.embedded:
+        env.update(PGHOST=str(kw["host"]), PGPORT=str(kw["port"]), PGUSER=str(kw["user"]),
+                   PGPASSWORD=str(kw["password"]), PGDATABASE=str(kw["dbname"]))
+        args: list[str] = []
+    else:
+        args = [str(kw["conninfo"])]
+    env["PGAPPNAME"] = "civicq-ops psql"
+    program = find_client("psql")
+    proc = subprocess.run([str(program), *args, *ctx.args], env=env)
+    raise typer.Exit(proc.returncode)

@@ -1,0 +1,183 @@
+"""The project file (civicq-ops.yaml): paths, targets, state, notifiers, backups.
+
+`${ENV}` references are interpolated when a value is used, not when the file is read, so an unset
+`CIVICQ_PROD_URL` does not stop a developer from using the local target. An unset variable is an
+error naming the variable and the file:line that references it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from civicq_ops.catalog.diagnostics import errors_in
+from civicq_ops.catalog.loader import JsonPath, LoadedDocument, load_file, load_text
+from civicq_ops.errors import ConfigError
+from civicq_ops.redaction import register_secret, register_url_secrets
+
+PROJECT_FILE = "civicq-ops.yaml"
+ENV_URL = "CIVICQ_DATABASE_URL"
+ENV_CONFIG = "CIVICQ_CONFIG"
+ENV_TARGET_NAME = "env"
+STATE_DIR = ".civicq-ops"
+
+_DEFAULT_PROJECT = """\
+version: 1
+paths: {checks: [checks], policies: [policies]}
+targets:
+  local: {embedded: true, environment: development}
+default_target: local
+"""
+
+_ENV_REF = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A database civicq-ops works on: a URL, or the local embedded cluster."""
+
+    name: str
+    embedded: bool = False
+    url: str | None = None
+    environment: str = "development"
+    role: str = "any"
+    bin_dir: str | None = None
+    data_dir: str | None = None
+    port: int | None = None
+    database: str = "civicq"
+    connect_timeout: int = 10
+
+
+@dataclass
+class Project:
+    """A loaded, schema-valid project file. Paths are resolved against `root`."""
+
+    root: Path
+    path: str
+    data: dict[str, Any]
+    document: LoadedDocument
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    def paths(self, kind: str) -> list[Path]:
+        default = [kind]
+        return [self.root / p for p in self.data.get("paths", {}).get(kind, default)]
+
+    @property
+    def target_names(self) -> list[str]:
+        names = list(self.data.get("targets", {}))
+        if self.env.get(ENV_URL) and ENV_TARGET_NAME not in names:
+            names.append(ENV_TARGET_NAME)
+        return names
+
+    @property
+    def default_target_name(self) -> str:
+        if self.env.get(ENV_URL):
+            return ENV_TARGET_NAME
+        if "default_target" in self.data:
+            return self.data["default_target"]
+        targets = self.data.get("targets", {})
+        if len(targets) == 1:
+            return next(iter(targets))
+        if "local" in targets:
+            return "local"
+        raise ConfigError(f"{self.path}: several targets and no default_target; pass --target NAME")
+
+    def target(self, name: str | None = None) -> Target:
+        """The target called `name` (or the default), with `${ENV}` interpolated."""
+        name = name or self.default_target_name
+        if name == ENV_TARGET_NAME and self.env.get(ENV_URL) and ENV_TARGET_NAME not in self.data.get("targets", {}):
+            url = self.env[ENV_URL]
+            register_url_secrets(url)
+            return Target(name=name, url=url, environment="production")
+        spec = self.data.get("targets", {}).get(name)
+        if spec is None:
+            known = ", ".join(self.target_names) or "none"
+            raise ConfigError(f"unknown target '{name}' (targets in {self.path}: {known})")
+        values = {k: self.interpolate(v, ("targets", name, k)) if isinstance(v, str) else v for k, v in spec.items()}
+        if values.get("url"):
+            register_url_secrets(values["url"])
+        if values.get("data_dir"):
+            values["data_dir"] = str((self.root / values["data_dir"]).resolve())
+        values.setdefault("environment", "development" if values.get("embedded") else "production")
+        return Target(name=name, **values)
+
+    def interpolate(self, raw: str, jpath: JsonPath) -> str:
+        """Replace `${NAME}` and `${NAME:-default}`; `$$` is a literal dollar."""
+
+        def sub(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            var, default = m["name"], m["default"]
+            value = self.env.get(var)
+            if value is None or value == "":
+                if default is not None:
+                    return default
+                line, col = self.document.position(jpath)
+                raise ConfigError(
+                    f"{self.path}:{line}:{col}: environment variable {var} is not set "
+                    f"(referenced by {'.'.join(map(str, jpath))})"
+                )
+            if _SECRET_NAME.search(var):
+                register_secret(value)
+            return value
+
+        return _ENV_REF.sub(sub, raw)
+
+    def section(self, key: str) -> dict[str, Any]:
+        return self.data.get(key, {}) or {}
+
+
+def find_project_file(explicit: str | None = None, env: dict[str, str] | None = None) -> Path | None:
+    """`--config`, then $CIVICQ_CONFIG, then civicq-ops.yaml in this folder or a parent."""
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    if env.get(ENV_CONFIG):
+        return Path(env[ENV_CONFIG])
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / PROJECT_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_project(path: str | Path | None = None, env: dict[str, str] | None = None) -> Project:
+    """Load and validate the project file; with none found, a default with one local target."""
+    from civicq_ops.catalog.schema import validate_document
+
+    env = dict(os.environ) if env is None else env
+    found = find_project_file(str(path) if path else None, env)
+    if found is None:
+        doc = load_text(_DEFAULT_PROJECT, "<default civicq-ops.yaml>")
+        root = Path.cwd().resolve()
+    else:
+        if not found.is_file():
+            raise ConfigError(f"{found}: no such project file")
+        doc = load_file(found)
+        root = found.resolve().parent
+    problems = errors_in(doc.diagnostics)
+    if not problems and doc.data is not None:
+        if not isinstance(doc.data, dict):
+            problems = [doc.diagnostic((), "wrong-type", "the project file must be a mapping")]
+        else:
+            problems = validate_document(doc, "project")
+    if problems or doc.data is None:
+        first = problems[0] if problems else None
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        message = f"{first.path}:{first.line}:{first.col}: {first.message}{more}" if first else f"{doc.path}: empty"
+        raise ConfigError(message)
+    project = Project(root=root, path=doc.path, data=doc.data, document=doc, env=env)
+    default = doc.data.get("default_target")
+    if default is not None and default not in doc.data.get("targets", {}):
+        line, col = doc.position(("default_target",))
+        raise ConfigError(f"{doc.path}:{line}:{col}: default_target '{default}' is not one of the targets")
+    return project

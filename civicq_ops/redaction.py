@@ -1,0 +1,53 @@
+"""Redaction of secrets from every message, log line and output.
+
+Secrets reach civicq-ops only through URLs, `${ENV}` interpolation and libpq variables. Each value
+interpolated from the environment into a URL's password, and every password seen in a URL, is
+registered here; `redact()` replaces any registered secret and any URL password it sees.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from urllib.parse import unquote
+
+MASK = "********"
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+
+# scheme://user:password@host  -> the password part; also key=value conninfo passwords.
+_URL_PASSWORD = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<post>@)")
+_CONNINFO_PASSWORD = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"(?P<pre>[?&]password=)(?P<pw>[^&\s]+)", re.IGNORECASE)
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that every later `redact()` masks it."""
+    if value and len(value) >= 3:
+        with _lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Mask URL passwords, conninfo passwords and every registered secret in `text`."""
+    if not text:
+        return text
+    text = _URL_PASSWORD.sub(lambda m: m["pre"] + (MASK if m["pw"] else "") + m["post"], text)
+    text = _CONNINFO_PASSWORD.sub(lambda m: m["pre"] + MASK, text)
+    text = _QUERY_PASSWORD.sub(lambda m: m["pre"] + MASK, text)
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
+def register_url_secrets(url: str) -> None:
+    """Register the password of a URL or conninfo string, if it has one."""
+    for pattern in (_URL_PASSWORD, _CONNINFO_PASSWORD, _QUERY_PASSWORD):
+        for m in pattern.finditer(url):
+            pw = m["pw"].strip("'")
+            register_secret(pw)
+            # A percent-encoded password is also seen decoded by libpq and in server messages.
+            register_secret(unquote(pw))

@@ -1,0 +1,1 @@
+"""Targets: where civicq-ops connects, and the local cluster it can run itself."""

@@ -1,0 +1,79 @@
+"""Connections to a target, with errors that name the target and never show a password."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from civicq_ops.config import Project, Target
+from civicq_ops.errors import InputError, TargetUnreachable
+from civicq_ops.redaction import redact, register_secret
+from civicq_ops.target.embedded import LocalCluster
+
+if TYPE_CHECKING:
+    import psycopg
+
+APPLICATION_NAME = "civicq-ops"
+
+
+def local_cluster(project: Project, target: Target) -> LocalCluster:
+    """The LocalCluster behind an `embedded: true` target."""
+    if not target.embedded:
+        raise InputError(
+            f"target '{target.name}' is not embedded: civicq-ops manages only local clusters (embedded: true)"
+        )
+    data_dir = target.data_dir or str(project.state_dir / "pgdata")
+    return LocalCluster(data_dir=data_dir, bin_dir=target.bin_dir, port=target.port)
+
+
+def connect_kwargs(project: Project, target: Target, dbname: str | None = None) -> dict[str, Any]:
+    """psycopg.connect() keyword arguments for `target`."""
+    if target.embedded:
+        kw = local_cluster(project, target).conninfo(dbname or target.database)
+        register_secret(str(kw["password"]))
+    else:
+        kw = {"conninfo": target.url or ""}
+        if dbname:
+            kw["dbname"] = dbname
+    kw.setdefault("application_name", APPLICATION_NAME)
+    kw.setdefault("connect_timeout", target.connect_timeout)
+    return kw
+
+
+def connect(
+    project: Project, target: Target, *, dbname: str | None = None, autocommit: bool = False
+) -> psycopg.Connection:
+    """Open a connection; failures become TargetUnreachable with a redacted one-line reason."""
+    import psycopg
+
+    kw = connect_kwargs(project, target, dbname)
+    try:
+        return psycopg.connect(autocommit=autocommit, **kw)
+    except psycopg.OperationalError as e:
+        raise TargetUnreachable(f"cannot connect to target '{target.name}': {first_line(e)}") from e
+    except psycopg.ProgrammingError as e:  # a malformed URL
+        raise TargetUnreachable(f"target '{target.name}' has an invalid connection string: {first_line(e)}") from e
+
+
+def first_line(exc: BaseException) -> str:
+    """The server's primary message, without DETAIL/HINT lines, redacted."""
+    text = str(exc).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    # libpq prefixes "connection to server at ... failed:"; keep the cause.
+    reason = lines[-1] if lines else type(exc).__name__
+    if len(lines) > 1 and lines[0].startswith("connection to server"):
+        reason = lines[0].split("failed:", 1)[-1].strip() or reason
+        if reason == "" or reason.endswith("failed"):
+            reason = lines[-1]
+    return redact(reason.strip())
+
+
+def ensure_database(project: Project, target: Target) -> bool:
+    """Create the target's database on a local cluster if it is missing. True if created."""
+    from psycopg import sql
+
+    with connect(project, target, dbname="postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)).fetchone()
+        if exists:
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target.database)))
+        return True
