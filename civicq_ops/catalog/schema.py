@@ -10,15 +10,6 @@ from typing import Any
 from civicq_ops.catalog.diagnostics import Diagnostic
 from civicq_ops.catalog.loader import LoadedDocument
 
-KINDS = ("project",)
-
-
-def register_kind(kind: str) -> None:
-    """Let a later stage (checks, policies, tests) add its schema to `civicq-ops schema`."""
-    global KINDS
-    if kind not in KINDS:
-        KINDS = (*KINDS, kind)
-
 
 @cache
 def load_schema(kind: str) -> dict[str, Any]:
@@ -52,7 +43,13 @@ def validate_document(doc: LoadedDocument, kind: str) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for err in _validator(kind).iter_errors(doc.data):
         for leaf in _leaves(err):
-            out.append(doc.diagnostic(tuple(leaf.absolute_path), _code(leaf), _message(leaf)))
+            where = tuple(leaf.absolute_path)
+            if leaf.validator == "additionalProperties" and isinstance(leaf.instance, dict):
+                allowed = set(leaf.schema.get("properties", {}))
+                for key in sorted(k for k in leaf.instance if k not in allowed):
+                    out.append(doc.diagnostic(where + (key,), "unknown-key", _unknown_key(leaf, key)))
+                continue
+            out.append(doc.diagnostic(where, _code(leaf), _message(leaf)))
     return sorted(set(out))
 
 
@@ -84,13 +81,14 @@ def _code(err) -> str:
     }.get(err.validator, "schema")
 
 
+def _unknown_key(err, key: str) -> str:
+    where = ".".join(str(p) for p in err.absolute_path)
+    allowed = ", ".join(sorted(err.schema.get("properties", {})))
+    return f"unknown key '{key}'" + (f" in {where}" if where else "") + (f" (allowed: {allowed})" if allowed else "")
+
+
 def _message(err) -> str:
     where = ".".join(str(p) for p in err.absolute_path) or "document"
-    if err.validator == "additionalProperties":
-        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        allowed = ", ".join(sorted(err.schema.get("properties", {})))
-        keys = ", ".join(f"'{k}'" for k in extra)
-        return f"unknown key {keys} in {where}" + (f" (allowed: {allowed})" if allowed else "")
     if err.validator == "type":
         return f"{where}: expected {err.validator_value}, got {type(err.instance).__name__} {err.instance!r}"
     if err.validator == "enum":

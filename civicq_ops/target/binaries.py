@@ -13,7 +13,11 @@ from pathlib import Path
 
 from civicq_ops.errors import MissingBinary
 
-SYSTEM_BIN_DIRS = ("/usr/lib/postgresql/{major}/bin", "/usr/pgsql-{major}/bin", "/opt/homebrew/opt/postgresql@{major}/bin")
+SYSTEM_BIN_DIRS = (
+    "/usr/lib/postgresql/{major}/bin",
+    "/usr/pgsql-{major}/bin",
+    "/opt/homebrew/opt/postgresql@{major}/bin",
+)
 
 
 @dataclass(frozen=True, order=True)

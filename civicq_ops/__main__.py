@@ -1,0 +1,3 @@
+from civicq_ops.cli.app import main
+
+main()

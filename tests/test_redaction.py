@@ -1,0 +1,29 @@
+"""Secrets never appear in any output: URLs, conninfo strings, interpolated variables."""
+
+from __future__ import annotations
+
+from civicq_ops.redaction import MASK, redact, register_secret
+
+PASSWORD = "s3cr3t-Pa55word"
+
+
+def test_url_password_is_masked():
+    assert redact(f"postgresql://app:{PASSWORD}@db:5432/civicq") == f"postgresql://app:{MASK}@db:5432/civicq"
+
+
+def test_conninfo_password_is_masked():
+    assert PASSWORD not in redact(f"host=db password={PASSWORD} dbname=x")
+    assert PASSWORD not in redact(f"host=db password='{PASSWORD}' dbname=x")
+
+
+def test_query_string_password_is_masked():
+    assert PASSWORD not in redact(f"postgresql://db/civicq?user=a&password={PASSWORD}")
+
+
+def test_registered_secret_is_masked_anywhere():
+    register_secret("another-secret-value")
+    assert redact("it said another-secret-value twice: another-secret-value") == f"it said {MASK} twice: {MASK}"
+
+
+def test_text_without_secrets_is_unchanged():
+    assert redact("postgresql://app@db/civicq and port=5432") == "postgresql://app@db/civicq and port=5432"
