@@ -130,3 +130,77 @@ def psql(ctx: typer.Context) -> None:
     program = find_client("psql")
     proc = subprocess.run([str(program), *args, *ctx.args], env=env)
     raise typer.Exit(proc.returncode)
+
+
+@app.command()
+def migrate(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Revision to reach (default: head).")] = "head",
+    sql_only: Annotated[bool, typer.Option("--sql", help="Print the SQL for review; run nothing.")] = False,
+) -> None:
+    """Apply the CivicQ migrations (schema, indexes, views) to the target.
+
+    Example: civicq-ops db migrate            (or: civicq-ops db migrate --sql > review.sql)
+    """
+    from civicq_ops.database import migrations
+
+    s = _session(ctx)
+    if sql_only:
+        typer.echo(migrations.migration_sql(s.project, revision), nl=False)
+        return
+    result = migrations.migrate(s.project, s.target(), revision)
+    if not s.quiet:
+        typer.echo(f"migrated {s.target().name}: {result.before or '<empty>'} -> {result.after or '<empty>'}")
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    steps: Annotated[int, typer.Option("--steps", "-n", help="How many revisions to undo.")] = 1,
+) -> None:
+    """Undo the last migration(s).
+
+    Example: civicq-ops db rollback --steps 2
+    """
+    from civicq_ops.database import migrations
+
+    s = _session(ctx)
+    result = migrations.rollback(s.project, s.target(), steps)
+    typer.echo(f"rolled back {s.target().name}: {result.before or '<empty>'} -> {result.after or '<empty>'}")
+
+
+@app.command()
+def history(ctx: typer.Context) -> None:
+    """List the migrations, oldest first.
+
+    Example: civicq-ops db history
+    """
+    from civicq_ops.database import migrations
+
+    s = _session(ctx)
+    for rev in migrations.history(s.project):
+        typer.echo(f"{rev.revision}  {rev.message}")
+
+
+@app.command()
+def current(ctx: typer.Context) -> None:
+    """The migration revision the target is at.
+
+    Example: civicq-ops db current
+    """
+    from civicq_ops.database import migrations
+
+    s = _session(ctx)
+    typer.echo(migrations.current(s.project, s.target()) or "<empty: no migration applied>")
+
+
+@app.command("migrate-create")
+def migrate_create(ctx: typer.Context, message: Annotated[str, typer.Argument(help="What the migration does.")]) -> None:
+    """Create an empty migration after the current head.
+
+    Example: civicq-ops db migrate-create "add city timezones"
+    """
+    from civicq_ops.database import migrations
+
+    s = _session(ctx)
+    typer.echo(str(migrations.create_migration(s.project, message)))

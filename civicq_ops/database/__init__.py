@@ -1,0 +1,1 @@
+"""The CivicQ database: migrations, seed data, reset and the schema reference."""
