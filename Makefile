@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OPS := $(BIN)/civicq-ops
 
-.PHONY: demo test lint clean venv db-up db-down db-status help
+.PHONY: demo test lint clean venv db-up db-down db-status help migrate migrate-create rollback \
+	migration-history seed-dev dev-reset schema-doc
 
 help:
 	@echo "make demo   - install, start the local PostgreSQL, and show the report"
@@ -24,13 +25,15 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(OPS) db up
+	$(OPS) db migrate
+	$(OPS) db seed
 	$(OPS) db status
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check civicq_ops tests bench
+	$(BIN)/ruff check civicq_ops tests bench seeds migrations
 
 db-up: $(STAMP)
 	$(OPS) db up
@@ -42,3 +45,21 @@ db-status: $(STAMP)
 clean:
 	-@[ -x $(OPS) ] && $(OPS) db down || true
 	rm -rf $(VENV) .civicq-ops build *.egg-info .pytest_cache .ruff_cache
+
+# The seed's database targets, as thin wrappers (TARGET=name picks a target from civicq-ops.yaml).
+T := $(if $(TARGET),--target $(TARGET),)
+migrate: $(STAMP)
+	$(OPS) $(T) db migrate
+migrate-create: $(STAMP)
+	@[ -n "$(MSG)" ] || { echo 'usage: make migrate-create MSG="what it does"'; exit 2; }
+	$(OPS) db migrate-create "$(MSG)"
+rollback: $(STAMP)
+	$(OPS) $(T) db rollback --steps $(or $(STEPS),1)
+migration-history: $(STAMP)
+	$(OPS) db history
+seed-dev: $(STAMP)
+	$(OPS) $(T) db seed
+dev-reset: $(STAMP)
+	$(OPS) $(T) db reset --yes
+schema-doc: $(STAMP)
+	$(OPS) $(T) db schema-doc

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 import pytest
 
 from tests.fixtures import pg
-from tests.fixtures.pg import admin_conn, db, pg_cluster, project_file  # noqa: F401  (fixtures)
+from tests.fixtures.pg import (  # noqa: F401  (fixtures)
+    admin_conn,
+    civicq_db,
+    db,
+    pg_cluster,
+    project_file,
+    seeded_template,
+)
 
 
 def pytest_report_header(config) -> list[str]:

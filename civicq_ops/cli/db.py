@@ -204,3 +204,56 @@ def migrate_create(ctx: typer.Context, message: Annotated[str, typer.Argument(he
 
     s = _session(ctx)
     typer.echo(str(migrations.create_migration(s.project, message)))
+
+
+@app.command("seed")
+def seed_cmd(
+    ctx: typer.Context,
+    scale: Annotated[int, typer.Option("--scale", help="Also add N generated load units (10,000 votes each).")] = 0,
+) -> None:
+    """Load the CivicQ development data (idempotent: a second run adds nothing).
+
+    Example: civicq-ops db seed            (or: civicq-ops db seed --scale 100 for a million votes)
+    """
+    from civicq_ops.database.seeding import seed
+
+    s = _session(ctx)
+    result = seed(s.project, s.target(), scale)
+    if not s.quiet:
+        typer.echo(f"seeded {s.target().name}: {result.total} rows in {result.seconds:.1f}s"
+                   + ("" if result.total else " (already seeded)"))
+
+
+@app.command()
+def reset(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Drop, migrate and seed the target database (embedded or development targets only).
+
+    Example: civicq-ops db reset --yes
+    """
+    from civicq_ops.database.seeding import reset as do_reset
+
+    s = _session(ctx)
+    target = s.target()
+    if not yes and not typer.confirm(f"Drop and recreate database {target.database} on target {target.name}?"):
+        raise typer.Exit(1)
+    result = do_reset(s.project, target)
+    typer.echo(f"reset {target.name}: migrated and seeded {result.total} rows in {result.seconds:.1f}s")
+
+
+@app.command("schema-doc")
+def schema_doc(
+    ctx: typer.Context,
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the Markdown.")] = "docs/SCHEMA_REFERENCE.md",
+) -> None:
+    """Write the schema reference (tables, columns, constraints, indexes, views) from the live database.
+
+    Example: civicq-ops db schema-doc -o docs/SCHEMA_REFERENCE.md
+    """
+    from civicq_ops.database.schema_doc import write_schema_reference
+
+    s = _session(ctx)
+    write_schema_reference(s.project, s.target(), output)
+    typer.echo(f"wrote {output}")

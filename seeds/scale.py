@@ -1,0 +1,141 @@
+"""A large, realistic CivicQ data set for load tests and benchmarks, loaded through COPY.
+
+One scale unit is a synthetic city with 200 users, 2 contests, 50 questions, 10,000 votes,
+20 video answers and 200 audit events; `--scale 100` makes a million votes. Units are numbered
+and a unit already present is skipped, so repeating a run adds nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+from datetime import UTC, datetime, timedelta
+
+USERS_PER_UNIT = 200
+QUESTIONS_PER_UNIT = 50
+AUDIT_PER_UNIT = 200
+
+
+def shared_hash() -> str:
+    """One scrypt hash of "password123" that generated users share (hashing 20,000 is wasted time)."""
+    salt = b"load-seed-salt16"
+    digest = hashlib.scrypt(b"password123", salt=salt, n=2**14, r=8, p=1, dklen=32)
+    return f"scrypt$16384$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def _timestamps(max_hours: int) -> list[str]:
+    """'now minus h hours' as COPY text for every h: formatting once beats once per row."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return [(now - timedelta(hours=h)).isoformat() for h in range(max_hours + 1)]
+
+
+def units_present(conn) -> set[int]:
+    rows = conn.execute("SELECT slug FROM cities WHERE slug LIKE 'loadtown-%'").fetchall()
+    return {int(r[0].rsplit("-", 1)[1]) for r in rows}
+
+
+def _reserve(conn, table: str, count: int) -> int:
+    """Take `count` ids from the table's identity sequence in one call; returns the first."""
+    seq = conn.execute("SELECT pg_get_serial_sequence(%s, 'id')", (table,)).fetchone()[0]
+    last = conn.execute(
+        "SELECT setval(%s::regclass, greatest(nextval(%s::regclass), (SELECT coalesce(max(id), 0) + 1 FROM "
+        + table + ")) + %s - 1)",
+        (seq, seq, count),
+    ).fetchone()[0]
+    return last - count + 1
+
+
+def _copy(conn, table: str, columns: str, lines: list[str]) -> int:
+    with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        chunk = 20000
+        for i in range(0, len(lines), chunk):
+            copy.write("".join(lines[i:i + chunk]))
+    return len(lines)
+
+
+def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
+    """Add scale units 1..`scale` that are not there yet. Returns rows added per table."""
+    added = {"cities": 0, "users": 0, "ballots": 0, "contests": 0, "questions": 0, "votes": 0,
+             "videos": 0, "video_answers": 0, "candidates": 0, "audit_logs": 0}
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('civicq-ops:seed'))")
+        missing = [u for u in range(1, scale + 1) if u not in units_present(conn)]
+        if not missing:
+            return added
+        n = len(missing)
+        city0 = _reserve(conn, "cities", n)
+        user0 = _reserve(conn, "users", n * USERS_PER_UNIT)
+        ballot0 = _reserve(conn, "ballots", n)
+        contest0 = _reserve(conn, "contests", 2 * n)
+        cand0 = _reserve(conn, "candidates", 4 * n)
+        q0 = _reserve(conn, "questions", n * QUESTIONS_PER_UNIT)
+        vote0 = _reserve(conn, "votes", n * USERS_PER_UNIT * QUESTIONS_PER_UNIT)
+        video0 = _reserve(conn, "videos", 20 * n)
+        va0 = _reserve(conn, "video_answers", 20 * n)
+        audit0 = _reserve(conn, "audit_logs", n * AUDIT_PER_UNIT)
+
+        pw_hash = shared_hash()
+        ts = _timestamps(24 * 60)
+        cities, users, ballots, contests, cands, questions, votes = [], [], [], [], [], [], []
+        videos, answers, audits = [], [], []
+        vid = vote0
+        for k, unit in enumerate(missing):
+            rng = random.Random(unit)
+            city = city0 + k
+            cities.append(f"{city}\tLoadtown {unit}\tCA\tloadtown-{unit}\t{rng.randint(10_000, 900_000)}\n")
+            base_u = user0 + k * USERS_PER_UNIT
+            for i in range(USERS_PER_UNIT):
+                role = "voter" if i >= 10 else ("candidate" if i < 4 else "moderator" if i < 6 else "city_staff")
+                users.append(f"{base_u + i}\tload-u{unit}-{i}@example.test\t{pw_hash}\tLoad User {unit}-{i}"
+                             f"\t{role}\t{city}\t{'t' if i % 5 else 'f'}\n")
+            ballot = ballot0 + k
+            ballots.append(f"{ballot}\t{city}\tGeneral Election {unit}\t2026-11-03\tpublished\n")
+            for c in range(2):
+                contests.append(f"{contest0 + 2 * k + c}\t{ballot}\tContest {unit}-{c}\toffice\t1\t{c}\n")
+            for c in range(4):
+                cands.append(f"{cand0 + 4 * k + c}\t{contest0 + 2 * k + c // 2}\t{base_u + c}\tCandidate {unit}-{c}"
+                             f"\tverified\n")
+            base_q = q0 + k * QUESTIONS_PER_UNIT
+            for j in range(QUESTIONS_PER_UNIT):
+                author = base_u + 10 + rng.randrange(USERS_PER_UNIT - 10)
+                hours = rng.randint(1, 24 * 60)
+                status = "answered" if j < 10 else "approved" if j < 45 else "pending"
+                questions.append(f"{base_q + j}\t{contest0 + 2 * k + j % 2}\t{author}\tLoad question {unit}-{j} "
+                                 f"about city services\tGenerated for load testing.\t{status}"
+                                 f"\t{{}}\t{ts[hours]}\n")
+            for j in range(QUESTIONS_PER_UNIT):
+                for i in range(USERS_PER_UNIT):
+                    value = 1 if rng.random() < 0.7 else -1
+                    votes.append(f"{vid}\t{base_q + j}\t{base_u + i}\t{value}\t{ts[rng.randint(0, 24 * 60)]}\n")
+                    vid += 1
+            for a in range(20):
+                v = video0 + 20 * k + a
+                videos.append(f"{v}\t{base_u + a % 4}\tload/{unit}/{a}.mp4\t{rng.randint(60, 300)}\tready\n")
+                transcript = "\\N" if a == 19 else f"Answer {unit}-{a} about city services and budgets."
+                answers.append(f"{va0 + 20 * k + a}\t{base_q + a // 2}\t{cand0 + 4 * k + (a % 2) + 2 * ((a // 2) % 2)}"
+                               f"\t{v}\t{transcript}\tpublished\t{rng.randint(0, 5000)}\n")
+            for a in range(AUDIT_PER_UNIT):
+                audits.append(f"{audit0 + k * AUDIT_PER_UNIT + a}\t{base_u + rng.randrange(USERS_PER_UNIT)}"
+                              f"\tquestion.vote\tquestion\t{base_q + rng.randrange(QUESTIONS_PER_UNIT)}\t{{}}"
+                              f"\t{ts[rng.randint(0, 24 * 30)]}\n")
+        added["cities"] = _copy(conn, "cities", "id, name, state, slug, population", cities)
+        added["users"] = _copy(conn, "users", "id, email, password_hash, full_name, role, city_id, is_verified", users)
+        added["ballots"] = _copy(conn, "ballots", "id, city_id, name, election_date, status", ballots)
+        added["contests"] = _copy(conn, "contests", "id, ballot_id, title, contest_type, seats, position", contests)
+        added["candidates"] = _copy(conn, "candidates", "id, contest_id, user_id, name, status", cands)
+        added["questions"] = _copy(conn, "questions",
+                                   "id, contest_id, author_id, title, body, status, tags, created_at", questions)
+        added["votes"] = _copy(conn, "votes", "id, question_id, user_id, value, created_at", votes)
+        added["videos"] = _copy(conn, "videos", "id, uploader_id, storage_key, duration_seconds, status", videos)
+        added["video_answers"] = _copy(conn, "video_answers",
+                                       "id, question_id, candidate_id, video_id, transcript, status, view_count",
+                                       answers)
+        added["audit_logs"] = _copy(conn, "audit_logs",
+                                    "id, actor_id, action, entity_type, entity_id, changes, created_at", audits)
+        conn.execute(
+            "UPDATE questions q SET vote_score = s.score FROM (SELECT question_id, sum(value)::int AS score "
+            "FROM votes WHERE question_id >= %s GROUP BY question_id) s WHERE s.question_id = q.id",
+            (q0,),
+        )
+    return added
