@@ -122,9 +122,12 @@ def root(
 
 
 def _register() -> None:
-    from civicq_ops.cli import db
+    from civicq_ops.cli import catalog, db, run
 
     app.add_typer(db.app, name="db")
+    app.add_typer(run.app, name="run")
+    catalog.register(app)
+    run.register(app)
 
 
 _register()

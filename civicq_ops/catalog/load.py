@@ -1,0 +1,135 @@
+"""Finding, loading and validating the YAML files: checks, policies (with alerts and waivers),
+offline tests and the project file. Every problem is collected, never only the first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from civicq_ops.catalog.diagnostics import Diagnostic, errors_in
+from civicq_ops.catalog.loader import LoadedDocument, load_file
+from civicq_ops.catalog.model import AlertRule, Catalog, Check, Policy, Source, Waiver
+from civicq_ops.catalog.schema import validate_document
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def kind_of(doc: LoadedDocument) -> str | None:
+    data = doc.data
+    if not isinstance(data, dict):
+        return None
+    if "checks" in data:
+        return "checks"
+    if "cases" in data:
+        return "tests"
+    if "targets" in data or Path(doc.path).name == "civicq-ops.yaml":
+        return "project"
+    if any(k in data for k in ("policies", "alerts", "waivers")):
+        return "policies"
+    return None
+
+
+def discover(paths: list[Path]) -> list[Path]:
+    """YAML files under `paths` (folders are searched recursively), sorted, each once."""
+    found: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found.extend(sorted(f for f in p.rglob("*") if f.suffix in YAML_SUFFIXES and f.is_file()))
+        else:
+            found.append(p)
+    seen: set[Path] = set()
+    unique = []
+    for f in found:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+@dataclass
+class LoadResult:
+    catalog: Catalog
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    documents: dict[str, LoadedDocument] = field(default_factory=dict)
+    tests: list[LoadedDocument] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return errors_in(self.diagnostics)
+
+
+def load_catalog(paths: list[Path], *, notifiers: set[str] | None = None, today=None,
+                 semantic: bool = True) -> LoadResult:
+    """Load every file under `paths`; with `semantic`, also cross-check ids, references, SQL, templates."""
+    result = LoadResult(Catalog())
+    for path in discover(paths):
+        doc = load_file(path)
+        result.documents[doc.path] = doc
+        result.catalog.files.append(doc.path)
+        result.diagnostics.extend(doc.diagnostics)
+        if errors_in(doc.diagnostics) or doc.data is None:
+            continue
+        kind = kind_of(doc)
+        if kind is None:
+            result.diagnostics.append(doc.diagnostic((), "unknown-kind", "not a civicq-ops file: expected a "
+                                                     "'checks', 'policies', 'alerts', 'waivers' or 'cases' key"))
+            continue
+        problems = validate_document(doc, kind)
+        result.diagnostics.extend(problems)
+        if problems:
+            continue
+        _add(result, doc, kind)
+    if semantic:
+        from civicq_ops.catalog.semantic import check_catalog
+
+        result.diagnostics.extend(check_catalog(result, notifiers=notifiers, today=today))
+    result.diagnostics.sort()
+    return result
+
+
+def _add(result: LoadResult, doc: LoadedDocument, kind: str) -> None:
+    cat = result.catalog
+
+    def source(*jpath) -> Source:
+        line, col = doc.position(jpath)
+        return Source(doc.path, line, col, index=jpath[1])
+
+    if kind == "checks":
+        for i, data in enumerate(doc.data["checks"]):
+            try:
+                check = Check.from_dict(data, source("checks", i))
+            except ValueError as e:  # a threshold or timeout whose unit does not fit
+                result.diagnostics.append(doc.diagnostic(("checks", i, "thresholds"), "bad-unit", str(e)))
+                continue
+            for j, variant in enumerate(check.variants):
+                variant.source = source("checks", i, "variants", j)
+            if check.id in cat.checks:
+                first = cat.checks[check.id].source
+                result.diagnostics.append(doc.diagnostic(("checks", i, "id"), "duplicate-id",
+                                                         f"check id '{check.id}' is already defined at "
+                                                         f"{first.path}:{first.line}"))
+                continue
+            cat.checks[check.id] = check
+    elif kind == "policies":
+        for i, data in enumerate(doc.data.get("policies", [])):
+            cat.policies.append(Policy.from_dict(data, source("policies", i)))
+        for i, data in enumerate(doc.data.get("alerts", [])):
+            cat.alerts.append(AlertRule.from_dict(data, source("alerts", i)))
+        for i, data in enumerate(doc.data.get("waivers", [])):
+            cat.waivers.append(Waiver.from_dict(data, source("waivers", i)))
+    elif kind == "tests":
+        result.tests.append(doc)
+
+
+def project_catalog(project, paths: list[Path] | None = None, *, today=None) -> LoadResult:
+    """The project's checks and policies; errors in them raise SchemaError (exit 2, nothing runs)."""
+    from civicq_ops.errors import SchemaError
+
+    result = load_catalog(paths or project.paths("checks") + project.paths("policies"),
+                          notifiers=set(project.section("notifiers")), today=today)
+    if result.errors:
+        first = result.errors[0]
+        more = f" (and {len(result.errors) - 1} more: run `civicq-ops validate`)" if len(result.errors) > 1 else ""
+        raise SchemaError(f"{first.path}:{first.line}:{first.col}: {first.message}{more}", result.diagnostics)
+    return result

@@ -1,0 +1,1 @@
+"""The engine: checks to findings, thresholds, waivers, baselines, and the run itself."""

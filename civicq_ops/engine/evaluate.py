@@ -1,0 +1,105 @@
+"""From a check's result rows to findings: subjects, thresholds, NULLs, empty results, messages.
+
+Pure: no database here, so `civicq-ops test` runs the same code on rows written in YAML.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from civicq_ops.catalog.model import Check
+from civicq_ops.engine.findings import Finding, jsonable
+from civicq_ops.engine.units import format_value
+from civicq_ops.errors import TemplateError
+from civicq_ops.target.probe import Capabilities
+from civicq_ops.templating.render import render_text
+
+LOW_CONFIDENCE_COLUMN = "low_confidence_reason"
+
+
+def evaluate_rows(
+    check: Check, rows: list[dict[str, Any]], params: dict[str, Any], caps: Capabilities,
+    now: datetime | None = None,
+) -> list[Finding]:
+    """One finding per row (per subject), or one for the whole check when it has no subject."""
+    if not rows:
+        status = check.on_empty
+        f = Finding(check=check.id, category=check.category, target=caps.name, subject=None, status=status,
+                    title=check.title, unit=check.unit, threshold=_threshold(check), remediation=check.remediation,
+                    message=f"{check.title}: nothing found")
+        if status == "skipped":
+            f.reason = "the query returned no rows"
+        elif status in ("warning", "critical"):
+            f.message = f"{check.title}: the query returned no rows"
+            f.recommendation = _render(check.recommendation, check, params, caps, None, None, {}, now)
+        return [f]
+    findings = []
+    for row in rows if check.subject else rows[:1]:
+        row = {k: jsonable(v) for k, v in row.items()}
+        missing = [c for c in [*check.subject, *([check.value] if check.value else [])] if c not in row]
+        if missing:
+            return [Finding(check=check.id, category=check.category, target=caps.name, subject=None, status="error",
+                            title=check.title, reason=f"the query returned no column {', '.join(missing)}",
+                            message=f"{check.title}: the query returned no column {', '.join(missing)}")]
+        subject = {c: row[c] for c in check.subject} or None
+        value = row.get(check.value) if check.value else None
+        status, reason = _status(check, value)
+        low = row.get(LOW_CONFIDENCE_COLUMN)
+        evidence = {k: v for k, v in row.items()
+                    if k not in check.subject and k != check.value and k != LOW_CONFIDENCE_COLUMN}
+        f = Finding(check=check.id, category=check.category, target=caps.name, subject=subject, status=status,
+                    title=check.title, value=value, unit=check.unit, threshold=_threshold(check),
+                    confidence="low" if low else "high", confidence_reason=low or None,
+                    remediation=check.remediation, evidence=evidence, reason=reason)
+        f.message = _message(check, f, params, caps, row, now)
+        if status in ("warning", "critical"):
+            f.recommendation = _render(check.recommendation, check, params, caps, subject, value, row, now)
+        findings.append(f)
+    return findings
+
+
+def _status(check: Check, value: Any) -> tuple[str, str | None]:
+    if check.level:
+        return check.level, None
+    if check.thresholds is None:
+        return "ok", None
+    if value is None:
+        return check.on_null, "the value is NULL" if check.on_null == "skipped" else None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "error", f"value {value!r} of column {check.value} is not a number"
+    return check.thresholds.level_for(number), None
+
+
+def _threshold(check: Check) -> dict | None:
+    return check.thresholds.raw if check.thresholds else None
+
+
+def _context(check: Check, params, caps: Capabilities, subject, value, row, now) -> dict:
+    return {"params": params, "target": caps.to_context(), "subject": subject or {}, "value": value,
+            "row": row or {}, "check": {"id": check.id, "title": check.title, "unit": check.unit},
+            "now": (now.isoformat() if now else None)}
+
+
+def _render(template: str | None, check: Check, params, caps, subject, value, row, now) -> str | None:
+    if not template:
+        return None
+    try:
+        return render_text(template, _context(check, params, caps, subject, value, row, now))
+    except TemplateError as e:
+        return f"(recommendation could not be rendered: {e.message})"
+
+
+def _message(check: Check, f: Finding, params, caps, row, now) -> str:
+    if check.message:
+        rendered = _render(check.message, check, params, caps, f.subject, f.value, row, now)
+        if rendered:
+            return rendered
+    text = check.title
+    if f.subject:
+        text += f": {f.subject_text()}"
+    if check.value:
+        text += f" {format_value(f.value, check.unit)}"
+    return text

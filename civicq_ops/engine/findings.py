@@ -1,0 +1,113 @@
+"""Findings: what a check says about one subject on one target."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from civicq_ops.engine.thresholds import SEVERITY
+
+STATUSES = ("ok", "warning", "critical", "skipped", "error")
+
+
+def finding_id(target: str, check: str, subject: dict | None) -> str:
+    """Stable identity: the check and subject (and target), never the value or the message,
+    so history, baselines and CI deduplication survive threshold edits."""
+    key = json.dumps([target, check, subject or {}], sort_keys=True, default=str, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+@dataclass
+class Finding:
+    check: str
+    category: str
+    target: str
+    subject: dict | None
+    status: str
+    title: str = ""
+    value: Any = None
+    unit: str | None = None
+    threshold: dict | None = None
+    confidence: str = "high"
+    confidence_reason: str | None = None
+    message: str = ""
+    recommendation: str | None = None
+    remediation: str | None = None
+    waiver: dict | None = None
+    evidence: dict = field(default_factory=dict)
+    reason: str | None = None  # why skipped or error
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = finding_id(self.target, self.check, self.subject)
+
+    @property
+    def waived(self) -> bool:
+        return self.waiver is not None
+
+    @property
+    def severity(self) -> int:
+        return SEVERITY[self.status]
+
+    def subject_text(self) -> str:
+        if not self.subject:
+            return self.target
+        return ".".join(str(v) for v in self.subject.values())
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["waived"] = self.waived
+        return d
+
+
+def jsonable(value: Any) -> Any:
+    """Database values as JSON-friendly Python: Decimal -> float, timedelta -> seconds..."""
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() and abs(value) < 2**63 else float(value)
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID,)):
+        return str(value)
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+@dataclass
+class Summary:
+    ok: int = 0
+    warning: int = 0
+    critical: int = 0
+    skipped: int = 0
+    error: int = 0
+    waived: int = 0
+
+    @classmethod
+    def of(cls, findings: list[Finding]) -> Summary:
+        s = cls()
+        for f in findings:
+            setattr(s, f.status, getattr(s, f.status) + 1)
+            if f.waived:
+                s.waived += 1
+        return s
+
+    def line(self) -> str:
+        return (f"ok={self.ok} warning={self.warning} critical={self.critical} skipped={self.skipped} "
+                f"error={self.error}" + (f" waived={self.waived}" if self.waived else ""))
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,152 @@
+"""Templated SQL, where every `{{ expr }}` becomes a bind parameter.
+
+A query template is rendered in a sandboxed Jinja2 environment whose `finalize` hook sees every
+`{{ }}` value: a plain value is recorded as a bind and replaced by a placeholder; a value marked by
+`| ident` (a quoted identifier) or `| sql_unsafe` (raw text) is written into the SQL. So no value
+from params can ever become SQL text unless a reviewer sees `| sql_unsafe` in the YAML.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from civicq_ops.engine.units import format_bytes, format_duration, format_number, format_value
+from civicq_ops.errors import TemplateError
+
+_MARK = "\x00civicq-bind-{}\x00"
+_state = threading.local()
+
+
+class SqlFragment(str):
+    """Text that goes into SQL as is: a quoted identifier, or raw text a reviewer accepted."""
+
+    unsafe = False
+
+
+class UnsafeFragment(SqlFragment):
+    unsafe = True
+
+
+def _ident(value: Any) -> SqlFragment:
+    """Quote a (dotted) name part by part: "public.votes" -> "public"."votes"."""
+    if isinstance(value, (list, tuple)):
+        parts = [str(p) for p in value]
+    else:
+        parts = str(value).split(".")
+    if not all(parts):
+        raise TemplateError(f"invalid identifier {value!r}")
+    return SqlFragment(".".join('"' + p.replace('"', '""') + '"' for p in parts))
+
+
+def _sql_unsafe(value: Any) -> UnsafeFragment:
+    return UnsafeFragment(str(value))
+
+
+def _finalize(value: Any) -> Any:
+    binds = getattr(_state, "binds", None)
+    if binds is None:  # a message template: plain text
+        return "" if value is None else value
+    if isinstance(value, SqlFragment):
+        return value
+    binds.append(value)
+    return _MARK.format(len(binds) - 1)
+
+
+def _pct(value: Any, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{float(value) * 100:.{digits}f}%"
+
+
+@cache
+def environment():
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, finalize=_finalize, autoescape=False,
+                                        keep_trailing_newline=False)
+    env.filters.update(
+        ident=_ident, sql_unsafe=_sql_unsafe, pct=_pct, bytes=format_bytes, duration=format_duration,
+        number=format_number, value=format_value,
+    )
+    env.globals.clear()  # no range(), lipsum(), dict() ...: templates see only their context
+    return env
+
+
+@cache
+def compile_template(text: str):
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        return environment().from_string(text)
+    except TemplateSyntaxError as e:
+        raise TemplateError(f"template syntax error at template line {e.lineno}: {e.message}") from e
+
+
+@dataclass(frozen=True)
+class RenderedQuery:
+    """SQL with %s placeholders (psycopg style) and the values to bind to them."""
+
+    text: str
+    binds: tuple
+    uses_unsafe: bool = False
+
+    def _substitute(self, placeholder) -> str:
+        out, i, n = [], 0, 0
+        text = self.text
+        while i < len(text):
+            if text.startswith("%%", i):
+                out.append("%")
+                i += 2
+            elif text.startswith("%s", i):
+                out.append(placeholder(n))
+                n += 1
+                i += 2
+            else:
+                out.append(text[i])
+                i += 1
+        return "".join(out)
+
+    def numbered(self) -> str:
+        """The SQL with $1, $2... placeholders, as PostgreSQL and pglast read it."""
+        return self._substitute(lambda n: f"${n + 1}")
+
+    def literal(self) -> str:
+        """The SQL with values inlined as SQL literals, for psql and reviews."""
+        from psycopg import sql
+
+        return self._substitute(lambda n: sql.Literal(self.binds[n]).as_string(None))
+
+
+def render_query(template: str, context: dict[str, Any]) -> RenderedQuery:
+    """Render a query template to SQL text plus bind values."""
+    from jinja2 import TemplateError as JinjaError
+
+    tmpl = compile_template(template)
+    _state.binds = binds = []
+    try:
+        text = tmpl.render(**context)
+    except JinjaError as e:
+        raise TemplateError(f"query template: {e}") from e
+    except TemplateError:
+        raise
+    finally:
+        _state.binds = None
+    # Literal % in the template's SQL must reach psycopg as %%; placeholders become %s.
+    text = text.replace("%", "%%")
+    for i in range(len(binds)):
+        text = text.replace(_MARK.format(i), "%s", 1)
+    unsafe = "sql_unsafe" in template
+    return RenderedQuery(text.strip(), tuple(binds), unsafe)
+
+
+def render_text(template: str, context: dict[str, Any]) -> str:
+    """Render a message or recommendation template as plain text."""
+    from jinja2 import TemplateError as JinjaError
+
+    _state.binds = None
+    try:
+        return " ".join(compile_template(template).render(**context).split())
+    except JinjaError as e:
+        raise TemplateError(f"message template: {e}") from e

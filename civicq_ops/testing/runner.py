@@ -1,0 +1,217 @@
+"""The offline test runner behind `civicq-ops test` and tests/test_yaml_cases.py.
+
+A test file names a check and gives cases: rows standing in for the query's result, params, target
+capabilities and a fixed clock; each case states the findings expected. The real engine evaluates
+the rows (evaluate.py), so a passing case means the YAML check behaves as written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from civicq_ops.catalog.diagnostics import Diagnostic
+from civicq_ops.catalog.load import LoadResult, load_catalog
+from civicq_ops.catalog.loader import LoadedDocument
+from civicq_ops.engine.findings import Finding
+from civicq_ops.errors import CivicqError
+from civicq_ops.target.probe import Capabilities, unmet_requirement
+
+
+@dataclass
+class CaseResult:
+    file: str
+    subject: str  # the check (or policy/alert) under test
+    name: str
+    line: int
+    passed: bool
+    skipped: str | None = None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return f"{self.subject}::{self.name}"
+
+
+@dataclass
+class TestReport:
+    cases: list[CaseResult] = field(default_factory=list)
+    untested_checks: list[str] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        return [c for c in self.cases if not c.passed and not c.skipped]
+
+    @property
+    def exit_code(self) -> int:
+        if [d for d in self.diagnostics if d.level == "error"]:
+            return 2
+        return 1 if self.failed else 0
+
+
+def run_tests(paths: list[Path], *, today=None) -> TestReport:
+    """Load checks, policies and test files under `paths` and run every case."""
+    loaded = load_catalog(paths, today=today)
+    report = TestReport(diagnostics=loaded.diagnostics)
+    if loaded.errors:
+        return report
+    tested: set[str] = set()
+    for doc in loaded.tests:
+        report.cases.extend(run_test_file(doc, loaded))
+        if "check" in doc.data:
+            tested.add(doc.data["check"])
+    report.untested_checks = sorted(set(loaded.catalog.checks) - tested)
+    return report
+
+
+def run_test_file(doc: LoadedDocument, loaded: LoadResult) -> list[CaseResult]:
+    data = doc.data
+    results = []
+    what = data.get("check") or data.get("policy") or data.get("alert")
+    for name, case in data["cases"].items():
+        line = doc.position(("cases", name))[0]
+        result = CaseResult(doc.path, what, name, line, passed=False)
+        if case.get("skip"):
+            result.skipped = case["skip"]
+            results.append(result)
+            continue
+        if "check" not in data:
+            result.failures.append("policy and alert cases run with the remediation engine, not here yet")
+            results.append(result)
+            continue
+        try:
+            result.failures = _run_check_case(data, case, loaded)
+        except CivicqError as e:
+            result.failures = [f"the case could not run: {e.message}"]
+        result.passed = not result.failures
+        results.append(result)
+    return results
+
+
+def _merged(data: dict, case: dict, key: str) -> dict:
+    return {**(data.get(key) or {}), **(case.get(key) or {})}
+
+
+def _run_check_case(data: dict, case: dict, loaded: LoadResult) -> list[str]:
+    from civicq_ops.engine.evaluate import evaluate_rows
+    from civicq_ops.engine.run import render_check, resolve_params
+
+    check = loaded.catalog.checks.get(data["check"])
+    if check is None:
+        return [f"no check '{data['check']}' in the catalog"]
+    if "expect" not in case or "findings" not in case["expect"]:
+        return ["the case states no expect.findings: it could never fail"]
+    params = resolve_params(check, _merged(data, case, "params"))
+    caps = Capabilities.from_test_spec(_merged(data, case, "target"))
+    now_text = case.get("now") or data.get("now")
+    now = datetime.fromisoformat(now_text.replace("Z", "+00:00")) if now_text else datetime(2026, 1, 1, tzinfo=UTC)
+    reason = unmet_requirement(check.requires, caps)
+    if reason:
+        actual = [Finding(check=check.id, category=check.category, target=caps.name, subject=None,
+                          status="skipped", reason=reason)]
+    else:
+        render_check(check, params, caps)  # the template must render with these params and target
+        actual = evaluate_rows(check, case.get("rows", []), params, caps, now)
+    return compare(case["expect"]["findings"], actual)
+
+
+def compare(expected: list[dict], actual: list[Finding]) -> list[str]:
+    """Identity (subject, status) strictly; text only where the case writes it."""
+    failures = []
+    remaining = list(actual)
+    for exp in expected:
+        match = None
+        for f in remaining:
+            if "subject" in exp and (exp["subject"] or None) != _norm(f.subject):
+                continue
+            if "subject" not in exp and "status" in exp and f.status != exp["status"]:
+                continue
+            match = f
+            break
+        if match is None:
+            failures.append(f"expected a finding {_show(exp)}, found none; actual: {_actual(actual)}")
+            continue
+        remaining.remove(match)
+        for key in ("status", "confidence"):
+            if key in exp and getattr(match, key) != exp[key]:
+                failures.append(f"{_where(match)}: expected {key} {exp[key]!r}, got {getattr(match, key)!r}"
+                                + (f" ({match.reason})" if match.reason else ""))
+        if "value" in exp and not _same_value(exp["value"], match.value):
+            failures.append(f"{_where(match)}: expected value {exp['value']!r}, got {match.value!r}")
+        for key in ("message", "recommendation"):
+            if key in exp and (getattr(match, key) or "") != exp[key]:
+                failures.append(f"{_where(match)}: expected {key}\n    {exp[key]!r}\n  got\n    {getattr(match, key)!r}")
+            if f"{key}_contains" in exp and exp[f"{key}_contains"] not in (getattr(match, key) or ""):
+                failures.append(f"{_where(match)}: {key} does not contain {exp[key + '_contains']!r}: "
+                                f"{getattr(match, key)!r}")
+        if "reason_contains" in exp and exp["reason_contains"] not in (match.reason or ""):
+            failures.append(f"{_where(match)}: reason does not contain {exp['reason_contains']!r}: {match.reason!r}")
+    for f in remaining:
+        if f.status != "ok":
+            failures.append(f"unexpected finding {_where(f)} status {f.status}: {f.message or f.reason}")
+    return failures
+
+
+def _norm(subject):
+    return subject or None
+
+
+def _same_value(want, got) -> bool:
+    try:
+        return abs(float(want) - float(got)) <= 1e-9 * max(1.0, abs(float(want)))
+    except (TypeError, ValueError):
+        return want == got
+
+
+def _where(f: Finding) -> str:
+    return f"[{f.subject_text() if f.subject else 'no subject'}]"
+
+
+def _show(exp: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in exp.items())
+
+
+def _actual(actual: list[Finding]) -> str:
+    return "; ".join(f"{_where(f)} {f.status}" for f in actual) or "none"
+
+
+def render_junit(report: TestReport) -> str:
+    from xml.etree import ElementTree as ET
+
+    root = ET.Element("testsuites", name="civicq-ops test")
+    by_file: dict[str, list[CaseResult]] = {}
+    for c in report.cases:
+        by_file.setdefault(c.file, []).append(c)
+    for path, cases in by_file.items():
+        suite = ET.SubElement(root, "testsuite", name=path, tests=str(len(cases)),
+                              failures=str(sum(1 for c in cases if not c.passed and not c.skipped)),
+                              skipped=str(sum(1 for c in cases if c.skipped)))
+        for c in cases:
+            case = ET.SubElement(suite, "testcase", name=c.id, classname=path, file=path, line=str(c.line))
+            if c.skipped:
+                ET.SubElement(case, "skipped", message=c.skipped)
+            elif not c.passed:
+                ET.SubElement(case, "failure", message=c.failures[0].splitlines()[0]).text = "\n".join(c.failures)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def render_text(report: TestReport) -> str:
+    lines = []
+    for c in report.cases:
+        mark = "SKIP" if c.skipped else "PASS" if c.passed else "FAIL"
+        lines.append(f"{mark} {c.file}:{c.line} {c.id}" + (f" ({c.skipped})" if c.skipped else ""))
+        for failure in c.failures:
+            lines.append("     " + failure.replace("\n", "\n     "))
+    passed = sum(1 for c in report.cases if c.passed)
+    failed = len(report.failed)
+    skipped = sum(1 for c in report.cases if c.skipped)
+    if report.untested_checks:
+        lines.append(f"coverage: {len(report.untested_checks)} check(s) without a test: "
+                     + ", ".join(report.untested_checks))
+    else:
+        lines.append("coverage: every check has a test")
+    lines.append(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
+    return "\n".join(lines) + "\n"
