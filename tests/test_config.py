@@ -36,7 +36,7 @@ def test_duplicate_key_is_an_error_naming_both_lines(project_file):
 
 def test_wrong_version_is_an_error(project_file):
     path = project_file("version: 2\n")
-    with pytest.raises(ConfigError, match=r":1:1: version"):
+    with pytest.raises(ConfigError, match=r":1:10: version"):
         load_project(path, env={})
 
 
@@ -48,13 +48,13 @@ def test_invalid_yaml_is_an_error_with_position(project_file):
 
 def test_target_needs_exactly_one_of_embedded_or_url(project_file):
     path = project_file("version: 1\ntargets:\n  both: {embedded: true, url: 'postgresql://x'}\n")
-    with pytest.raises(ConfigError, match=r":3:3: .*exactly one of 'embedded: true' or 'url'"):
+    with pytest.raises(ConfigError, match=r":3:9: .*exactly one of 'embedded: true' or 'url'"):
         load_project(path, env={})
 
 
 def test_default_target_must_exist(project_file):
     path = project_file("version: 1\ntargets:\n  a: {embedded: true}\ndefault_target: b\n")
-    with pytest.raises(ConfigError, match=r":4:1: default_target 'b' is not one of the targets"):
+    with pytest.raises(ConfigError, match=r":4:17: default_target 'b' is not one of the targets"):
         load_project(path, env={})
 
 
@@ -68,7 +68,7 @@ def test_unset_env_variable_is_an_error_naming_it_and_its_line(project_file):
     path = project_file("version: 1\ntargets:\n  local: {embedded: true}\n  prod: {url: '${PROD_URL}'}\n")
     project = load_project(path, env={})
     assert project.target("local").embedded  # an unused target does not get in the way
-    with pytest.raises(ConfigError, match=r"civicq-ops.yaml:4:10: environment variable PROD_URL is not set"):
+    with pytest.raises(ConfigError, match=r"civicq-ops.yaml:4:15: environment variable PROD_URL is not set"):
         project.target("prod")
 
 

@@ -43,8 +43,16 @@ def discover(paths: list[Path]) -> list[Path]:
         key = f.resolve()
         if key not in seen:
             seen.add(key)
-            unique.append(f)
+            unique.append(_display(f))
     return unique
+
+
+def _display(path: Path) -> Path:
+    """Paths under the working folder are shown relative to it, as editors and CI annotations want."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 @dataclass

@@ -36,27 +36,32 @@ class LoadedDocument:
     path: str
     data: Any
     marks: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+    key_marks: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
-    def position(self, json_path: JsonPath) -> tuple[int, int]:
-        """The line and column of the nearest node at or above `json_path` (1-based)."""
+    def position(self, json_path: JsonPath, key: bool = False) -> tuple[int, int]:
+        """The line and column (1-based) of the value at `json_path`, or of its key with `key`;
+        the nearest enclosing node when that path does not exist."""
         p = tuple(json_path)
+        if key and p in self.key_marks:
+            return self.key_marks[p]
         while p:
             if p in self.marks:
                 return self.marks[p]
             p = p[:-1]
         return self.marks.get((), (1, 1))
 
-    def diagnostic(self, json_path: JsonPath, code: str, message: str, **kw: Any) -> Diagnostic:
-        line, col = self.position(json_path)
+    def diagnostic(self, json_path: JsonPath, code: str, message: str, key: bool = False, **kw: Any) -> Diagnostic:
+        line, col = self.position(json_path, key=key)
         return Diagnostic(self.path, line, col, code, message, **kw)
 
 
 def load_text(text: str, path: str) -> LoadedDocument:
     """Parse one YAML document; syntax errors and duplicate keys become diagnostics."""
     doc = LoadedDocument(path=path, data=None)
-    loader = _StrictLoader(text)
+    loader = None
     try:
+        loader = _StrictLoader(text)
         node = loader.get_single_node()
         if node is None:
             doc.diagnostics.append(Diagnostic(path, 1, 1, "yaml-empty", "the file is empty"))
@@ -75,7 +80,8 @@ def load_text(text: str, path: str) -> LoadedDocument:
         doc.diagnostics.append(Diagnostic(path, 1, 1, "yaml-syntax", "invalid YAML: nested too deeply"))
         doc.data = None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return doc
 
 
@@ -105,14 +111,14 @@ def _construct(loader: yaml.SafeLoader, node: yaml.Node, jpath: JsonPath, doc: L
                 key = str(key)
             if key in result:
                 line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                first = doc.marks.get(jpath + (key,), (0, 0))[0]
+                first = doc.key_marks.get(jpath + (key,), (0, 0))[0]
                 doc.diagnostics.append(
                     Diagnostic(doc.path, line, col, "yaml-duplicate-key",
                                f"duplicate key '{key}' (first defined at line {first})")
                 )
                 continue
+            doc.key_marks[jpath + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             result[key] = _construct(loader, value_node, jpath + (key,), doc)
-            doc.marks[jpath + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_construct(loader, item, jpath + (i,), doc) for i, item in enumerate(node.value)]

@@ -47,7 +47,7 @@ def validate_document(doc: LoadedDocument, kind: str) -> list[Diagnostic]:
             if leaf.validator == "additionalProperties" and isinstance(leaf.instance, dict):
                 allowed = set(leaf.schema.get("properties", {}))
                 for key in sorted(k for k in leaf.instance if k not in allowed):
-                    out.append(doc.diagnostic(where + (key,), "unknown-key", _unknown_key(leaf, key)))
+                    out.append(doc.diagnostic(where + (key,), "unknown-key", _unknown_key(leaf, key), key=True))
                 continue
             out.append(doc.diagnostic(where, _code(leaf), _message(leaf)))
     return sorted(set(out))

@@ -46,6 +46,10 @@ def _sql_unsafe(value: Any) -> UnsafeFragment:
 
 
 def _finalize(value: Any) -> Any:
+    from jinja2 import Undefined
+
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()  # StrictUndefined: never bind or print an undefined value
     binds = getattr(_state, "binds", None)
     if binds is None:  # a message template: plain text
         return "" if value is None else value
