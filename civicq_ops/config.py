@@ -67,8 +67,9 @@ class Project:
         return self.root / STATE_DIR
 
     def paths(self, kind: str) -> list[Path]:
+        """Configured folders of `kind` that exist (a project need not have policies yet)."""
         default = [kind]
-        return [self.root / p for p in self.data.get("paths", {}).get(kind, default)]
+        return [self.root / p for p in self.data.get("paths", {}).get(kind, default) if (self.root / p).exists()]
 
     @property
     def target_names(self) -> list[str]:
