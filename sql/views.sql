@@ -172,6 +172,17 @@ LEFT JOIN users u ON u.id = a.actor_id
 WHERE a.created_at >= now() - interval '7 days'
 ORDER BY a.created_at DESC;
 
+-- When each materialized view was last refreshed: PostgreSQL does not record it, so the refresh
+-- function does (the matview-stale check reads it).
+CREATE TABLE IF NOT EXISTS matview_refresh_log (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    view_name       text NOT NULL,
+    refreshed_at    timestamptz NOT NULL DEFAULT now(),
+    duration_ms     numeric NOT NULL,
+    was_concurrent  boolean NOT NULL
+);
+CREATE INDEX IF NOT EXISTS matview_refresh_log_view_idx ON matview_refresh_log (view_name, refreshed_at DESC);
+
 -- Refresh every materialized view of the current schema; CONCURRENTLY where a unique index on
 -- plain columns allows it and the view is populated. Returns what it did and how long it took.
 CREATE FUNCTION refresh_all_materialized_views(try_concurrently boolean DEFAULT true)
@@ -201,6 +212,8 @@ BEGIN
         END IF;
         view_name := m.matviewname;
         duration_ms := round((extract(epoch FROM clock_timestamp() - t0) * 1000)::numeric, 1);
+        INSERT INTO matview_refresh_log (view_name, duration_ms, was_concurrent)
+        VALUES (m.matviewname, duration_ms, refreshed_concurrently);
         RETURN NEXT;
     END LOOP;
 END

@@ -15,6 +15,7 @@ SELECT c.oid, c.relname, c.relkind, obj_description(c.oid, 'pg_class')
 FROM pg_class c
 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm')
   AND c.relname <> 'alembic_version'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')  -- extension objects
 ORDER BY c.relkind = 'r' DESC, c.relname
 """
 

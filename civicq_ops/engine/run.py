@@ -206,7 +206,9 @@ def _run_target(project, target, checks, params, options, deadline, counter):
 
     run = TargetRun(name=target.name)
     try:
+        connect_started = time.perf_counter()
         first = connect(project, target, autocommit=False)
+        connect_ms = (time.perf_counter() - connect_started) * 1000
     except CivicqError as e:
         run.error = e.message
         for c in checks:
@@ -216,7 +218,8 @@ def _run_target(project, target, checks, params, options, deadline, counter):
     settings = sorted({s for c in checks for s in (c.requires.get("settings") or {})})
     try:
         caps = probe(first, name=target.name, environment=target.environment, local=target.embedded,
-                     relations=relations, settings=settings)
+                     relations=relations, settings=settings, expected_role=target.role)
+        caps.connect_ms = round(connect_ms, 2)
     except Exception as e:  # noqa: BLE001 - any probe failure is this target's error
         from civicq_ops.target.connect import first_line
 
@@ -291,7 +294,9 @@ def _run_one(check: Check, params, caps: Capabilities, get_conn, deadline, now) 
     except CivicqError as e:
         return [_skipped(check, caps, e.message, "error")]
     try:
-        with conn.transaction(force_rollback=True):
+        # Committed, not rolled back: a read-only commit changes nothing, and rollbacks would
+        # inflate the rollback ratio that a check of this catalogue watches.
+        with conn.transaction():
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
                          (f"{max(1, int(timeout * 1000))}ms", f"{LOCK_TIMEOUT_MS}ms"))

@@ -67,13 +67,20 @@ def first_line(exc: BaseException) -> str:
     return redact(reason.strip())
 
 
+# The local cluster preloads pg_stat_statements; these make the query and bloat checks work there.
+LOCAL_EXTENSIONS = ("pg_stat_statements", "pgstattuple")
+
+
 def ensure_database(project: Project, target: Target) -> bool:
-    """Create the target's database on a local cluster if it is missing. True if created."""
+    """Create the target's database on a local cluster if it is missing, with the monitoring
+    extensions. True if the database was created."""
     from psycopg import sql
 
     with connect(project, target, dbname="postgres", autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)).fetchone()
-        if exists:
-            return False
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target.database)))
-        return True
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target.database)))
+    with connect(project, target, autocommit=True) as conn:
+        for ext in LOCAL_EXTENSIONS:
+            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext)))
+    return not exists

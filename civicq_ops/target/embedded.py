@@ -342,6 +342,10 @@ class LocalCluster:
             "track_io_timing": "on",
             "pg_stat_statements.track": "all",
             "max_connections": "50",
+            # Two-phase commit on, so prepared transactions can be used and watched.
+            "max_prepared_transactions": "10",
+            # A forgotten transaction must not hold back VACUUM for long, even on a laptop.
+            "idle_in_transaction_session_timeout": "'10min'",
         }
         if self.fast:
             settings.update(_FAST_SETTINGS)

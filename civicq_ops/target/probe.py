@@ -30,7 +30,9 @@ SELECT current_setting('server_version_num')::int,
        (SELECT coalesce(json_agg(n), '[]'::json) FROM unnest(%(relations)s::text[]) AS n
          WHERE to_regclass(n) IS NOT NULL),
        (SELECT system_identifier::text FROM pg_control_system()),
-       now()
+       now(),
+       current_setting('data_directory', true),
+       pg_postmaster_start_time()
 """
 
 
@@ -55,13 +57,23 @@ class Capabilities:
     local: bool = False
     settings: dict[str, str] = field(default_factory=dict)
     probed_at: datetime | None = None
+    expected_role: str = "any"
+    connect_ms: float | None = None
+    clock_skew_s: float | None = None
+    data_directory: str | None = None
+    disk_used_ratio: float | None = None
+    disk_free_bytes: int | None = None
+    postmaster_start: datetime | None = None
 
     def to_context(self) -> dict:
         """What templates see as `target`."""
         return {"name": self.name, "environment": self.environment, "server_version": self.version_text,
                 "server_version_num": self.version.major * 10000 + self.version.minor, "major": self.version.major,
                 "role": self.role, "database": self.database, "extensions": dict(self.extensions),
-                "superuser": self.superuser, "local": self.local}
+                "superuser": self.superuser, "local": self.local, "expected_role": self.expected_role,
+                "connect_ms": self.connect_ms, "clock_skew_s": self.clock_skew_s,
+                "disk_used_ratio": self.disk_used_ratio, "disk_free_bytes": self.disk_free_bytes,
+                "data_directory": self.data_directory}
 
     def has_privilege(self, role: str) -> bool:
         return self.superuser or role in self.roles
@@ -81,27 +93,51 @@ class Capabilities:
             caps.superuser = False
         if "relations" in spec:
             caps.relations = set(spec["relations"])
+        caps.expected_role = spec.get("expected_role", "any")
         return caps
 
 
 def probe(conn, *, name: str, environment: str, local: bool, relations: list[str],
-          settings: list[str] | None = None) -> Capabilities:
+          settings: list[str] | None = None, expected_role: str = "any") -> Capabilities:
     """Ask the server everything `requires` may need, in one round trip (plus named settings)."""
+    import time
+
     with conn.transaction():
+        sent = time.time()
         row = conn.execute(_PROBE, {"roles": list(PREDEFINED_ROLES), "relations": sorted(set(relations))}).fetchone()
+        received = time.time()
         values = {}
         for setting in settings or []:
             got = conn.execute("SELECT current_setting(%s, true)", (setting,)).fetchone()[0]
             if got is not None:
                 values[setting] = got
-    num, text, in_recovery, database, user, superuser, exts, preload, roles, stats_reset, rels, sysid, now = row
-    return Capabilities(
+    (num, text, in_recovery, database, user, superuser, exts, preload, roles, stats_reset, rels, sysid, now,
+     data_directory, started) = row
+    # The server's now() was read between sent and received; the midpoint bounds the error by half the RTT.
+    skew = now.timestamp() - (sent + received) / 2
+    caps = Capabilities(
         name=name, environment=environment, version=Version(num // 10000, num % 10000), version_text=text.split()[0],
         role="standby" if in_recovery else "primary", database=database, user=user, superuser=bool(superuser),
         extensions=dict(exts), preload=[p.strip() for p in preload.split(",") if p.strip()], roles=set(roles),
         relations=set(rels), stats_reset=stats_reset, system_identifier=sysid, local=local, settings=values,
-        probed_at=now,
+        probed_at=now, expected_role=expected_role, clock_skew_s=round(skew, 3), data_directory=data_directory,
+        postmaster_start=started,
     )
+    if local and data_directory:
+        _disk_usage(caps, data_directory)
+    return caps
+
+
+def _disk_usage(caps: Capabilities, data_directory: str) -> None:
+    """Only meaningful when the server's files are on this machine (an embedded target)."""
+    import shutil
+
+    try:
+        usage = shutil.disk_usage(data_directory)
+    except OSError:
+        return
+    caps.disk_used_ratio = round(usage.used / usage.total, 4) if usage.total else None
+    caps.disk_free_bytes = usage.free
 
 
 _VERSION_CLAUSE = re.compile(r"^\s*(>=|<=|>|<|==|=)?\s*(\d+)(?:\.(\d+))?\s*$")

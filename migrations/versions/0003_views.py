@@ -30,4 +30,5 @@ def downgrade() -> None:
         " trending_questions, recent_audit_trail;"
         "DROP MATERIALIZED VIEW IF EXISTS popular_questions, contest_summary, user_activity_summary,"
         " city_dashboard;"
+        "DROP TABLE IF EXISTS matview_refresh_log;"
     )
