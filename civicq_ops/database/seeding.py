@@ -79,5 +79,9 @@ def reset(project: Project, target: Target) -> SeedResult:
         name = sql.Identifier(target.database)
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    if target.embedded:
+        from civicq_ops.target.connect import ensure_database
+
+        ensure_database(project, target)  # the monitoring extensions of the local cluster
     migrate(project, target)
     return seed(project, target)
