@@ -214,8 +214,9 @@ def _run_target(project, target, checks, params, options, deadline, counter):
         for c in checks:
             counter.tick(c.id)
         return run, [], [{"target": target.name, "check": None, "message": e.message}]
-    relations = sorted({r for c in checks for r in c.requires.get("relations", [])})
-    settings = sorted({s for c in checks for s in (c.requires.get("settings") or {})})
+    needs = [c.requires for c in checks] + [v.when for c in checks for v in c.variants]
+    relations = sorted({r for req in needs for r in req.get("relations", [])})
+    settings = sorted({s for req in needs for s in (req.get("settings") or {})})
     try:
         caps = probe(first, name=target.name, environment=target.environment, local=target.embedded,
                      relations=relations, settings=settings, expected_role=target.role)
@@ -300,7 +301,9 @@ def _run_one(check: Check, params, caps: Capabilities, get_conn, deadline, now) 
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
                          (f"{max(1, int(timeout * 1000))}ms", f"{LOCK_TIMEOUT_MS}ms"))
-            cur = conn.execute(f"/* civicq-ops:{check.id} */ {rendered.text}", rendered.binds or None)
+            # Always pass the binds (even none): the text escapes literal % as %%, which psycopg
+            # turns back into % only when it processes placeholders.
+            cur = conn.execute(f"/* civicq-ops:{check.id} */ {rendered.text}", rendered.binds)
             columns = [d.name for d in cur.description or []]
             rows = [dict(zip(columns, r, strict=True)) for r in cur.fetchall()]
     except psycopg.errors.QueryCanceled:

@@ -56,6 +56,10 @@ def connect(
 
 def first_line(exc: BaseException) -> str:
     """The server's primary message, without DETAIL/HINT lines, redacted."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if primary:
+        return redact(primary)
     text = str(exc).strip()
     lines = [ln for ln in text.splitlines() if ln.strip()]
     # libpq prefixes "connection to server at ... failed:"; keep the cause.
