@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 OPS := $(BIN)/civicq-ops
 
 .PHONY: demo test lint clean venv db-up db-down db-status help migrate migrate-create rollback \
-	migration-history seed-dev dev-reset schema-doc
+	migration-history seed-dev dev-reset schema-doc checks-doc health health-full analyze analyze-json \
+	monitor-connections monitor-slow-queries monitor-locks monitor-cache monitor-bloat \
+	indexes-unused indexes-missing indexes-usage bench
 
 help:
 	@echo "make demo   - install, start the local PostgreSQL, and show the report"
@@ -28,6 +30,8 @@ demo: $(STAMP)
 	$(OPS) db migrate
 	$(OPS) db seed
 	$(OPS) db status
+	@echo
+	-$(OPS) run checks
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -63,3 +67,36 @@ dev-reset: $(STAMP)
 	$(OPS) $(T) db reset --yes
 schema-doc: $(STAMP)
 	$(OPS) $(T) db schema-doc
+checks-doc: $(STAMP)
+	$(OPS) checks doc
+
+# The seed's monitoring targets: thin wrappers over `run checks`.
+health: $(STAMP)
+	$(OPS) $(T) health
+health-full: $(STAMP)
+	$(OPS) $(T) health --full
+analyze: $(STAMP)
+	$(OPS) $(T) run checks --verbose
+analyze-json: $(STAMP)
+	@[ -n "$(FILE)" ] || { echo 'usage: make analyze-json FILE=report.json'; exit 2; }
+	$(OPS) $(T) run checks --format json --output json=$(FILE) > /dev/null
+monitor-connections: $(STAMP)
+	$(OPS) $(T) run checks --category connections --verbose
+monitor-slow-queries: $(STAMP)
+	$(OPS) $(T) run checks --check slow-queries,top-queries-by-total-time,long-running-queries --verbose
+monitor-locks: $(STAMP)
+	$(OPS) $(T) run checks --category locks --verbose
+monitor-cache: $(STAMP)
+	$(OPS) $(T) run checks --category cache --verbose
+monitor-bloat: $(STAMP)
+	$(OPS) $(T) run checks --category bloat --check table-dead-tuples --verbose
+indexes-unused: $(STAMP)
+	$(OPS) $(T) run checks --check unused-indexes --verbose
+indexes-missing: $(STAMP)
+	$(OPS) $(T) run checks --check missing-indexes,fk-without-index --verbose
+indexes-usage: $(STAMP)
+	$(OPS) $(T) run checks --check largest-indexes,unused-indexes,index-cache-hit-ratio --verbose
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_checks.py
+	$(BIN)/python bench/seed.py

@@ -59,3 +59,11 @@ def test_every_shipped_check_documents_itself():
     for check in _loaded().catalog.checks.values():
         assert check.description, f"{check.id} has no description"
         assert check.recommendation or not (check.thresholds or check.level), f"{check.id} has no recommendation"
+
+
+def test_committed_checks_doc_matches_the_catalogue(monkeypatch):
+    from civicq_ops.report.checks_doc import render
+
+    monkeypatch.chdir(REPO)
+    generated = render(load_catalog([REPO / "checks"]).catalog)
+    assert generated == (REPO / "docs" / "checks.md").read_text(), "docs/checks.md is stale: run `civicq-ops checks doc`"

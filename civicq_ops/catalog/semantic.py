@@ -25,12 +25,13 @@ _SAMPLES = {"integer": 1, "number": 1.5, "string": "x", "boolean": True, "array"
             "bytes": "1MB"}
 
 
-def check_catalog(result, *, notifiers: set[str] | None = None, today: date | None = None) -> list[Diagnostic]:
+def check_catalog(result, *, notifiers: set[str] | None = None, today: date | None = None,
+                  parse_sql: bool = True) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     cat = result.catalog
     today = today or date.today()
     for check in cat.checks.values():
-        out.extend(_check_check(result.documents[check.source.path], check, check.source.index))
+        out.extend(_check_check(result.documents[check.source.path], check, check.source.index, parse_sql))
     seen: dict[str, object] = {}
     for policy in cat.policies:
         doc, idx = result.documents[policy.source.path], policy.source.index
@@ -97,7 +98,7 @@ def check_catalog(result, *, notifiers: set[str] | None = None, today: date | No
 
 
 
-def _check_check(doc, check: Check, idx: int) -> list[Diagnostic]:
+def _check_check(doc, check: Check, idx: int, parse_sql: bool = True) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     base = ("checks", idx)
     if check.thresholds is not None:
@@ -128,7 +129,7 @@ def _check_check(doc, check: Check, idx: int) -> list[Diagnostic]:
     for jpath, text, _when in queries:
         problems = _template(doc, jpath, text, QUERY_NAMES, declared)
         out.extend(problems)
-        if any(p.level == "error" for p in problems):
+        if any(p.level == "error" for p in problems) or not parse_sql:
             continue
         out.extend(_sql(doc, jpath, check, text))
     for key in ("message", "recommendation"):

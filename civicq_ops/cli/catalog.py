@@ -181,3 +181,21 @@ def register(app: typer.Typer) -> None:
     app.command()(schema)
     app.command()(test)
     app.add_typer(checks_app, name="checks")
+
+
+@checks_app.command("doc")
+def checks_doc(
+    ctx: typer.Context,
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the Markdown.")] = "docs/checks.md",
+) -> None:
+    """Write the check reference (what each check detects, thresholds, requirements) from the YAML.
+
+    Example: civicq-ops checks doc -o docs/checks.md
+    """
+    from civicq_ops.catalog.load import project_catalog
+    from civicq_ops.fileio import write_atomic
+    from civicq_ops.report.checks_doc import render
+
+    catalog = project_catalog(_session(ctx).project).catalog
+    write_atomic(output, render(catalog))
+    emit(f"wrote {output}: {len(catalog.checks)} checks\n")
