@@ -1,0 +1,209 @@
+"""`backup create`: pg_dump into `<id>.partial/`, checksum, manifest, rename into place.
+
+Row counts are taken in the same snapshot pg_dump uses (pg_export_snapshot + --snapshot), so a
+restore can be compared with the source exactly, even while the application writes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from civicq_ops.backup.manifest import Manifest, checksum_files, fsync_dir, fsync_tree, write_manifest
+from civicq_ops.backup.tools import client_env, compression_methods, pg_tool
+from civicq_ops.config import Project, Target
+from civicq_ops.errors import ExecutionError, InputError
+from civicq_ops.redaction import redact
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class BackupOptions:
+    format: str = "directory"  # directory | custom
+    jobs: int = 2
+    compress: str | None = None  # gzip[:level] | lz4 | zstd | none
+    schema_only: bool = False
+    data_only: bool = False
+    tables: list[str] = field(default_factory=list)
+    exclude_tables: list[str] = field(default_factory=list)
+    lock_wait_timeout: str | None = "30s"
+    globals: bool = True
+    row_counts: bool = True
+
+
+def backups_dir(project: Project) -> Path:
+    return project.root / project.section("backups").get("dir", "backups")
+
+
+def new_backup_id(target: Target, now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"{target.name}-{now.strftime('%Y%m%dT%H%M%S')}{now.microsecond // 1000:03d}Z"
+
+
+def create_backup(project: Project, target: Target, options: BackupOptions, progress: Progress | None = None,
+                  backup_id: str | None = None) -> Manifest:
+    """Make one backup of the target's database; returns its manifest. Nothing is listed until done."""
+    from civicq_ops.target.connect import connect, connect_kwargs
+
+    if options.format not in ("directory", "custom"):
+        raise InputError(f"unknown backup format '{options.format}' (directory or custom)")
+    if options.schema_only and options.data_only:
+        raise InputError("--schema-only and --data-only exclude each other")
+    root = backups_dir(project)
+    root.mkdir(parents=True, exist_ok=True)
+    backup_id = backup_id or new_backup_id(target)
+    final = root / backup_id
+    partial = root / f"{backup_id}.partial"
+    if final.exists() or partial.exists():
+        raise InputError(f"backup {backup_id} already exists")
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    # autocommit, so that the snapshot's transaction is opened (and ended) explicitly.
+    with connect(project, target, autocommit=True) as conn:
+        info = conn.execute(
+            "SELECT current_setting('server_version'), current_setting('server_version_num')::int / 10000, "
+            "(SELECT system_identifier::text FROM pg_control_system()), current_database(), "
+            "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)").fetchone()
+        server_version, major, sysid, database, superuser = info
+        pg_dump = pg_tool("pg_dump", major)
+        dump_version = _version_of(pg_dump)
+        if options.compress and options.compress.split(":")[0] not in ("none", "0", *compression_methods(pg_dump)):
+            raise InputError(f"{pg_dump} cannot compress with {options.compress} "
+                             f"(it supports {', '.join(compression_methods(pg_dump))})")
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        tables = _tables(conn, options)
+        partial.mkdir()
+        (partial / "pid").write_text(str(os.getpid()))
+        try:
+            args = [str(pg_dump), "--format", options.format[0], "--file", str(partial / _dump_name(options)),
+                    "--snapshot", snapshot, "--verbose", "--no-password"]
+            if options.format == "directory":
+                args += ["--jobs", str(max(1, options.jobs))]
+            if options.compress:
+                args += ["--compress", options.compress]
+            if options.schema_only:
+                args.append("--schema-only")
+            if options.data_only:
+                args.append("--data-only")
+            for t in options.tables:
+                args += ["--table", t]
+            for t in options.exclude_tables:
+                args += ["--exclude-table", t]
+            if options.lock_wait_timeout:
+                args += [f"--lock-wait-timeout={_ms(options.lock_wait_timeout)}"]
+            kw = connect_kwargs(project, target)
+            warnings = _run_dump(args, kw, len(tables), progress)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("ROLLBACK")  # releases the snapshot only after pg_dump is done with it
+    globals_file = None
+    if options.globals:
+        globals_file = "globals.sql"
+        _dump_globals(project, target, major, partial / globals_file, superuser)
+    (partial / "pid").unlink()
+    names = [_dump_name(options)] + ([globals_file] if globals_file else [])
+    files = checksum_files(partial, names)
+    finished = datetime.now(UTC)
+    manifest = Manifest(
+        id=backup_id, target=target.name, database=database, format=options.format,
+        started_at=started.isoformat(), finished_at=finished.isoformat(), duration_s=round(time.monotonic() - t0, 3),
+        server_version=server_version, pg_dump_version=dump_version, system_identifier=sysid,
+        options={"jobs": options.jobs, "compress": options.compress, "schema_only": options.schema_only,
+                 "data_only": options.data_only, "tables": options.tables, "exclude_tables": options.exclude_tables},
+        files=files, tables=tables, globals_file=globals_file, size_bytes=sum(f.size for f in files),
+        warnings=warnings,
+    )
+    fsync_tree(partial)
+    write_manifest(partial, manifest)
+    os.replace(partial, final)
+    fsync_dir(root)
+    return manifest
+
+
+def _dump_name(options: BackupOptions) -> str:
+    return "dump" if options.format == "directory" else "dump.custom"
+
+
+def _ms(duration: str) -> int:
+    from civicq_ops.engine.units import parse_duration
+
+    return int(parse_duration(duration) * 1000)
+
+
+def _version_of(program: Path) -> str:
+    from civicq_ops.target.binaries import program_version
+
+    return str(program_version(program))
+
+
+def _tables(conn, options: BackupOptions) -> list[dict]:
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname, c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname !~ '^pg_toast' AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e') "
+        "ORDER BY 1, 2").fetchall()
+    from psycopg import sql
+
+    tables = []
+    for schema, name, estimate in rows:
+        entry = {"schema": schema, "name": name, "rows_estimate": max(estimate, 0)}
+        if options.row_counts and not options.schema_only:
+            count = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+            entry["rows"] = conn.execute(count).fetchone()[0]
+        tables.append(entry)
+    return tables
+
+
+_TABLE_DONE = re.compile(r"(dumping contents of table|finished item \d+ TABLE DATA)")
+
+
+def _run_dump(args: list[str], kw: dict, table_count: int, progress: Progress | None) -> list[str]:
+    """Run pg_dump, following its --verbose lines for progress; warnings are kept for the manifest."""
+    env = client_env(kw)
+    try:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    except OSError as e:
+        raise ExecutionError(f"pg_dump could not start: {e}") from e
+    done, warnings, errors = 0, [], []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        line = line.rstrip()
+        if _TABLE_DONE.search(line):
+            done += 1
+            if progress:
+                progress(line.rsplit(" ", 1)[-1], min(done, table_count), table_count)
+        elif "warning:" in line.lower():
+            warnings.append(redact(line))
+        elif "error:" in line.lower():
+            errors.append(redact(line))
+    code = proc.wait()
+    if code != 0:
+        raise ExecutionError(f"pg_dump failed (exit {code}): {errors[-1] if errors else 'see its output'}")
+    return warnings
+
+
+def _dump_globals(project: Project, target: Target, major: int, path: Path, superuser: bool) -> None:
+    from civicq_ops.target.connect import connect_kwargs
+
+    pg_dumpall = pg_tool("pg_dumpall", major)
+    kw = connect_kwargs(project, target)
+    args = [str(pg_dumpall), "--globals-only", "--file", str(path), "--no-password"]
+    if not superuser:
+        args.append("--no-role-passwords")  # pg_authid is superuser-only
+    proc = subprocess.run(args, capture_output=True, text=True, env=client_env(kw))
+    if proc.returncode != 0:
+        raise ExecutionError(f"pg_dumpall --globals-only failed: {redact(proc.stderr.strip().splitlines()[-1])}")
+
+
+def remove_partial(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

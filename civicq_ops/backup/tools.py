@@ -1,0 +1,50 @@
+"""pg_dump, pg_dumpall, pg_restore: the newest client at least as new as the server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from functools import cache
+from pathlib import Path
+
+from civicq_ops.target.binaries import find_client
+
+
+def pg_tool(name: str, server_major: int) -> Path:
+    """The newest `name` whose major is at least the server's; an older one is refused (MissingBinary)."""
+    return find_client(name, min_major=server_major)
+
+
+def client_env(kw: dict) -> dict[str, str]:
+    """libpq environment for a client program: host, port, user and password never go on argv."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    if kw.get("conninfo"):  # a URL target: split it, so its password never appears in `ps`
+        from psycopg.conninfo import conninfo_to_dict
+
+        kw = {**conninfo_to_dict(str(kw["conninfo"])), **{k: v for k, v in kw.items() if k != "conninfo"}}
+    mapping = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD", "dbname": "PGDATABASE"}
+    for key, var in mapping.items():
+        if kw.get(key) is not None:
+            env[var] = str(kw[key])
+    if kw.get("sslmode"):
+        env["PGSSLMODE"] = str(kw["sslmode"])
+    env["PGAPPNAME"] = "civicq-ops backup"
+    env["PGCONNECT_TIMEOUT"] = str(kw.get("connect_timeout", 10))
+    return env
+
+
+@cache
+def compression_methods(pg_dump: Path) -> tuple[str, ...]:
+    """What this pg_dump can compress with: gzip always; lz4 and zstd only if it was built with them."""
+    methods = ["gzip"]
+    help_text = subprocess.run([str(pg_dump), "--help"], capture_output=True, text=True).stdout
+    if "METHOD" not in help_text:  # before PostgreSQL 16: a gzip level only
+        return tuple(methods)
+    pg_config = pg_dump.with_name("pg_config")
+    configure = ""
+    if pg_config.exists():
+        configure = subprocess.run([str(pg_config), "--configure"], capture_output=True, text=True).stdout
+    for method in ("lz4", "zstd"):
+        if f"--with-{method}" in configure:
+            methods.append(method)
+    return tuple(methods)
