@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from civicq_ops.backup.manifest import Manifest, checksum_files, fsync_dir, fsync_tree, write_manifest
-from civicq_ops.backup.tools import client_env, compression_methods, pg_tool
+from civicq_ops.backup.tools import client_env, compress_arg, compression_methods, pg_tool
 from civicq_ops.config import Project, Target
 from civicq_ops.errors import ExecutionError, InputError
 from civicq_ops.redaction import redact
@@ -89,7 +89,7 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
             if options.format == "directory":
                 args += ["--jobs", str(max(1, options.jobs))]
             if options.compress:
-                args += ["--compress", options.compress]
+                args += ["--compress", compress_arg(pg_dump, options.compress)]
             if options.schema_only:
                 args.append("--schema-only")
             if options.data_only:

@@ -133,8 +133,8 @@ def restore_backup(project: Project, target: Target, folder: Path, manifest: Man
     from civicq_ops.target.connect import connect, connect_kwargs
 
     t0 = time.monotonic()
-    pg_restore = pg_tool("pg_restore", 0)
     dumped_with = Version.parse(manifest.pg_dump_version)
+    pg_restore = pg_tool("pg_restore", dumped_with.major)
     restore_version = program_version(pg_restore)
     if restore_version.major < dumped_with.major:
         raise InputError(f"pg_restore {restore_version} at {pg_restore} is older than the pg_dump "

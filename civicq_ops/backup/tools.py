@@ -11,8 +11,10 @@ from civicq_ops.target.binaries import find_client
 
 
 def pg_tool(name: str, server_major: int) -> Path:
-    """The newest `name` whose major is at least the server's; an older one is refused (MissingBinary)."""
-    return find_client(name, min_major=server_major)
+    """A `name` of the server's own major when installed, else the newest newer one; an older one is
+    refused (MissingBinary). The same major matters: pg_dump 17+ writes `SET transaction_timeout`,
+    which an older server rejects when the dump is restored into it."""
+    return find_client(name, min_major=server_major, prefer_major=server_major or None)
 
 
 def client_env(kw: dict) -> dict[str, str]:
@@ -48,3 +50,15 @@ def compression_methods(pg_dump: Path) -> tuple[str, ...]:
         if f"--with-{method}" in configure:
             methods.append(method)
     return tuple(methods)
+
+
+def compress_arg(pg_dump: Path, spec: str) -> str:
+    """The --compress value this pg_dump understands: before PostgreSQL 16 only a gzip level."""
+    method, _, level = spec.partition(":")
+    if "METHOD" in subprocess.run([str(pg_dump), "--help"], capture_output=True, text=True).stdout:
+        return spec
+    if method in ("none", "0"):
+        return "0"
+    if method.isdigit():
+        return method
+    return level or "6"  # gzip

