@@ -8,7 +8,8 @@ OPS := $(BIN)/civicq-ops
 .PHONY: demo test lint clean venv db-up db-down db-status help migrate migrate-create rollback \
 	migration-history seed-dev dev-reset schema-doc checks-doc health health-full analyze analyze-json \
 	monitor-connections monitor-slow-queries monitor-locks monitor-cache monitor-bloat \
-	indexes-unused indexes-missing indexes-usage bench
+	indexes-unused indexes-missing indexes-usage bench backup backup-compressed backup-list backup-cleanup \
+	restore prod-backup
 
 help:
 	@echo "make demo   - install, start the local PostgreSQL, and show the report"
@@ -30,6 +31,8 @@ demo: $(STAMP)
 	$(OPS) db migrate
 	$(OPS) db seed
 	$(OPS) db status
+	$(OPS) backup create
+	$(OPS) backup verify --latest
 	@echo
 	-$(OPS) run checks
 
@@ -100,3 +103,20 @@ indexes-usage: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_checks.py
 	$(BIN)/python bench/seed.py
+	$(BIN)/python bench/backup.py
+
+# The seed's backup targets.
+backup: $(STAMP)
+	$(OPS) $(T) backup create
+backup-compressed: $(STAMP)
+	$(OPS) $(T) backup create --format custom --compress gzip:9
+backup-list: $(STAMP)
+	$(OPS) $(T) backup list
+backup-cleanup: $(STAMP)
+	$(OPS) $(T) backup cleanup $(if $(YES),--yes,)
+restore: $(STAMP)
+	@[ -n "$(FILE)" ] || { echo 'usage: make restore FILE=<backup id> [DB=name CLEAN=1]'; exit 2; }
+	$(OPS) $(T) restore $(FILE) $(if $(DB),--target-db $(DB),) $(if $(CLEAN),--clean,)
+prod-backup: $(STAMP)
+	$(OPS) --target prod backup create --format directory
+	$(OPS) --target prod backup verify --latest

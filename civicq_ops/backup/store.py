@@ -70,3 +70,21 @@ def find(root: Path, backup_id: str | None, latest: bool = False, target: str | 
 
 def update(root: Path, manifest: Manifest) -> None:
     write_manifest(root / manifest.id, manifest)
+
+
+def backup_facts(root: Path, target: str, now=None) -> dict:
+    """What the backup-freshness check needs: the newest verified backup's age and size, and the
+    size of the verified backup before it (a sudden drop means tables went missing)."""
+    from datetime import UTC, datetime
+
+    now = now or datetime.now(UTC)
+    verified = [m for m in complete(root, target) if m.verified]
+    facts = {"verified_count": len(verified), "age_s": None, "size_bytes": None, "previous_size_bytes": None,
+             "latest_id": None}
+    if verified:
+        latest = verified[-1]
+        facts.update(age_s=round((now - datetime.fromisoformat(latest.finished_at)).total_seconds(), 1),
+                     size_bytes=latest.size_bytes, latest_id=latest.id)
+        if len(verified) > 1:
+            facts["previous_size_bytes"] = verified[-2].size_bytes
+    return facts

@@ -231,6 +231,11 @@ def _run_target(project, target, checks, params, options, deadline, counter):
         run.error = message
         return run, [], [{"target": target.name, "check": None, "message": message}]
     run.server_version, run.role, run.system_identifier = caps.version_text, caps.role, caps.system_identifier
+    if any(c.category == "backup" for c in checks):
+        from civicq_ops.backup.create import backups_dir
+        from civicq_ops.backup.store import backup_facts
+
+        caps.backup = backup_facts(backups_dir(project), target.name)
 
     connections: list = [first]
     spare = [first]

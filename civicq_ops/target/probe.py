@@ -12,6 +12,8 @@ from datetime import datetime
 
 from civicq_ops.target.binaries import Version
 
+NO_BACKUP = {"verified_count": 0, "age_s": None, "size_bytes": None, "previous_size_bytes": None, "latest_id": None}
+
 PREDEFINED_ROLES = ("pg_monitor", "pg_read_all_stats", "pg_read_all_settings", "pg_signal_backend",
                     "pg_maintain", "pg_read_server_files", "pg_stat_scan_tables")
 
@@ -64,6 +66,7 @@ class Capabilities:
     disk_used_ratio: float | None = None
     disk_free_bytes: int | None = None
     postmaster_start: datetime | None = None
+    backup: dict = field(default_factory=lambda: dict(NO_BACKUP))  # this target's backups, from the runner
 
     def to_context(self) -> dict:
         """What templates see as `target`."""
@@ -73,7 +76,7 @@ class Capabilities:
                 "superuser": self.superuser, "local": self.local, "expected_role": self.expected_role,
                 "connect_ms": self.connect_ms, "clock_skew_s": self.clock_skew_s,
                 "disk_used_ratio": self.disk_used_ratio, "disk_free_bytes": self.disk_free_bytes,
-                "data_directory": self.data_directory}
+                "data_directory": self.data_directory, "backup": dict(self.backup)}
 
     def has_privilege(self, role: str) -> bool:
         return self.superuser or role in self.roles
@@ -94,6 +97,7 @@ class Capabilities:
         if "relations" in spec:
             caps.relations = set(spec["relations"])
         caps.expected_role = spec.get("expected_role", "any")
+        caps.backup = {**NO_BACKUP, **(spec.get("backup") or {})}
         return caps
 
 

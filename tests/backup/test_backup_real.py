@@ -150,3 +150,38 @@ def datetime_now_iso() -> str:
     from datetime import UTC, datetime
 
     return datetime.now(UTC).isoformat()
+
+
+def _backup_checks(p, target):
+    from civicq_ops.catalog.load import project_catalog
+    from civicq_ops.engine.run import RunOptions, Selection, run_checks
+
+    catalog = project_catalog(p).catalog
+    result = run_checks(p, [target], catalog, Selection(categories=["backup"]), RunOptions())
+    return {f.check: f for f in result.findings}
+
+
+def test_backup_freshness_is_critical_without_a_verified_backup_and_clears_after_one(project):
+    p, target = project
+    assert _backup_checks(p, target)["backup-freshness"].status == "critical"
+    m = create_backup(p, target, BackupOptions(format="custom"))
+    assert _backup_checks(p, target)["backup-freshness"].status == "critical"  # not verified yet
+    folder, manifest = find(backups_dir(p), m.id)
+    assert verify_backup(p, target, folder, manifest).ok
+    finding = _backup_checks(p, target)["backup-freshness"]
+    assert finding.status == "ok" and finding.evidence["backup_id"] == m.id
+
+
+def test_backup_size_drop_fires_when_a_backup_shrinks(project, civicq_db):
+    p, target = project
+    from civicq_ops.database.seeding import seed
+
+    seed(*civicq_db.project(), scale=2)
+    for _ in range(2):
+        m = create_backup(p, target, BackupOptions(format="custom", compress="none", globals=False))
+        folder, manifest = find(backups_dir(p), m.id)
+        assert verify_backup(p, target, folder, manifest).ok
+        with civicq_db.connect() as conn:  # the second backup sees most votes gone
+            conn.execute("DELETE FROM votes WHERE id > 200")
+    finding = _backup_checks(p, target)["backup-size-drop"]
+    assert finding.status in ("warning", "critical") and finding.value > 0.2
