@@ -109,7 +109,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def fsync_tree(folder: Path) -> None:
     """fsync every file and folder below `folder`, then `folder` itself."""
-    for root, dirs, files in os.walk(folder):
+    for root, _dirs, files in os.walk(folder):
         for name in files:
             fd = os.open(os.path.join(root, name), os.O_RDONLY)
             try:
