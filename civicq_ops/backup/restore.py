@@ -86,12 +86,25 @@ def _restore_and_count(project, target, folder, manifest, pg_restore, jobs) -> l
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
 
 
-def _pg_restore(pg_restore: Path, kw: dict, archive: Path, extra: list[str]) -> None:
+def _pg_restore(pg_restore: Path, kw: dict, archive: Path, extra: list[str], progress=None, total: int = 0) -> None:
+    """Run pg_restore --verbose, reporting each table whose data is loaded."""
     env = client_env(kw)
-    args = [str(pg_restore), "--no-password", "--dbname", env.get("PGDATABASE", "postgres"), *extra, str(archive)]
-    proc = subprocess.run(args, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise ExecutionError(f"pg_restore failed (exit {proc.returncode}): {_last(proc.stderr)}")
+    args = [str(pg_restore), "--no-password", "--verbose", "--dbname", env.get("PGDATABASE", "postgres"), *extra,
+            str(archive)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    lines, done = [], 0
+    for line in proc.stderr:
+        line = line.rstrip()
+        if "processing data for table" in line or "finished item" in line and "TABLE DATA" in line:
+            done += 1
+            if progress:
+                progress(line.rsplit(" ", 1)[-1].strip('"'), min(done, total or done), total or done)
+        elif "error" in line.lower():
+            lines.append(line)
+    code = proc.wait()
+    if code != 0:
+        raise ExecutionError(f"pg_restore failed (exit {code}): {_last(chr(10).join(lines))}")
 
 
 def _last(text: str) -> str:
@@ -125,7 +138,7 @@ def list_contents(folder: Path, manifest: Manifest) -> str:
 
 
 def restore_backup(project: Project, target: Target, folder: Path, manifest: Manifest, options: RestoreOptions,
-                   safety_backup=None) -> RestoreResult:
+                   safety_backup=None, progress=None) -> RestoreResult:
     """Restore into a new database by default; over an existing one only with `clean` and an explicit
     `target_db`, after a safety backup of it, and never while other sessions use it."""
     from psycopg import sql
@@ -169,7 +182,8 @@ def restore_backup(project: Project, target: Target, folder: Path, manifest: Man
         extra += ["--table", t]
     for s in options.schemas:
         extra += ["--schema", s]
-    _pg_restore(pg_restore, connect_kwargs(project, target, name), folder / manifest.dump_path, extra)
+    _pg_restore(pg_restore, connect_kwargs(project, target, name), folder / manifest.dump_path, extra,
+                progress=progress, total=len(manifest.tables))
     with connect(project, target, dbname=name, autocommit=True) as conn:
         conn.execute("ANALYZE")
     return RestoreResult(database=name, safety_backup=safety, seconds=round(time.monotonic() - t0, 3))

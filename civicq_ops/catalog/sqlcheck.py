@@ -7,6 +7,7 @@ before it ever reaches a database, and names the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 # Functions that change state, signal processes, read server files or take locks a check must not.
 WRITING_FUNCTIONS = frozenset({
@@ -22,14 +23,15 @@ WRITING_FUNCTIONS = frozenset({
 })
 
 
-@dataclass
+@dataclass(frozen=True)
 class SqlVerdict:
     problem: str | None = None
-    columns: list[str] | None = None  # None: not all output names could be known (e.g. SELECT *)
+    columns: tuple[str, ...] | None = None  # None: not all output names could be known (e.g. SELECT *)
 
 
+@lru_cache(maxsize=1024)
 def inspect_query(text: str) -> SqlVerdict:
-    """Parse `text` (placeholders as $n) and judge it."""
+    """Parse `text` (placeholders as $n) and judge it. Cached: the same SQL is judged once."""
     import pglast
     from pglast import ast
     from pglast.visitors import Visitor
@@ -64,7 +66,8 @@ def inspect_query(text: str) -> SqlVerdict:
     Walk()(statements)
     if problems:
         return SqlVerdict(problem="the query is not read-only: " + problems[0])
-    return SqlVerdict(columns=_output_columns(stmt))
+    columns = _output_columns(stmt)
+    return SqlVerdict(columns=tuple(columns) if columns is not None else None)
 
 
 def _kind(node) -> str:

@@ -209,7 +209,9 @@ def restore_cmd(
         return
     result = restore_backup(s.project, s.target(), folder, manifest,
                             RestoreOptions(target_db=target_db, clean=clean, tables=table or [], schemas=schema or [],
-                                           jobs=jobs, exit_on_error=exit_on_error))
+                                           jobs=jobs, exit_on_error=exit_on_error), progress=_progress(s.quiet))
+    if not s.quiet and sys.stderr.isatty():
+        sys.stderr.write("\r" + " " * 60 + "\r")
     if result.safety_backup:
         emit(f"safety backup of {result.database}: {result.safety_backup}\n")
     emit(f"restored {manifest.id} into database {result.database} in {result.seconds:.1f}s (analyzed)\n")

@@ -44,7 +44,7 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
     with _progress(enabled=not s.quiet and sys.stderr.isatty()) as progress:
         result = run_checks(s.project, targets, catalog, selection, options, progress=progress)
     emit(render(result, fmt, colour=colour_on(), verbose=verbose))
-    write_outputs(result, out_specs)
+    write_outputs(result, out_specs, stdout_format=fmt)
     exit_with(result.exit_code)
 
 

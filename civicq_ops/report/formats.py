@@ -35,11 +35,12 @@ def parse_outputs(specs: list[str], allowed=RUN_FORMATS) -> list[tuple[str, str]
     return outputs
 
 
-def write_outputs(result, outputs: list[tuple[str, str]]) -> None:
+def write_outputs(result, outputs: list[tuple[str, str]], stdout_format: str | None = None) -> None:
+    """Write the extra formats; with GitHub output anywhere, also append the Markdown step summary."""
     for fmt, path in outputs:
         write_atomic(path, render(result, fmt))
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary_file and any(fmt == "github" for fmt, _ in outputs):
+    if summary_file and (stdout_format == "github" or any(fmt == "github" for fmt, _ in outputs)):
         from civicq_ops.report import markdown
 
         with open(summary_file, "a", encoding="utf-8") as f:

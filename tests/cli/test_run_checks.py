@@ -152,3 +152,11 @@ def test_baseline_write_then_gate_on_it(cli, problem_db, tmp_path):
     Path(path).write_text("{not json")
     broken = cli("--config", cfg, "run", "checks", "--check", FIVE, "--baseline", str(path), env=env)
     assert broken.exit_code == 2 and "not a civicq-ops baseline" in broken.stderr
+
+
+def test_github_format_appends_a_step_summary(cli, problem_db, tmp_path):
+    summary = tmp_path / "summary.md"
+    result = cli("--config", str(REPO / "civicq-ops.yaml"), "run", "checks", "--check", FIVE, "--format", "github",
+                 env={"CIVICQ_DATABASE_URL": problem_db.url, "GITHUB_STEP_SUMMARY": str(summary)})
+    assert result.exit_code == 1
+    assert "### civicq-ops: gate **failed**" in summary.read_text()
