@@ -122,13 +122,14 @@ def root(
 
 
 def _register() -> None:
-    from civicq_ops.cli import backup, catalog, db, run
+    from civicq_ops.cli import backup, catalog, db, remediate, run
 
     app.add_typer(db.app, name="db")
     backup.register(app)
     app.add_typer(run.app, name="run")
     catalog.register(app)
     run.register(app)
+    remediate.register(app)
 
 
 _register()

@@ -43,9 +43,21 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
                          pool_size=pool)
     with _progress(enabled=not s.quiet and sys.stderr.isatty()) as progress:
         result = run_checks(s.project, targets, catalog, selection, options, progress=progress)
+    _record(s, result)
     emit(render(result, fmt, colour=colour_on(), verbose=verbose))
     write_outputs(result, out_specs, stdout_format=fmt)
     exit_with(result.exit_code)
+
+
+def _record(s: Session, result) -> None:
+    """Keep the run in the state store for `history`; a store that cannot be opened is a notice, not a failure."""
+    from civicq_ops.errors import CivicqError
+    from civicq_ops.state.store import open_store
+
+    try:
+        open_store(s.project).record_run(result)
+    except (CivicqError, OSError) as e:
+        result.notices.append({"code": "state-store", "message": f"the run was not recorded: {e}", "path": "-", "line": 0})
 
 
 def _split(values: list[str] | None) -> list[str]:

@@ -1,0 +1,173 @@
+"""`plan`, `apply`, `audit` and `history`: findings become guarded actions, on the record."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from civicq_ops.cli.app import Session
+from civicq_ops.cli.common import emit, exit_with
+
+
+def _s(ctx) -> Session:
+    return ctx.find_object(Session)
+
+
+def _make_plan(s: Session, unattended: bool = False):
+    from civicq_ops.catalog.load import project_catalog
+    from civicq_ops.engine.run import RunOptions, Selection, run_checks
+    from civicq_ops.remediation.apply import target_identity
+    from civicq_ops.remediation.plan import make_plan
+    from civicq_ops.state.store import open_store
+
+    target = s.target()
+    catalog = project_catalog(s.project).catalog
+    checks = sorted({p.check for p in catalog.policies})
+    result = run_checks(s.project, [target], catalog, Selection(checks=checks), RunOptions())
+    if result.errors:
+        from civicq_ops.errors import ExecutionError
+
+        raise ExecutionError(result.errors[0]["message"])
+    store = open_store(s.project)
+    store.record_run(result)
+    plan = make_plan(s.project, target, catalog, result.findings, target_identity(s.project, target), store=store,
+                     unattended=unattended)
+    return plan, catalog, store, target
+
+
+def render_plan(plan) -> str:
+    lines = [f"plan {plan.id} for {plan.target['name']} ({plan.target['database']}, PostgreSQL "
+             f"{plan.target['server_version']}), valid until {plan.expires_at[:19]} UTC"]
+    if not plan.actions:
+        lines.append("no actions")
+    for a in plan.actions:
+        f = a.finding
+        lines.append(f"\n{a.step}. {a.action} {a.object_name}  [policy {a.policy}, mode {a.mode}]")
+        lines.append(f"   why:  {f['check']} is {f['status']}: {f['message']}")
+        lines.append(f"   lock: {a.lock}" + ("" if a.in_transaction else " (runs outside a transaction)"))
+        for statement in a.sql:
+            lines.append(f"   sql:  {statement};")
+    if plan.blocked:
+        lines.append("\nnot planned:")
+        for b in plan.blocked:
+            lines.append(f"  - {b.action} {b.object_name} [policy {b.policy}]: {b.reason}")
+    return "\n".join(lines) + "\n"
+
+
+def plan(
+    ctx: typer.Context,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the plan as JSON for `apply`.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json")] = "text",
+    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 4 when the plan has actions.")] = False,
+) -> None:
+    """Run the checks, apply waivers and policies, and show what would be done and why.
+
+    Example: civicq-ops plan -o plan.json
+    """
+    from civicq_ops.remediation.plan import write_plan
+
+    p, _catalog, _store, _target = _make_plan(_s(ctx))
+    if output:
+        write_plan(p, output)
+    emit(json.dumps(p.to_dict(), indent=2, default=str) + "\n" if fmt == "json" else render_plan(p))
+    if output and fmt != "json":
+        emit(f"\nwrote {output}: apply it with `civicq-ops apply {output}`\n")
+    exit_with(4 if detailed_exitcode and p.actions else 0)
+
+
+def apply(
+    ctx: typer.Context,
+    plan_file: Annotated[str | None, typer.Argument(metavar="PLAN.json", help="A plan written by `plan -o`.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Without a plan file: do not ask (enforce-mode policies only).")] = False,
+) -> None:
+    """Run a saved plan under guards; without one, plan now and ask (refused when CI is set).
+
+    Example: civicq-ops apply plan.json
+    """
+    from civicq_ops.catalog.load import project_catalog
+    from civicq_ops.errors import PlanRefused
+    from civicq_ops.remediation.apply import apply_plan
+    from civicq_ops.remediation.plan import read_plan
+    from civicq_ops.state.store import open_store
+
+    s = _s(ctx)
+    if plan_file:
+        plan_obj = read_plan(plan_file)
+        target = s.project.target(plan_obj.target.get("name"))
+        catalog = project_catalog(s.project).catalog
+        store = open_store(s.project)
+    else:
+        if os.environ.get("CI"):
+            raise PlanRefused("apply without a plan file is refused in CI: run `civicq-ops plan -o plan.json`, "
+                              "review it, then `civicq-ops apply plan.json`")
+        plan_obj, catalog, store, target = _make_plan(s, unattended=True)
+        emit(render_plan(plan_obj))
+        if not plan_obj.actions:
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise PlanRefused("apply without a plan file needs a terminal to confirm, or --yes")
+            if not typer.confirm(f"Run these {len(plan_obj.actions)} action(s) on {target.name}?"):
+                raise typer.Exit(1)
+
+    def show(step) -> None:
+        emit(f"{step.step}. {step.action} {step.object_name}: {step.result} ({step.detail}) in {step.seconds:.1f}s\n")
+
+    result = apply_plan(s.project, target, catalog, plan_obj, store, progress=show)
+    exit_with(result.exit_code)
+
+
+def audit(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json")] = "text",
+) -> None:
+    """The append-only record of every action: who, which policy, SQL, timings, result, before/after.
+
+    Example: civicq-ops audit -n 20
+    """
+    from tabulate import tabulate
+
+    from civicq_ops.state.store import open_store
+
+    rows = open_store(_s(ctx).project).audit(limit)
+    if fmt == "json":
+        emit(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    emit(tabulate([[r["claimed_at"][:19], r["target"], r["policy"], r["action"], r["object"], r["result"] or "running",
+                    (r["detail"] or "")[:60], r["waits"]] for r in rows],
+                  headers=["when (UTC)", "target", "policy", "action", "object", "result", "detail", "waits"]) + "\n")
+
+
+def history(
+    ctx: typer.Context,
+    finding: Annotated[str | None, typer.Option("--finding", help="A finding id: its values over time.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+) -> None:
+    """Recent runs, or one finding's values over time.
+
+    Example: civicq-ops history --finding sha256:0123...
+    """
+    from tabulate import tabulate
+
+    from civicq_ops.state.store import open_store
+
+    store = open_store(_s(ctx).project)
+    if finding:
+        rows = store.finding_history(finding, limit)
+        emit(tabulate([[r["at"][:19], r["check"], r["target"], r["status"], r["value"]] for r in rows],
+                      headers=["when (UTC)", "check", "target", "status", "value"]) + "\n")
+        return
+    rows = store.runs(limit)
+    emit(tabulate([[r["started_at"][:19], r["id"], ",".join(r["targets"]), r["exit_code"],
+                    " ".join(f"{k}={v}" for k, v in r["summary"].items() if v)] for r in rows],
+                  headers=["when (UTC)", "run", "targets", "exit", "summary"]) + "\n")
+
+
+def register(root: typer.Typer) -> None:
+    for fn in (plan, apply, audit, history):
+        root.command()(fn)

@@ -1,0 +1,1 @@
+"""Remediation: policies turn findings into a plan of guarded actions; apply runs a saved plan."""

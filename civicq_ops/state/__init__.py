@@ -1,0 +1,1 @@
+"""The state store: history of runs and findings, and the append-only audit of actions."""
