@@ -38,6 +38,8 @@ class CaseResult:
 class TestReport:
     cases: list[CaseResult] = field(default_factory=list)
     untested_checks: list[str] = field(default_factory=list)
+    untested_policies: list[str] = field(default_factory=list)
+    untested_alerts: list[str] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     @property
@@ -60,9 +62,10 @@ def run_tests(paths: list[Path], *, today=None) -> TestReport:
     tested: set[str] = set()
     for doc in loaded.tests:
         report.cases.extend(run_test_file(doc, loaded))
-        if "check" in doc.data:
-            tested.add(doc.data["check"])
+        tested.add(doc.data.get("check") or doc.data.get("policy") or doc.data.get("alert"))
     report.untested_checks = sorted(set(loaded.catalog.checks) - tested)
+    report.untested_policies = sorted({p.id for p in loaded.catalog.policies} - tested)
+    report.untested_alerts = sorted({a.name for a in loaded.catalog.alerts} - tested)
     return report
 
 
@@ -77,12 +80,13 @@ def run_test_file(doc: LoadedDocument, loaded: LoadResult) -> list[CaseResult]:
             result.skipped = case["skip"]
             results.append(result)
             continue
-        if "check" not in data:
-            result.failures.append("policy and alert cases run with the remediation engine, not here yet")
+        if "alert" in data:
+            result.failures.append("alert rules have no evaluation engine yet: this case cannot run")
             results.append(result)
             continue
         try:
-            result.failures = _run_check_case(data, case, loaded)
+            run = _run_check_case if "check" in data else _run_policy_case
+            result.failures = run(data, case, loaded)
         except CivicqError as e:
             result.failures = [f"the case could not run: {e.message}"]
         result.passed = not result.failures
@@ -115,6 +119,42 @@ def _run_check_case(data: dict, case: dict, loaded: LoadResult) -> list[str]:
         render_check(check, params, caps)  # the template must render with these params and target
         actual = evaluate_rows(check, case.get("rows", []), params, caps, now)
     return compare(case["expect"]["findings"], actual)
+
+
+def _run_policy_case(data: dict, case: dict, loaded: LoadResult) -> list[str]:
+    """Findings and a clock in, planned and blocked actions out, through the real planner."""
+    from civicq_ops.config import Target
+    from civicq_ops.remediation.plan import decide
+
+    policies = [p for p in loaded.catalog.policies if p.id == data["policy"]]
+    if not policies:
+        return [f"no policy '{data['policy']}' in the catalog"]
+    if "expect" not in case or "actions" not in case["expect"]:
+        return ["the case states no expect.actions: it could never fail"]
+    spec = _merged(data, case, "target")
+    target = Target(name=spec.get("name", "offline"), url="offline", environment=spec.get("environment", "production"))
+    now_text = case.get("now") or data.get("now") or "2026-01-01T00:00:00Z"
+    now = datetime.fromisoformat(now_text.replace("Z", "+00:00"))
+    findings = []
+    for i, f in enumerate(case.get("findings", [])):
+        check = loaded.catalog.checks.get(f.get("check", policies[0].check))
+        findings.append(Finding(check=f.get("check", policies[0].check), category=check.category if check else "x",
+                                target=target.name, subject=f.get("subject"), status=f.get("status", "critical"),
+                                value=f.get("value"), evidence=f.get("evidence", {}), message=f"finding {i + 1}"))
+    history = {(h["policy"], h["object"]): h["at"] for h in case.get("history", [])}
+    actions, blocked = decide(findings, policies, loaded.catalog, target, now,
+                              lambda policy, obj: history.get((policy, obj)))
+    failures = []
+    got = [{"action": a.action, "object": a.object_name} for a in actions]
+    want = [{"action": e.get("action", policies[0].action), "object": e["object"]} for e in case["expect"]["actions"]]
+    if got != want:
+        failures.append(f"expected actions {want}, planned {got}"
+                        + (f"; blocked: {[(b.object_name, b.reason) for b in blocked]}" if blocked else ""))
+    for exp in case["expect"].get("blocked", []):
+        if not any(b.object_name == exp["object"] and exp.get("reason_contains", "") in b.reason for b in blocked):
+            failures.append(f"expected {exp['object']} blocked ({exp.get('reason_contains', '')}), "
+                            f"blocked: {[(b.object_name, b.reason) for b in blocked]}")
+    return failures
 
 
 def compare(expected: list[dict], actual: list[Finding]) -> list[str]:
@@ -213,5 +253,11 @@ def render_text(report: TestReport) -> str:
                      + ", ".join(report.untested_checks))
     else:
         lines.append("coverage: every check has a test")
+    if report.untested_policies:
+        lines.append(f"coverage: {len(report.untested_policies)} policy(ies) without a test: "
+                     + ", ".join(report.untested_policies))
+    if report.untested_alerts:
+        lines.append(f"coverage: {len(report.untested_alerts)} alert rule(s) without a test: "
+                     + ", ".join(report.untested_alerts))
     lines.append(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return "\n".join(lines) + "\n"
