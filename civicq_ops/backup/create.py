@@ -68,11 +68,13 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
     t0 = time.monotonic()
     # autocommit, so that the snapshot's transaction is opened (and ended) explicitly.
     with connect(project, target, autocommit=True) as conn:
+        from civicq_ops.target.probe import system_identifier
+
         info = conn.execute(
             "SELECT current_setting('server_version'), current_setting('server_version_num')::int / 10000, "
-            "(SELECT system_identifier::text FROM pg_control_system()), current_database(), "
-            "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)").fetchone()
-        server_version, major, sysid, database, superuser = info
+            "current_database(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)").fetchone()
+        server_version, major, database, superuser = info
+        sysid = system_identifier(conn)
         pg_dump = pg_tool("pg_dump", major)
         dump_version = _version_of(pg_dump)
         if options.compress and options.compress.split(":")[0] not in ("none", "0", *compression_methods(pg_dump)):

@@ -89,7 +89,8 @@ def build(action: str, obj: dict, options: dict[str, Any], server_major: int = 1
                "set_autovacuum": {"set", "reset"}, "backup": {"format", "jobs"}}[action]
     unknown = set(options) - allowed
     if unknown:
-        raise InputError(f"action {action} has no option {', '.join(sorted(unknown))} (it takes: {', '.join(sorted(allowed)) or 'none'})")
+        takes = ", ".join(sorted(allowed)) or "none"
+        raise InputError(f"action {action} has no option {', '.join(sorted(unknown))} (it takes: {takes})")
     if action == "vacuum":
         flags = ["VERBOSE"]
         if options.get("analyze", True):

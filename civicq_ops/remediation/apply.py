@@ -57,11 +57,11 @@ class ApplyResult:
 
 def target_identity(project: Project, target: Target) -> dict:
     from civicq_ops.target.connect import connect
+    from civicq_ops.target.probe import system_identifier
 
     with connect(project, target, autocommit=True) as conn:
-        sysid, db, version = conn.execute(
-            "SELECT (SELECT system_identifier::text FROM pg_control_system()), current_database(), "
-            "current_setting('server_version')").fetchone()
+        db, version = conn.execute("SELECT current_database(), current_setting('server_version')").fetchone()
+        sysid = system_identifier(conn)
     return {"name": target.name, "system_identifier": sysid, "database": db, "server_version": version.split()[0]}
 
 

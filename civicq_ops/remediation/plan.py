@@ -136,7 +136,7 @@ def decide(findings: list[Finding], policies: list[Policy], catalog: Catalog, ta
                 continue
             spec = SPECS[policy.action]
 
-            def block(reason: str, name: str = f.subject_text()) -> None:
+            def block(reason: str, name: str = f.subject_text(), policy: Policy = policy, f: Finding = f) -> None:
                 blocked.append(BlockedAction(policy.id, policy.action, name, reason, _finding_ref(f)))
 
             try:

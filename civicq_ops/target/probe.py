@@ -25,17 +25,30 @@ SELECT current_setting('server_version_num')::int,
        current_user,
        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
        (SELECT coalesce(json_object_agg(extname, extversion), '{}'::json) FROM pg_extension),
-       current_setting('shared_preload_libraries'),
        (SELECT coalesce(json_agg(r.rolname), '[]'::json) FROM pg_roles r
          WHERE r.rolname = ANY(%(roles)s) AND pg_has_role(current_user, r.oid, 'USAGE')),
        (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()),
-       (SELECT coalesce(json_agg(n), '[]'::json) FROM unnest(%(relations)s::text[]) AS n
-         WHERE to_regclass(n) IS NOT NULL),
-       (SELECT system_identifier::text FROM pg_control_system()),
+       (SELECT coalesce(json_object_agg(n, has_table_privilege(to_regclass(n), 'SELECT')), '{}'::json)
+          FROM unnest(%(relations)s::text[]) AS n WHERE to_regclass(n) IS NOT NULL),
        now(),
-       current_setting('data_directory', true),
        pg_postmaster_start_time()
 """
+
+# pg_control_system() and data_directory are not for every role: asked only where permitted, since a
+# permission check fails the whole statement even inside a CASE branch that is never taken.
+_PRIVILEGED = """
+SELECT has_function_privilege('pg_control_system()', 'EXECUTE'),
+       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+         OR pg_has_role(current_user, 'pg_read_all_settings', 'USAGE')
+"""
+
+
+def system_identifier(conn) -> str | None:
+    """The cluster's system identifier, or None where this role may not read it."""
+    allowed = conn.execute(_PRIVILEGED).fetchone()[0]
+    if not allowed:
+        return None
+    return conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()[0]
 
 
 @dataclass
@@ -54,6 +67,7 @@ class Capabilities:
     preload: list[str] = field(default_factory=list)
     roles: set[str] = field(default_factory=set)
     relations: set[str] | None = None  # None: not probed, every relation counts as present
+    readable: set[str] | None = None  # relations this role may SELECT from
     stats_reset: datetime | None = None
     system_identifier: str | None = None
     local: bool = False
@@ -110,20 +124,26 @@ def probe(conn, *, name: str, environment: str, local: bool, relations: list[str
         sent = time.time()
         row = conn.execute(_PROBE, {"roles": list(PREDEFINED_ROLES), "relations": sorted(set(relations))}).fetchone()
         received = time.time()
+        sysid = system_identifier(conn)
+        settings_allowed = conn.execute(_PRIVILEGED).fetchone()[1]
+        data_directory = preload = None
+        if settings_allowed:
+            data_directory, preload = conn.execute(
+                "SELECT current_setting('data_directory'), current_setting('shared_preload_libraries')").fetchone()
         values = {}
         for setting in settings or []:
             got = conn.execute("SELECT current_setting(%s, true)", (setting,)).fetchone()[0]
             if got is not None:
                 values[setting] = got
-    (num, text, in_recovery, database, user, superuser, exts, preload, roles, stats_reset, rels, sysid, now,
-     data_directory, started) = row
+    num, text, in_recovery, database, user, superuser, exts, roles, stats_reset, rels, now, started = row
     # The server's now() was read between sent and received; the midpoint bounds the error by half the RTT.
     skew = now.timestamp() - (sent + received) / 2
     caps = Capabilities(
         name=name, environment=environment, version=Version(num // 10000, num % 10000), version_text=text.split()[0],
         role="standby" if in_recovery else "primary", database=database, user=user, superuser=bool(superuser),
-        extensions=dict(exts), preload=[p.strip() for p in preload.split(",") if p.strip()], roles=set(roles),
-        relations=set(rels), stats_reset=stats_reset, system_identifier=sysid, local=local, settings=values,
+        extensions=dict(exts), preload=[p.strip() for p in (preload or "").split(",") if p.strip()], roles=set(roles),
+        relations=set(rels), readable={r for r, ok in rels.items() if ok}, stats_reset=stats_reset,
+        system_identifier=sysid, local=local, settings=values,
         probed_at=now, expected_role=expected_role, clock_skew_s=round(skew, 3), data_directory=data_directory,
         postmaster_start=started,
     )
@@ -184,6 +204,8 @@ def unmet_requirement(requires: dict, caps: Capabilities) -> str | None:
         for rel in requires.get("relations", []):
             if rel not in caps.relations:
                 return f"needs relation {rel} (not found in database {caps.database})"
+            if caps.readable is not None and rel not in caps.readable:
+                return f"needs SELECT on {rel} (role {caps.user} may not read it: GRANT SELECT ON {rel} TO {caps.user})"
     for name, want in (requires.get("settings") or {}).items():
         have = caps.settings.get(name)
         if have is None or str(have).lower() != str(want).lower():

@@ -461,3 +461,24 @@ def test_bloat_estimate_agrees_with_pgstattuple_within_five_points(db):
     [finding] = [f for f in result.findings if f.subject["relname"] == "measured"]
     assert abs(finding.value * 100 - float(truth)) <= 5, (finding.value, truth)
     assert finding.confidence == "high"
+
+
+def test_whole_catalogue_runs_as_a_monitoring_role_without_errors(civicq_db):
+    """Production runners connect as a pg_monitor member, not as a superuser."""
+    from civicq_ops.config import Target
+    from civicq_ops.engine.run import RunOptions, Selection, run_checks
+    from tests.fixtures.pg import project_for
+
+    role = f"monitor_{civicq_db.name}"
+    with civicq_db.connect() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'monitor-pw' IN ROLE pg_monitor")
+    kw = civicq_db.conninfo
+    url = f"postgresql://{role}:monitor-pw@{kw['host']}:{kw['port']}/{civicq_db.name}"
+    try:
+        project, _ = project_for(url)
+        result = run_checks(project, [Target(name="env", url=url)], shipped_catalog(), Selection(), RunOptions())
+        assert result.errors == []
+        assert [(f.check, f.reason) for f in result.findings if f.status == "error"] == []
+    finally:
+        with civicq_db.connect() as conn:
+            conn.execute(f"DROP ROLE {role}")

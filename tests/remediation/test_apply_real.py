@@ -1,0 +1,238 @@
+"""plan and apply against real PostgreSQL 15 and 18: the bloated table is vacuumed and clears,
+locks are never waited on for long, plans are refused when stale or foreign, each step runs once,
+and sessions that must not be touched are not."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from civicq_ops.catalog.load import project_catalog
+from civicq_ops.config import load_project
+from civicq_ops.engine.run import RunOptions, Selection, run_checks
+from civicq_ops.errors import PlanRefused
+from civicq_ops.remediation.actions import build
+from civicq_ops.remediation.apply import _execute, apply_plan, target_identity
+from civicq_ops.remediation.plan import PlannedAction, make_plan, read_plan, write_plan
+from civicq_ops.state.store import open_store
+from tests.fixtures.pg import REPO
+
+ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"}
+
+
+def make_project(tmp_path, url: str, policies: str | None = None):
+    pdir = tmp_path / "policies"
+    pdir.mkdir(exist_ok=True)
+    if policies is None:
+        for f in (REPO / "policies").glob("*.yaml"):
+            (pdir / f.name).write_text(f.read_text())
+    else:
+        (pdir / "p.yaml").write_text(policies)
+    (tmp_path / "civicq-ops.yaml").write_text(
+        f"version: 1\npaths: {{checks: ['{REPO / 'checks'}'], policies: [policies]}}\n"
+        f"targets:\n  db: {{url: '{url}', environment: staging}}\nstate: {{url: 'sqlite:///state.db'}}\n")
+    project = load_project(tmp_path / "civicq-ops.yaml", env={})
+    return project, project.target("db")
+
+
+def plan_for(project, target, checks: list[str], now=None):
+    catalog = project_catalog(project).catalog
+    result = run_checks(project, [target], catalog, Selection(checks=checks), RunOptions())
+    return make_plan(project, target, catalog, result.findings, target_identity(project, target), now=now,
+                     store=open_store(project)), catalog
+
+
+def bloat(db, name: str = "bloated", rows: int = 40000) -> None:
+    with db.connect() as conn:
+        conn.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, pad text) WITH (autovacuum_enabled = false)")
+        conn.execute(f"INSERT INTO {name} SELECT g, md5(g::text) FROM generate_series(1, {rows}) g")
+        conn.execute(f"DELETE FROM {name} WHERE id % 2 = 0")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    time.sleep(0.2)
+
+
+def dead_tuples_of(project, target, name: str):
+    catalog = project_catalog(project).catalog
+    result = run_checks(project, [target], catalog, Selection(checks=["table-dead-tuples"]), RunOptions())
+    found = [f for f in result.findings if f.subject == {"schemaname": "public", "relname": name}]
+    assert found, ([(f.subject, f.status, f.reason) for f in result.findings], result.errors)
+    return found[0]
+
+
+def test_bloated_table_is_vacuumed_by_apply_and_the_finding_clears(tmp_path, db):
+    bloat(db)
+    project, target = make_project(tmp_path, db.url)
+    assert dead_tuples_of(project, target, "bloated").status == "critical"
+    plan, catalog = plan_for(project, target, ["table-dead-tuples"])
+    [action] = [a for a in plan.actions if a.object_name == "public.bloated"]
+    assert action.sql == ['VACUUM (VERBOSE, ANALYZE) "public"."bloated"'] and action.lock == "SHARE UPDATE EXCLUSIVE"
+    write_plan(plan, tmp_path / "plan.json")
+    result = apply_plan(project, target, catalog, read_plan(tmp_path / "plan.json"), open_store(project))
+    assert [(s.result, "verified: the finding cleared" in s.detail) for s in result.steps] == [("done", True)]
+    assert dead_tuples_of(project, target, "bloated").status == "ok"
+    [record] = open_store(project).audit()
+    assert record["policy"] == "vacuum-dead-tuples" and record["result"] == "done"
+    assert json.loads(record["before"])["status"] == "critical" and json.loads(record["after"])["status"] == "ok"
+
+
+@pytest.mark.parametrize("action", ["vacuum_full", "reindex"])
+def test_lock_contention_times_out_retries_and_blocks_no_reader_for_long(tmp_path, db, action):
+    check = "table-dead-tuples" if action == "vacuum_full" else "invalid-index"
+    project, target = make_project(tmp_path, db.url, f"""version: 1
+policies:
+  - id: contended
+    when: {{check: {check}}}
+    action: {action}
+    window: {json.dumps(ALWAYS)}
+    limits: {{lock_timeout: 200ms, retries: 2}}
+""")
+    if action == "vacuum_full":
+        bloat(db, "busy")
+    else:
+        with db.connect() as conn:
+            conn.execute("CREATE TABLE busy (a int)")
+            conn.execute("INSERT INTO busy VALUES (1), (1)")
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                conn.execute("CREATE UNIQUE INDEX CONCURRENTLY busy_a ON busy (a)")
+            conn.execute("DELETE FROM busy WHERE ctid = (SELECT min(ctid) FROM busy)")
+    plan, catalog = plan_for(project, target, [check])
+    plan.actions = [a for a in plan.actions if "busy" in a.object_name]
+    assert len(plan.actions) == 1
+    holder = db.connect(autocommit=False)
+    holder.execute("SELECT count(*) FROM busy")  # a lock and a snapshot, then idle in transaction
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def reader():
+        with db.connect() as r:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                r.execute("SELECT count(*) FROM busy")
+                waits.append(time.monotonic() - t0)
+                time.sleep(0.02)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        started = time.monotonic()
+        result = apply_plan(project, target, catalog, plan, open_store(project))
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join()
+        holder.close()
+    [step] = result.steps
+    assert step.result == "skipped" and step.detail.startswith("skipped: lock contention") and step.waits == 3
+    assert elapsed < 10
+    assert max(waits) < 0.2 + 0.5, max(waits)  # nobody queued behind us for longer than the lock_timeout
+    with db.connect() as conn:
+        leftovers = conn.execute("SELECT relname FROM pg_class WHERE relname LIKE '%ccnew%'").fetchall()
+    assert leftovers == []
+    assert result.exit_code == 5
+
+
+def test_two_apply_processes_run_each_step_once(tmp_path, db):
+    bloat(db, "one")
+    bloat(db, "two")
+    project, target = make_project(tmp_path, db.url)
+    plan, _ = plan_for(project, target, ["table-dead-tuples"])
+    path = tmp_path / "plan.json"
+    write_plan(plan, path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CIVICQ_", "PG", "CI"))}
+    cmd = [sys.executable, "-m", "civicq_ops", "--config", str(tmp_path / "civicq-ops.yaml"), "apply", str(path)]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    records = open_store(project).audit()
+    steps = [(r["plan_id"], r["step"]) for r in records]
+    assert len(steps) == len(set(steps)) == len(plan.actions) >= 2
+    assert sum(o.count(": done") for o in outputs) == len(plan.actions)
+    assert sum(o.count("already taken by another runner") for o in outputs) == len(plan.actions)
+
+
+def test_stale_expired_and_foreign_plans_are_refused(tmp_path, db, civicq_db):
+    bloat(db)
+    project, target = make_project(tmp_path, db.url)
+    plan, catalog = plan_for(project, target, ["table-dead-tuples"])
+    store = open_store(project)
+    with pytest.raises(PlanRefused, match="expired"):
+        apply_plan(project, target, catalog, plan, store, now=datetime.now(UTC) + timedelta(hours=2))
+    foreign = replace(plan, target={**plan.target, "database": civicq_db.name})
+    with pytest.raises(PlanRefused, match="made for database"):
+        apply_plan(project, target, catalog, foreign, store)
+    (tmp_path / "policies" / "maintenance.yaml").write_text(
+        (tmp_path / "policies" / "maintenance.yaml").read_text().replace("max_actions_per_run: 5", "max_actions_per_run: 4", 1))
+    with pytest.raises(PlanRefused, match="stale"):
+        apply_plan(project, target, project_catalog(project).catalog, plan, store)
+    assert store.audit() == []
+
+
+def test_vacuum_by_a_role_without_privilege_is_reported_failed(tmp_path, db):
+    bloat(db, "owned")
+    role = f"weak_{db.name}"
+    with db.connect() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'weak-pw'")
+        conn.execute(f"GRANT CONNECT ON DATABASE {db.name} TO {role}")
+    kw = db.conninfo
+    url = f"postgresql://{role}:weak-pw@{kw['host']}:{kw['port']}/{db.name}"
+    try:
+        project, target = make_project(tmp_path, url)
+        plan, catalog = plan_for(project, target, ["table-dead-tuples"])
+        finding = dead_tuples_of(project, target, "owned")
+        assert finding.status == "critical", (finding.status, finding.reason, finding.value)
+        plan.actions = [a for a in plan.actions if a.object_name == "public.owned"]
+        [step] = apply_plan(project, target, catalog, plan, open_store(project)).steps
+        assert step.result == "failed" and "the server only warned" in step.detail
+    finally:
+        with db.connect() as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+def _terminate(db, pid: int, allowlist: list[str]) -> str:
+    options = {"allowlist": allowlist, "states": ["idle in transaction"]}
+    action = PlannedAction(step=1, policy="p", action="terminate_backend", mode="plan", object={"pid": pid},
+                           object_name=f"pid {pid}", sql=[], lock="none", in_transaction=True, options=options,
+                           limits={}, finding={"check": "idle-in-transaction"})
+    with db.connect() as conn:
+        result, detail, _ = _execute(conn, action, build("terminate_backend", {"pid": pid}, options), [], None, None)
+    return result
+
+
+def test_terminate_backend_never_touches_superusers_allowlisted_apps_or_civicq_ops(db):
+    role = f"app_{db.name}"
+    with db.connect() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'app-pw'")
+        conn.execute(f"GRANT CONNECT ON DATABASE {db.name} TO {role}")
+    kw = db.conninfo
+
+    def session(app: str, superuser: bool = False) -> psycopg.Connection:
+        args = dict(kw) if superuser else {**kw, "user": role, "password": "app-pw"}
+        conn = psycopg.connect(autocommit=False, application_name=app, **args)
+        conn.execute("SELECT 1")
+        return conn
+
+    sessions = {"superuser": session("api", superuser=True), "allowlisted": session("payments-worker"),
+                "runner": session("civicq-ops apply"), "victim": session("api")}
+    time.sleep(0.2)
+    try:
+        results = {name: _terminate(db, s.info.backend_pid, ["payments"]) for name, s in sessions.items()}
+        assert results == {"superuser": "skipped", "allowlisted": "skipped", "runner": "skipped", "victim": "done"}
+        time.sleep(0.2)
+        with pytest.raises(psycopg.OperationalError):
+            sessions["victim"].execute("SELECT 1")
+        sessions["allowlisted"].execute("SELECT 1")  # still alive
+    finally:
+        for s in sessions.values():
+            s.close()
+        with db.connect() as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
