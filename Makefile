@@ -9,7 +9,8 @@ OPS := $(BIN)/civicq-ops
 	migration-history seed-dev dev-reset schema-doc checks-doc health health-full analyze analyze-json \
 	monitor-connections monitor-slow-queries monitor-locks monitor-cache monitor-bloat \
 	indexes-unused indexes-missing indexes-usage bench backup backup-compressed backup-list backup-cleanup \
-	restore prod-backup
+	restore prod-backup vacuum vacuum-table vacuum-full vacuum-auto vacuum-candidates plan daily weekly \
+	prod-maintenance
 
 help:
 	@echo "make demo   - install, start the local PostgreSQL, and show the report"
@@ -120,3 +121,36 @@ restore: $(STAMP)
 prod-backup: $(STAMP)
 	$(OPS) --target prod backup create --format directory
 	$(OPS) --target prod backup verify --latest
+
+# The seed's maintenance targets: plans applied through apply's guards and audit.
+vacuum: $(STAMP)
+	$(OPS) $(T) vacuum --yes
+vacuum-table: $(STAMP)
+	@[ -n "$(TABLE)" ] || { echo 'usage: make vacuum-table TABLE=schema.table'; exit 2; }
+	$(OPS) $(T) vacuum --table $(TABLE) --yes
+vacuum-full: $(STAMP)
+	@[ -n "$(TABLE)" ] || { echo 'usage: make vacuum-full TABLE=schema.table (VACUUM FULL locks the table)'; exit 2; }
+	$(OPS) $(T) vacuum --full --table $(TABLE) --yes
+vacuum-auto: $(STAMP)
+	$(OPS) $(T) vacuum-auto --yes
+vacuum-candidates: $(STAMP)
+	$(OPS) $(T) vacuum-candidates
+plan: $(STAMP)
+	$(OPS) $(T) plan -o plan.json
+
+# Scheduled jobs (cron: 0 2 * * * make daily; 0 3 * * 0 make weekly).
+daily: $(STAMP)
+	$(OPS) $(T) backup create
+	$(OPS) $(T) backup verify --latest
+	$(OPS) $(T) backup cleanup --yes
+	$(OPS) $(T) vacuum-auto --level critical --yes
+	$(OPS) $(T) health
+weekly: $(STAMP)
+	$(OPS) $(T) vacuum-auto --yes
+	$(OPS) $(T) analyze --yes
+	$(OPS) $(T) backup create --format custom --compress gzip:9
+	$(OPS) $(T) backup verify --latest --restore
+	$(OPS) $(T) health --full
+prod-maintenance: $(STAMP)
+	$(OPS) --target prod plan -o prod-plan.json --detailed-exitcode || [ $$? -eq 4 ]
+	@echo "review prod-plan.json, then: civicq-ops --target prod apply prod-plan.json"

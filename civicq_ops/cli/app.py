@@ -122,7 +122,7 @@ def root(
 
 
 def _register() -> None:
-    from civicq_ops.cli import backup, catalog, db, remediate, run
+    from civicq_ops.cli import backup, catalog, db, maintain, remediate, run
 
     app.add_typer(db.app, name="db")
     backup.register(app)
@@ -130,6 +130,7 @@ def _register() -> None:
     catalog.register(app)
     run.register(app)
     remediate.register(app)
+    maintain.register(app)
 
 
 _register()

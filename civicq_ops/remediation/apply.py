@@ -121,13 +121,15 @@ def _apply_step(project, target, catalog, plan: Plan, action: PlannedAction, sto
             result.detail = "skipped: another runner is acting on this object"
             return result
         try:
-            current = _recheck(project, target, catalog, action)
-            if current is None or current.status not in ("warning", "critical"):
-                result.detail = "skipped: precondition: the finding has cleared since the plan was made"
-                return result
-            before = {"status": current.status, "value": current.value}
+            manual = action.finding.get("check") == "manual-request"
+            if not manual:  # an explicit request has no finding to re-check
+                current = _recheck(project, target, catalog, action)
+                if current is None or current.status not in ("warning", "critical"):
+                    result.detail = "skipped: precondition: the finding has cleared since the plan was made"
+                    return result
+                before = {"status": current.status, "value": current.value}
             result.result, result.detail, result.waits = _execute(conn, action, statements, notices, project, target)
-            if result.result == "done":
+            if result.result == "done" and not manual:
                 after_finding = _recheck(project, target, catalog, action)
                 after = {"status": after_finding.status if after_finding else "gone",
                          "value": after_finding.value if after_finding else None}

@@ -236,3 +236,29 @@ def test_terminate_backend_never_touches_superusers_allowlisted_apps_or_civicq_o
         with db.connect() as conn:
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_manual_vacuum_and_vacuum_auto_go_through_apply(tmp_path, db, cli):
+    bloat(db, "manual")
+    project, _ = make_project(tmp_path, db.url)
+    cfg = str(tmp_path / "civicq-ops.yaml")
+    candidates = cli("--config", cfg, "vacuum-candidates")
+    assert candidates.exit_code == 0 and 'VACUUM (VERBOSE, ANALYZE) "public"."manual"' in candidates.stdout
+    auto = cli("--config", cfg, "vacuum-auto", "--yes")
+    assert auto.exit_code == 0 and "vacuum public.manual: done" in auto.stdout
+    full = cli("--config", cfg, "vacuum", "--table", "public.manual", "--full", "--yes")
+    assert full.exit_code == 0 and "vacuum_full public.manual: done" in full.stdout
+    refused = cli("--config", cfg, "vacuum", "--full", "--yes")
+    assert refused.exit_code == 2 and "VACUUM FULL of a whole database is refused" in refused.stderr
+    policies = [r["policy"] for r in open_store(project).audit()]
+    assert policies[0] == "manual-request" and policies[1].startswith("builtin-vacuum-")
+
+
+def test_plan_detailed_exitcode_and_apply_without_plan_in_ci(tmp_path, db, cli):
+    bloat(db, "exitcodes")
+    make_project(tmp_path, db.url)
+    cfg = str(tmp_path / "civicq-ops.yaml")
+    planned = cli("--config", cfg, "plan", "-o", str(tmp_path / "p.json"), "--detailed-exitcode")
+    assert planned.exit_code == 4 and "vacuum public.exitcodes" in planned.stdout
+    ci = cli("--config", cfg, "apply", env={"CI": "true"})
+    assert ci.exit_code == 5 and "refused in CI" in ci.stderr
