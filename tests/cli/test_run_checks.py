@@ -6,21 +6,17 @@ import json
 from pathlib import Path
 
 import jsonschema
-import psycopg
 import pytest
 
-from tests.fixtures.pg import REPO
+from tests.fixtures.pg import REPO, failed_concurrent_index
 
 SARIF_SCHEMA = REPO.parent / "shared" / "schemas" / "sarif-schema-2.1.0.json"
 
 
 @pytest.fixture
 def problem_db(db):
+    failed_concurrent_index(db)
     with db.connect() as conn:
-        conn.execute("CREATE TABLE dup (a int)")
-        conn.execute("INSERT INTO dup VALUES (1), (1)")
-        with pytest.raises(psycopg.errors.UniqueViolation):
-            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY dup_a_key ON dup (a)")
         conn.execute("CREATE TABLE legacy (id serial PRIMARY KEY)")
         conn.execute("SELECT setval('legacy_id_seq', 2100000000)")
     return db

@@ -11,7 +11,7 @@ import pytest
 
 from civicq_ops.catalog.model import Catalog, Check, Source, Waiver
 from civicq_ops.engine.thresholds import Thresholds
-from tests.fixtures.pg import run_on, shipped_catalog
+from tests.fixtures.pg import failed_concurrent_index, run_on, shipped_catalog
 
 
 def only(result, check: str) -> list:
@@ -61,11 +61,7 @@ def test_dead_tuples_are_found_on_the_bloated_table(db):
 
 
 def test_invalid_index_left_by_a_failed_concurrent_build(db):
-    with db.connect() as conn:
-        conn.execute("CREATE TABLE dup (a int)")
-        conn.execute("INSERT INTO dup VALUES (1), (1)")
-        with pytest.raises(psycopg.errors.UniqueViolation):
-            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY dup_a_key ON dup (a)")
+    failed_concurrent_index(db)
     result = run_on(db, ["invalid-index"])
     [finding] = only(result, "invalid-index")
     assert finding.subject == {"schemaname": "public", "indexname": "dup_a_key"} and finding.status == "warning"
@@ -169,11 +165,7 @@ def test_variant_is_chosen_by_server_version(db, pg_cluster):
 
 
 def _invalid_index(db) -> None:
-    with db.connect() as conn:
-        conn.execute("CREATE TABLE dup (a int)")
-        conn.execute("INSERT INTO dup VALUES (1), (1)")
-        with pytest.raises(psycopg.errors.UniqueViolation):
-            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY dup_a_key ON dup (a)")
+    failed_concurrent_index(db)
 
 
 def test_gate_level_decides_the_exit_code(db):

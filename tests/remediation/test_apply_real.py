@@ -24,7 +24,7 @@ from civicq_ops.remediation.actions import build
 from civicq_ops.remediation.apply import _execute, apply_plan, target_identity
 from civicq_ops.remediation.plan import PlannedAction, make_plan, read_plan, write_plan
 from civicq_ops.state.store import open_store
-from tests.fixtures.pg import REPO
+from tests.fixtures.pg import REPO, failed_concurrent_index
 
 ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"}
 
@@ -98,11 +98,8 @@ policies:
     if action == "vacuum_full":
         bloat(db, "busy")
     else:
+        failed_concurrent_index(db, "busy", "busy_a")
         with db.connect() as conn:
-            conn.execute("CREATE TABLE busy (a int)")
-            conn.execute("INSERT INTO busy VALUES (1), (1)")
-            with pytest.raises(psycopg.errors.UniqueViolation):
-                conn.execute("CREATE UNIQUE INDEX CONCURRENTLY busy_a ON busy (a)")
             conn.execute("DELETE FROM busy WHERE ctid = (SELECT min(ctid) FROM busy)")
     plan, catalog = plan_for(project, target, [check])
     plan.actions = [a for a in plan.actions if "busy" in a.object_name]
@@ -262,3 +259,14 @@ def test_plan_detailed_exitcode_and_apply_without_plan_in_ci(tmp_path, db, cli):
     assert planned.exit_code == 4 and "vacuum public.exitcodes" in planned.stdout
     ci = cli("--config", cfg, "apply", env={"CI": "true"})
     assert ci.exit_code == 5 and "refused in CI" in ci.stderr
+
+
+def test_a_postgresql_state_store_is_shared_by_runners(db):
+    from civicq_ops.state.store import StateStore
+
+    first, second = StateStore(db.url), StateStore(db.url)  # two runners, one shared store
+    assert first.claim("plan1", 1, "t", "p", "vacuum", "public.votes", "VACUUM votes", "SHARE UPDATE EXCLUSIVE", "a")
+    assert not second.claim("plan1", 1, "t", "p", "vacuum", "public.votes", "VACUUM votes", "SHARE UPDATE EXCLUSIVE", "b")
+    first.finish("plan1", 1, "done", "ok", 0, [], {"status": "critical"}, {"status": "ok"})
+    assert second.last_action("t", "p", "public.votes") is not None
+    assert [r["runner"] for r in second.audit()] == ["a"]
