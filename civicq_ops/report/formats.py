@@ -7,16 +7,16 @@ import os
 from civicq_ops.errors import InputError
 from civicq_ops.fileio import write_atomic
 
-RUN_FORMATS = ("text", "json", "junit", "sarif", "github", "markdown")
+RUN_FORMATS = ("text", "json", "junit", "sarif", "github", "markdown", "prometheus")
 
 
 def render(result, fmt: str, *, colour: bool = False, verbose: bool = False) -> str:
-    from civicq_ops.report import github, json_report, junit, markdown, sarif, text
+    from civicq_ops.report import github, json_report, junit, markdown, prometheus, sarif, text
 
     if fmt == "text":
         return text.render(result, colour=colour, verbose=verbose)
     renderers = {"json": json_report.render, "junit": junit.render, "sarif": sarif.render,
-                 "github": github.render, "markdown": markdown.render}
+                 "github": github.render, "markdown": markdown.render, "prometheus": prometheus.render}
     if fmt not in renderers:
         raise InputError(f"unknown format '{fmt}' (choose from {', '.join(RUN_FORMATS)})")
     return renderers[fmt](result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -156,3 +157,21 @@ def test_github_format_appends_a_step_summary(cli, problem_db, tmp_path):
                  env={"CIVICQ_DATABASE_URL": problem_db.url, "GITHUB_STEP_SUMMARY": str(summary)})
     assert result.exit_code == 1
     assert "### civicq-ops: gate **failed**" in summary.read_text()
+
+
+def test_prometheus_exposition_parses_and_passes_promtool(cli, problem_db, tmp_path):
+    import shutil
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    result = run(cli, problem_db, "--format", "prometheus")
+    families = {f.name: f for f in text_string_to_metric_families(result.stdout)}
+    status = {(s.labels["check"], s.labels["subject"]): s.value for s in families["civicq_check_status"].samples}
+    assert status[("sequence-exhaustion", "public.legacy_id_seq")] == 2
+    assert status[("invalid-index", "public.dup_a_key")] == 1
+    assert families["civicq_run_exit_code"].samples[0].value == 1
+    promtool = shutil.which("promtool")
+    if promtool:
+        (tmp_path / "m.prom").write_text(result.stdout)
+        check = subprocess.run([promtool, "check", "metrics"], input=result.stdout, capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
