@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -205,7 +204,3 @@ def _dump_globals(project: Project, target: Target, major: int, path: Path, supe
     proc = subprocess.run(args, capture_output=True, text=True, env=client_env(kw))
     if proc.returncode != 0:
         raise ExecutionError(f"pg_dumpall --globals-only failed: {redact(proc.stderr.strip().splitlines()[-1])}")
-
-
-def remove_partial(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from functools import cache
@@ -118,7 +117,3 @@ def find_client(name: str, min_major: int | None = None, extra_dirs: list[str] |
             f"install a {name} of major {min_major} or newer"
         )
     return program
-
-
-def which(name: str) -> str | None:
-    return shutil.which(name)
