@@ -270,3 +270,19 @@ def test_a_postgresql_state_store_is_shared_by_runners(db):
     first.finish("plan1", 1, "done", "ok", 0, [], {"status": "critical"}, {"status": "ok"})
     assert second.last_action("t", "p", "public.votes") is not None
     assert [r["runner"] for r in second.audit()] == ["a"]
+
+
+def test_history_lists_runs_and_a_findings_values_over_time(tmp_path, db, cli):
+    bloat(db, "tracked")
+    make_project(tmp_path, db.url)
+    cfg = str(tmp_path / "civicq-ops.yaml")
+    first = cli("--config", cfg, "run", "checks", "--check", "table-dead-tuples", "--format", "json")
+    finding = next(f for f in json.loads(first.stdout)["findings"] if f["subject"] and f["subject"]["relname"] == "tracked")
+    with db.connect() as conn:
+        conn.execute("VACUUM tracked")
+    cli("--config", cfg, "run", "checks", "--check", "table-dead-tuples")
+    runs = cli("--config", cfg, "history")
+    assert runs.exit_code == 0 and len([ln for ln in runs.stdout.splitlines() if " db " in f" {ln} "]) >= 2
+    values = cli("--config", cfg, "history", "--finding", finding["id"])
+    statuses = [ln.split()[-2] for ln in values.stdout.splitlines()[2:]]
+    assert statuses == ["ok", "critical"]  # newest first: the VACUUM cleared it
