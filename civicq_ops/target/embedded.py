@@ -370,11 +370,18 @@ def reachable_bin_dir(bin_dir: Path, os_user: str = OS_USER) -> Path:
     install = bin_dir.parent
     if not (install / "lib").is_dir() or not (install / "share").is_dir():
         return bin_dir  # not a relocatable tree we can copy; _check_reachable will explain
+    # The wheel's binaries find their libraries through RPATH $ORIGIN/../../../<package>.libs:
+    # the copy keeps that layout (site-packages/<package>/pginstall and site-packages/<package>.libs).
+    package = install.parent
     digest = hashlib.sha256(str(install.resolve()).encode()).hexdigest()[:12]
     dest = Path("/var/tmp") / f"civicq-ops-pg-{digest}"
-    if not (dest / "bin" / "postgres").exists():
+    copied_bin = dest / package.name / install.name / "bin"
+    if not (copied_bin / "postgres").exists():
         staging = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
-        shutil.copytree(install, staging, symlinks=True)
+        shutil.copytree(install, staging / package.name / install.name, symlinks=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
         for root, dirs, _files in os.walk(staging):
             for d in dirs:
                 os.chmod(os.path.join(root, d), 0o755)
@@ -383,7 +390,7 @@ def reachable_bin_dir(bin_dir: Path, os_user: str = OS_USER) -> Path:
             os.replace(staging, dest)
         except OSError:  # another process copied it first
             shutil.rmtree(staging, ignore_errors=True)
-    return dest / "bin"
+    return copied_bin
 
 
 def _ensure_os_user(name: str) -> pwd.struct_passwd:
