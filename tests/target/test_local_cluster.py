@@ -112,3 +112,28 @@ def test_status_of_a_missing_data_dir_says_not_initialised(cluster_dir):
     root, _ = cluster_dir
     st = LocalCluster(root / "never").status()
     assert not st.running and not st.initialized
+
+
+def test_binaries_in_a_private_folder_are_copied_where_the_server_user_can_run_them(tmp_path):
+    """A project under /root: the server's OS user cannot enter the venv, so the wheel's
+    installation is copied (libraries included) to /var/tmp."""
+    import pwd
+    import subprocess
+
+    from civicq_ops.target.binaries import wheel_bin_dir
+    from civicq_ops.target.embedded import OS_USER, reachable_bin_dir
+
+    if os.geteuid() != 0:
+        pytest.skip("only root starts the server as another user")
+    package = wheel_bin_dir().parent.parent
+    site = tmp_path / "private" / "site-packages"  # tmp_path lies in a 0700 folder of root's
+    shutil.copytree(package / "pginstall", site / package.name / "pginstall", symlinks=True)
+    shutil.copytree(package.parent / f"{package.name}.libs", site / f"{package.name}.libs")
+    os.chmod(tmp_path / "private", 0o700)
+    private_bin = site / package.name / "pginstall" / "bin"
+    copied = reachable_bin_dir(private_bin)
+    assert copied != private_bin and str(copied).startswith("/var/tmp/civicq-ops-pg-")
+    user = pwd.getpwnam(OS_USER)
+    out = subprocess.run([str(copied / "initdb"), "--version"], capture_output=True, text=True,
+                         user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+    assert out.returncode == 0 and "18." in out.stdout
