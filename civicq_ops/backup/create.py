@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from civicq_ops.backup.manifest import Manifest, checksum_files, fsync_dir, fsync_tree, write_manifest
-from civicq_ops.backup.tools import client_env, compress_arg, compression_methods, pg_tool
+from civicq_ops.backup.tools import client_env, compress_arg, compression_methods, pg_tool, repeated
 from civicq_ops.config import Project, Target
 from civicq_ops.errors import ExecutionError, InputError
 from civicq_ops.redaction import redact
@@ -95,10 +95,7 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
                 args.append("--schema-only")
             if options.data_only:
                 args.append("--data-only")
-            for t in options.tables:
-                args += ["--table", t]
-            for t in options.exclude_tables:
-                args += ["--exclude-table", t]
+            args += repeated("--table", options.tables) + repeated("--exclude-table", options.exclude_tables)
             if options.lock_wait_timeout:
                 args += [f"--lock-wait-timeout={_ms(options.lock_wait_timeout)}"]
             kw = connect_kwargs(project, target)

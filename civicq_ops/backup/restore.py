@@ -10,7 +10,7 @@ from pathlib import Path
 
 from civicq_ops.backup.manifest import Manifest, sha256_file
 from civicq_ops.backup.store import update
-from civicq_ops.backup.tools import client_env, pg_tool
+from civicq_ops.backup.tools import client_env, pg_tool, repeated
 from civicq_ops.config import Project, Target
 from civicq_ops.errors import ExecutionError, InputError, PlanRefused
 from civicq_ops.redaction import redact
@@ -178,10 +178,7 @@ def restore_backup(project: Project, target: Target, folder: Path, manifest: Man
         extra += ["--clean", "--if-exists"]
     if options.exit_on_error:
         extra.append("--exit-on-error")
-    for t in options.tables:
-        extra += ["--table", t]
-    for s in options.schemas:
-        extra += ["--schema", s]
+    extra += repeated("--table", options.tables) + repeated("--schema", options.schemas)
     _pg_restore(pg_restore, connect_kwargs(project, target, name), folder / manifest.dump_path, extra,
                 progress=progress, total=len(manifest.tables))
     with connect(project, target, dbname=name, autocommit=True) as conn:

@@ -62,3 +62,8 @@ def compress_arg(pg_dump: Path, spec: str) -> str:
     if method.isdigit():
         return method
     return level or "6"  # gzip
+
+
+def repeated(flag: str, values: list[str]) -> list[str]:
+    """["--table", "a", "--table", "b"] from ("--table", ["a", "b"])."""
+    return [arg for value in values for arg in (flag, value)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,22 +72,7 @@ class StateStore:
     def execute(self, text: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
             cur = self._conn.execute(self._sql(text), params)
-            try:
-                return list(cur.fetchall())
-            except Exception:  # noqa: BLE001 - statements without a result
-                return []
-
-    @contextmanager
-    def transaction(self):
-        with self._lock:
-            begin = "BEGIN IMMEDIATE" if self.kind == "sqlite" else "BEGIN"
-            self._conn.execute(begin)
-            try:
-                yield
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+            return list(cur.fetchall()) if cur.description else []
 
     def _migrate(self) -> None:
         for statement in _SCHEMA:
@@ -131,22 +115,16 @@ class StateStore:
 
     def claim(self, plan_id: str, step: int, target: str, policy: str, action: str, obj: str, sql: str,
               lock: str, runner: str) -> bool:
-        """Record that this runner takes a plan step; False when another runner already has it."""
-        try:
-            with self.transaction():
-                exists = self._conn.execute(self._sql("SELECT 1 FROM actions WHERE plan_id = ? AND step = ?"),
-                                            (plan_id, step)).fetchall()
-                if exists:
-                    return False
-                self._conn.execute(self._sql(
-                    "INSERT INTO actions (plan_id, step, target, policy, action, object, sql, lock, runner, claimed_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-                    (plan_id, step, target, policy, action, obj, sql, lock, runner, now_iso()))
-            return True
-        except (sqlite3.IntegrityError, Exception) as e:  # noqa: BLE001 - a unique violation means taken
-            if "UNIQUE" in str(e).upper() or "duplicate key" in str(e):
-                return False
-            raise
+        """Record that this runner takes a plan step; False when another runner already has it.
+
+        One INSERT that the primary key lets succeed once: SQLite and PostgreSQL both decide it
+        atomically, so no lock or read-then-write is needed."""
+        with self._lock:
+            cur = self._conn.execute(self._sql(
+                "INSERT INTO actions (plan_id, step, target, policy, action, object, sql, lock, runner, claimed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plan_id, step) DO NOTHING"),
+                (plan_id, step, target, policy, action, obj, sql, lock, runner, now_iso()))
+            return cur.rowcount == 1
 
     def finish(self, plan_id: str, step: int, result: str, detail: str, waits: int, notices: list[str],
                before: Any, after: Any) -> None:

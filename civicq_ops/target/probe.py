@@ -43,9 +43,10 @@ SELECT has_function_privilege('pg_control_system()', 'EXECUTE'),
 """
 
 
-def system_identifier(conn) -> str | None:
+def system_identifier(conn, allowed: bool | None = None) -> str | None:
     """The cluster's system identifier, or None where this role may not read it."""
-    allowed = conn.execute(_PRIVILEGED).fetchone()[0]
+    if allowed is None:
+        allowed = conn.execute(_PRIVILEGED).fetchone()[0]
     if not allowed:
         return None
     return conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()[0]
@@ -124,8 +125,8 @@ def probe(conn, *, name: str, environment: str, local: bool, relations: list[str
         sent = time.time()
         row = conn.execute(_PROBE, {"roles": list(PREDEFINED_ROLES), "relations": sorted(set(relations))}).fetchone()
         received = time.time()
-        sysid = system_identifier(conn)
-        settings_allowed = conn.execute(_PRIVILEGED).fetchone()[1]
+        control_allowed, settings_allowed = conn.execute(_PRIVILEGED).fetchone()
+        sysid = system_identifier(conn, control_allowed)
         data_directory = preload = None
         if settings_allowed:
             data_directory, preload = conn.execute(

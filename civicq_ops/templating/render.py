@@ -133,8 +133,6 @@ def render_query(template: str, context: dict[str, Any]) -> RenderedQuery:
         text = tmpl.render(**context)
     except JinjaError as e:
         raise TemplateError(f"query template: {e}") from e
-    except TemplateError:
-        raise
     finally:
         _state.binds = None
     # Literal % in the template's SQL must reach psycopg as %%; placeholders become %s.
