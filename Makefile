@@ -15,7 +15,7 @@ OPS := $(BIN)/civicq-ops
 help:
 	@echo "make demo   - install, start the local PostgreSQL, and show the report"
 	@echo "make test   - install and run the whole test suite (PostgreSQL 18 and 15)"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff and the import-linter layering contracts"
 	@echo "make clean  - stop the local PostgreSQL and remove the venv and local state"
 
 $(STAMP): pyproject.toml
@@ -37,11 +37,12 @@ demo: $(STAMP)
 	@echo
 	-$(OPS) run checks
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check civicq_ops tests bench seeds migrations
+	$(BIN)/lint-imports
 
 db-up: $(STAMP)
 	$(OPS) db up

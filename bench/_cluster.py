@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from civicq_ops.target.embedded import LocalCluster
+from civicq_ops.postgres.local_cluster import LocalCluster
 
 
 @contextlib.contextmanager

@@ -21,9 +21,9 @@ sys.path.insert(0, str(REPO))
 from bench._cluster import bench_cluster, create_database  # noqa: E402
 from civicq_ops.backup.create import BackupOptions, create_backup  # noqa: E402
 from civicq_ops.backup.tools import client_env, pg_tool  # noqa: E402
+from civicq_ops.civicq.migrations import migrate  # noqa: E402
+from civicq_ops.civicq.seeding import seed  # noqa: E402
 from civicq_ops.config import load_project  # noqa: E402
-from civicq_ops.database.migrations import migrate  # noqa: E402
-from civicq_ops.database.seeding import seed  # noqa: E402
 
 
 def median_time(fn, runs: int = 3) -> float:

@@ -25,12 +25,13 @@ sys.path.insert(0, str(REPO))
 
 from bench._cluster import bench_cluster, create_database  # noqa: E402
 from civicq_ops.catalog.load import project_catalog  # noqa: E402
+from civicq_ops.civicq.migrations import migrate  # noqa: E402
+from civicq_ops.civicq.seeding import seed  # noqa: E402
 from civicq_ops.config import load_project  # noqa: E402
-from civicq_ops.database.migrations import migrate  # noqa: E402
-from civicq_ops.database.seeding import seed  # noqa: E402
+from civicq_ops.core.capabilities import unmet_requirement  # noqa: E402
 from civicq_ops.engine.run import render_check, resolve_params  # noqa: E402
-from civicq_ops.target.connect import connect  # noqa: E402
-from civicq_ops.target.probe import probe, unmet_requirement  # noqa: E402
+from civicq_ops.postgres.connect import connect  # noqa: E402
+from civicq_ops.postgres.probe import probe  # noqa: E402
 
 OPS = [sys.executable, "-m", "civicq_ops"]
 

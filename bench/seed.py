@@ -17,9 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._cluster import bench_cluster, create_database  # noqa: E402
+from civicq_ops.civicq.migrations import migrate  # noqa: E402
+from civicq_ops.civicq.seeding import seed  # noqa: E402
 from civicq_ops.config import load_project  # noqa: E402
-from civicq_ops.database.migrations import migrate  # noqa: E402
-from civicq_ops.database.seeding import seed  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from civicq_ops.catalog.diagnostics import errors_in
-from civicq_ops.catalog.loader import JsonPath, LoadedDocument, load_file, load_text
-from civicq_ops.errors import ConfigError
-from civicq_ops.redaction import register_secret, register_url_secrets
+from civicq_ops.core.diagnostics import errors_in
+from civicq_ops.core.errors import ConfigError
+from civicq_ops.core.redaction import register_secret, register_url_secrets
+from civicq_ops.core.yamlpos import JsonPath, LoadedDocument, load_file, load_text
 
 PROJECT_FILE = "civicq-ops.yaml"
 ENV_URL = "CIVICQ_DATABASE_URL"
@@ -153,7 +153,7 @@ def find_project_file(explicit: str | None = None, env: dict[str, str] | None = 
 
 def load_project(path: str | Path | None = None, env: dict[str, str] | None = None) -> Project:
     """Load and validate the project file; with none found, a default with one local target."""
-    from civicq_ops.catalog.schema import validate_document
+    from civicq_ops.catalog.structure import validate_document
 
     env = dict(os.environ) if env is None else env
     found = find_project_file(str(path) if path else None, env)

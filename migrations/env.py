@@ -31,8 +31,8 @@ def run_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
+    from civicq_ops.civicq.migrations import engine_for
     from civicq_ops.config import load_project
-    from civicq_ops.database.migrations import engine_for
 
     project = load_project()
     engine = engine_for(project, project.target(os.environ.get("CIVICQ_TARGET")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from civicq_ops.config import load_project
-from civicq_ops.errors import ConfigError
+from civicq_ops.core.errors import ConfigError
 
 
 def test_no_project_file_gives_one_local_embedded_target(tmp_path, monkeypatch):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from civicq_ops.redaction import MASK, redact, register_secret
+from civicq_ops.core.redaction import MASK, redact, register_secret
 
 PASSWORD = "s3cr3t-Pa55word"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from civicq_ops.backup.manifest import Manifest, checksum_files, fsync_dir, fsync_tree, write_manifest
 from civicq_ops.backup.tools import client_env, compress_arg, compression_methods, pg_tool, repeated
 from civicq_ops.config import Project, Target
-from civicq_ops.errors import ExecutionError, InputError
-from civicq_ops.redaction import redact
+from civicq_ops.core.errors import ExecutionError, InputError
+from civicq_ops.core.redaction import redact
 
 Progress = Callable[[str, int, int], None]
 
@@ -50,7 +50,7 @@ def new_backup_id(target: Target, now: datetime | None = None) -> str:
 def create_backup(project: Project, target: Target, options: BackupOptions, progress: Progress | None = None,
                   backup_id: str | None = None) -> Manifest:
     """Make one backup of the target's database; returns its manifest. Nothing is listed until done."""
-    from civicq_ops.target.connect import connect, connect_kwargs
+    from civicq_ops.postgres.connect import connect, connect_kwargs
 
     if options.format not in ("directory", "custom"):
         raise InputError(f"unknown backup format '{options.format}' (directory or custom)")
@@ -67,7 +67,7 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
     t0 = time.monotonic()
     # autocommit, so that the snapshot's transaction is opened (and ended) explicitly.
     with connect(project, target, autocommit=True) as conn:
-        from civicq_ops.target.probe import system_identifier
+        from civicq_ops.postgres.probe import system_identifier
 
         info = conn.execute(
             "SELECT current_setting('server_version'), current_setting('server_version_num')::int / 10000, "
@@ -133,13 +133,13 @@ def _dump_name(options: BackupOptions) -> str:
 
 
 def _ms(duration: str) -> int:
-    from civicq_ops.engine.units import parse_duration
+    from civicq_ops.core.units import parse_duration
 
     return int(parse_duration(duration) * 1000)
 
 
 def _version_of(program: Path) -> str:
-    from civicq_ops.target.binaries import program_version
+    from civicq_ops.postgres.binaries import program_version
 
     return str(program_version(program))
 
@@ -191,7 +191,7 @@ def _run_dump(args: list[str], kw: dict, table_count: int, progress: Progress | 
 
 
 def _dump_globals(project: Project, target: Target, major: int, path: Path, superuser: bool) -> None:
-    from civicq_ops.target.connect import connect_kwargs
+    from civicq_ops.postgres.connect import connect_kwargs
 
     pg_dumpall = pg_tool("pg_dumpall", major)
     kw = connect_kwargs(project, target)

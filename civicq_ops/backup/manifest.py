@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from civicq_ops.fileio import write_atomic
+from civicq_ops.core.fileio import write_atomic
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1

@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from civicq_ops.backup.inventory import update
 from civicq_ops.backup.manifest import Manifest, sha256_file
-from civicq_ops.backup.store import update
 from civicq_ops.backup.tools import client_env, pg_tool, repeated
 from civicq_ops.config import Project, Target
-from civicq_ops.errors import ExecutionError, InputError, PlanRefused
-from civicq_ops.redaction import redact
-from civicq_ops.target.binaries import Version, program_version
+from civicq_ops.core.errors import ExecutionError, InputError, PlanRefused
+from civicq_ops.core.redaction import redact
+from civicq_ops.core.version import Version
+from civicq_ops.postgres.binaries import program_version
 
 
 @dataclass
@@ -62,7 +63,7 @@ def verify_backup(project: Project, target: Target, folder: Path, manifest: Mani
 def _restore_and_count(project, target, folder, manifest, pg_restore, jobs) -> list[str]:
     from psycopg import sql
 
-    from civicq_ops.target.connect import connect, connect_kwargs
+    from civicq_ops.postgres.connect import connect, connect_kwargs
 
     scratch = f"civicq_ops_verify_{int(time.time())}"
     with connect(project, target, dbname="postgres", autocommit=True) as admin:
@@ -143,7 +144,7 @@ def restore_backup(project: Project, target: Target, folder: Path, manifest: Man
     `target_db`, after a safety backup of it, and never while other sessions use it."""
     from psycopg import sql
 
-    from civicq_ops.target.connect import connect, connect_kwargs
+    from civicq_ops.postgres.connect import connect, connect_kwargs
 
     t0 = time.monotonic()
     dumped_with = Version.parse(manifest.pg_dump_version)

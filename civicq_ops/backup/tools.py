@@ -7,7 +7,7 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
-from civicq_ops.target.binaries import find_client
+from civicq_ops.postgres.binaries import find_client
 
 
 def pg_tool(name: str, server_major: int) -> Path:

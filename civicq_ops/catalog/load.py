@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from civicq_ops.catalog.diagnostics import Diagnostic, errors_in
-from civicq_ops.catalog.loader import LoadedDocument, load_file
 from civicq_ops.catalog.model import AlertRule, Catalog, Check, Policy, Source, Waiver
-from civicq_ops.catalog.schema import validate_document
+from civicq_ops.catalog.structure import validate_document
+from civicq_ops.core.diagnostics import Diagnostic, errors_in
+from civicq_ops.core.yamlpos import LoadedDocument, load_file
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -133,7 +133,7 @@ def _add(result: LoadResult, doc: LoadedDocument, kind: str) -> None:
 
 def project_catalog(project, paths: list[Path] | None = None, *, today=None) -> LoadResult:
     """The project's checks and policies; errors in them raise SchemaError (exit 2, nothing runs)."""
-    from civicq_ops.errors import SchemaError
+    from civicq_ops.core.errors import SchemaError
 
     # Parsing every query with pglast is `validate`'s job (and CI's); a run relies on the READ ONLY
     # transaction instead, and starts in a fraction of the time.

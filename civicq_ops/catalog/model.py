@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from civicq_ops.engine.thresholds import Thresholds
-from civicq_ops.engine.units import parse_duration
+from civicq_ops.core.thresholds import Thresholds
+from civicq_ops.core.units import parse_duration
 
 DEFAULT_TIMEOUT_S = 10.0
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from civicq_ops.catalog.diagnostics import Diagnostic
 from civicq_ops.catalog.model import Check
 from civicq_ops.catalog.sqlcheck import inspect_query
-from civicq_ops.errors import TemplateError
-from civicq_ops.target.binaries import Version
-from civicq_ops.target.probe import Capabilities, version_matches
+from civicq_ops.core.capabilities import Capabilities
+from civicq_ops.core.diagnostics import Diagnostic
+from civicq_ops.core.errors import TemplateError
+from civicq_ops.core.version import Version, version_matches
 
 MAX_WAIVER_DAYS = 180
 QUERY_NAMES = {"params", "target"}
@@ -199,7 +199,7 @@ def _sql(doc, jpath, check: Check, text: str) -> list[Diagnostic]:
 
 
 def _fits(kind: str, value) -> bool:
-    from civicq_ops.engine.units import UnitError, parse_quantity
+    from civicq_ops.core.units import UnitError, parse_quantity
 
     if kind == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
@@ -219,7 +219,7 @@ def _fits(kind: str, value) -> bool:
 
 
 def _unit(doc, jpath, value, unit: str) -> list[Diagnostic]:
-    from civicq_ops.engine.units import UnitError, parse_quantity
+    from civicq_ops.core.units import UnitError, parse_quantity
 
     try:
         parse_quantity(value, unit)

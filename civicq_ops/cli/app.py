@@ -8,59 +8,14 @@ becomes one line that points to `--debug`, which shows the traceback instead.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
 from civicq_ops import __version__
-from civicq_ops.errors import CivicqError, ExitCode
-from civicq_ops.redaction import redact
-
-
-@dataclass
-class Session:
-    """What the global options say; the project file is loaded on first use."""
-
-    config_path: str | None = None
-    target_names: list[str] = field(default_factory=list)
-    all_targets: bool = False
-    debug: bool = False
-    quiet: bool = False
-    _project: Any = None
-
-    @property
-    def project(self):
-        if self._project is None:
-            from civicq_ops.config import load_project
-
-            self._project = load_project(self.config_path)
-        return self._project
-
-    def target(self):
-        """The one target this command works on (`--target`, else the default)."""
-        names = self.target_names
-        if len(names) > 1 or self.all_targets:
-            raise_usage("this command works on one target; pass a single --target")
-        return self.project.target(names[0] if names else None)
-
-    def targets(self):
-        if self.all_targets:
-            return [self.project.target(n) for n in self.project.target_names]
-        return [self.project.target(n) for n in (self.target_names or [None])]
-
-
-def raise_usage(message: str) -> None:
-    from civicq_ops.errors import InputError
-
-    raise InputError(message)
-
-
-def report_error(message: str, hint: str | None = None) -> None:
-    typer.echo(f"error: {redact(message)}", err=True)
-    if hint:
-        typer.echo(f"hint: {redact(hint)}", err=True)
+from civicq_ops.cli.session import Session, report_error
+from civicq_ops.core.errors import CivicqError, ExitCode
 
 
 class _Handled(TyperGroup):
@@ -122,7 +77,7 @@ def root(
 
 
 def _register() -> None:
-    from civicq_ops.cli import backup, catalog, db, maintain, remediate, run
+    from civicq_ops.cli import backup, catalog, db, remediate, run, vacuum
 
     app.add_typer(db.app, name="db")
     backup.register(app)
@@ -130,7 +85,7 @@ def _register() -> None:
     catalog.register(app)
     run.register(app)
     remediate.register(app)
-    maintain.register(app)
+    vacuum.register(app)
 
 
 _register()

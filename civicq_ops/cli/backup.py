@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from civicq_ops.cli.app import Session
 from civicq_ops.cli.common import emit, exit_with
+from civicq_ops.cli.session import Session
 
 app = typer.Typer(help="Backups: create, list, verify, pin, cleanup.", no_args_is_help=True)
 
@@ -57,7 +57,7 @@ def create(
     m = create_backup(s.project, s.target(), options, progress=_progress(s.quiet))
     if not s.quiet:
         sys.stderr.write("\r" + " " * 60 + "\r")
-    from civicq_ops.engine.units import format_bytes
+    from civicq_ops.core.units import format_bytes
 
     emit(f"backup {m.id}: {format_bytes(m.size_bytes)} in {m.duration_s:.1f}s, {len(m.tables)} tables, "
          f"{len(m.files)} files checksummed\n")
@@ -76,8 +76,8 @@ def list_cmd(
     from tabulate import tabulate
 
     from civicq_ops.backup.create import backups_dir
-    from civicq_ops.backup.store import scan
-    from civicq_ops.engine.units import format_bytes
+    from civicq_ops.backup.inventory import scan
+    from civicq_ops.core.units import format_bytes
 
     entries = scan(backups_dir(_s(ctx).project))
     usable = sorted((e for e in entries if e.manifest), key=lambda e: e.manifest.finished_at)
@@ -113,9 +113,9 @@ def verify(
     Example: civicq-ops backup verify --latest --restore
     """
     from civicq_ops.backup.create import backups_dir
+    from civicq_ops.backup.inventory import find
     from civicq_ops.backup.restore import verify_backup
-    from civicq_ops.backup.store import find
-    from civicq_ops.errors import InputError
+    from civicq_ops.core.errors import InputError
 
     s = _s(ctx)
     if not backup_id and not latest:
@@ -139,7 +139,7 @@ def pin(
     Example: civicq-ops backup pin civicq-20261125T020000000Z --reason "before the 2.0 migration"
     """
     from civicq_ops.backup.create import backups_dir
-    from civicq_ops.backup.store import find, update
+    from civicq_ops.backup.inventory import find, update
 
     root = backups_dir(_s(ctx).project)
     _, manifest = find(root, backup_id)
@@ -160,8 +160,8 @@ def cleanup(
     import shutil
 
     from civicq_ops.backup.create import backups_dir
+    from civicq_ops.backup.inventory import complete
     from civicq_ops.backup.retention import RetentionPolicy, plan_retention
-    from civicq_ops.backup.store import complete
 
     s = _s(ctx)
     root = backups_dir(s.project)
@@ -194,9 +194,9 @@ def restore_cmd(
     Example: civicq-ops restore --latest   (or: civicq-ops restore ID --clean --target-db civicq)
     """
     from civicq_ops.backup.create import backups_dir
+    from civicq_ops.backup.inventory import find
     from civicq_ops.backup.restore import RestoreOptions, list_contents, restore_backup
-    from civicq_ops.backup.store import find
-    from civicq_ops.errors import InputError
+    from civicq_ops.core.errors import InputError
 
     s = _s(ctx)
     if not backup_id and not latest:

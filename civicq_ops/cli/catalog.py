@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from civicq_ops.cli.app import Session
 from civicq_ops.cli.common import emit, exit_with, parse_params
+from civicq_ops.cli.session import Session
 
 checks_app = typer.Typer(help="The checks in the catalog.", no_args_is_help=True)
 
@@ -22,7 +22,7 @@ def _paths(s: Session, given: list[str] | None) -> list[Path]:
     if given:
         missing = [p for p in given if not Path(p).exists()]
         if missing:
-            from civicq_ops.errors import InputError
+            from civicq_ops.core.errors import InputError
 
             raise InputError(f"{missing[0]}: no such file or folder")
         return [Path(p) for p in given]
@@ -39,8 +39,8 @@ def validate(
     Example: civicq-ops validate checks/ --format github
     """
     from civicq_ops.catalog.load import load_catalog
-    from civicq_ops.errors import InputError
-    from civicq_ops.report.diagnostics import FORMATS, render
+    from civicq_ops.core.errors import InputError
+    from civicq_ops.report.validation import FORMATS, render
 
     if fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
@@ -56,8 +56,8 @@ def schema(kind: Annotated[str, typer.Argument(help="project, checks, policies, 
 
     Example: civicq-ops schema checks > checks.schema.json
     """
-    from civicq_ops.catalog.schema import available_kinds, load_schema
-    from civicq_ops.errors import InputError
+    from civicq_ops.catalog.structure import available_kinds, load_schema
+    from civicq_ops.core.errors import InputError
 
     if kind not in available_kinds():
         raise InputError(f"unknown schema '{kind}' (choose from {', '.join(available_kinds())})")
@@ -73,7 +73,7 @@ def test(
 
     Example: civicq-ops test --junit yaml-tests.xml
     """
-    from civicq_ops.fileio import write_atomic
+    from civicq_ops.core.fileio import write_atomic
     from civicq_ops.testing.runner import render_junit, render_text, run_tests
 
     s = _session(ctx)
@@ -82,7 +82,7 @@ def test(
         paths_ = [*paths_, *s.project.paths("checks"), *s.project.paths("policies")]
     report = run_tests(paths_)
     if report.diagnostics and report.exit_code == 2:
-        from civicq_ops.report.diagnostics import render
+        from civicq_ops.report.validation import render
 
         emit(render(report.diagnostics, "text", 0))
         exit_with(2)
@@ -137,7 +137,7 @@ def checks_show(ctx: typer.Context, check_id: Annotated[str, typer.Argument(meta
     import yaml
 
     from civicq_ops.catalog.load import project_catalog
-    from civicq_ops.errors import InputError
+    from civicq_ops.core.errors import InputError
 
     catalog = project_catalog(_session(ctx).project).catalog
     check = catalog.checks.get(check_id)
@@ -159,9 +159,9 @@ def checks_render(
     Example: civicq-ops checks render table-dead-tuples --param min_live_tuples=100
     """
     from civicq_ops.catalog.load import project_catalog
+    from civicq_ops.core.capabilities import Capabilities
+    from civicq_ops.core.errors import InputError
     from civicq_ops.engine.run import render_check, resolve_params
-    from civicq_ops.errors import InputError
-    from civicq_ops.target.probe import Capabilities
 
     catalog = project_catalog(_session(ctx).project).catalog
     check = catalog.checks.get(check_id)
@@ -193,7 +193,7 @@ def checks_doc(
     Example: civicq-ops checks doc -o docs/checks.md
     """
     from civicq_ops.catalog.load import project_catalog
-    from civicq_ops.fileio import write_atomic
+    from civicq_ops.core.fileio import write_atomic
     from civicq_ops.report.checks_doc import render
 
     catalog = project_catalog(_session(ctx).project).catalog

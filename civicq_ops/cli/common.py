@@ -20,7 +20,7 @@ def colour_on() -> bool:
 
 def parse_params(specs: list[str] | None) -> dict[str, dict[str, str]]:
     """["table-dead-tuples.min_live_tuples=10"] -> {"table-dead-tuples": {"min_live_tuples": "10"}}."""
-    from civicq_ops.errors import InputError
+    from civicq_ops.core.errors import InputError
 
     out: dict[str, dict[str, str]] = {}
     for spec in specs or []:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from civicq_ops.cli.app import Session
+from civicq_ops.cli.session import Session
 
 app = typer.Typer(help="The local PostgreSQL and the CivicQ database.", no_args_is_help=True)
 
@@ -40,7 +40,7 @@ def up(ctx: typer.Context) -> None:
 
     Example: civicq-ops db up
     """
-    from civicq_ops.target.connect import ensure_database, local_cluster
+    from civicq_ops.postgres.connect import ensure_database, local_cluster
 
     s = _session(ctx)
     target = s.target()
@@ -57,7 +57,7 @@ def down(ctx: typer.Context) -> None:
 
     Example: civicq-ops db down
     """
-    from civicq_ops.target.connect import local_cluster
+    from civicq_ops.postgres.connect import local_cluster
 
     s = _session(ctx)
     stopped = local_cluster(s.project, s.target()).stop()
@@ -73,7 +73,7 @@ def status(
 
     Example: civicq-ops db status --format json
     """
-    from civicq_ops.target.connect import local_cluster
+    from civicq_ops.postgres.connect import local_cluster
 
     s = _session(ctx)
     st = local_cluster(s.project, s.target()).status()
@@ -91,8 +91,8 @@ def url(
 
     Example: psql "$(civicq-ops db url --show-password)"
     """
-    from civicq_ops.redaction import redact
-    from civicq_ops.target.connect import connect_kwargs
+    from civicq_ops.core.redaction import redact
+    from civicq_ops.postgres.connect import connect_kwargs
 
     s = _session(ctx)
     target = s.target()
@@ -113,8 +113,8 @@ def psql(ctx: typer.Context) -> None:
 
     Example: civicq-ops db psql -c 'select version()'
     """
-    from civicq_ops.target.binaries import find_client
-    from civicq_ops.target.connect import connect_kwargs
+    from civicq_ops.postgres.binaries import find_client
+    from civicq_ops.postgres.connect import connect_kwargs
 
     s = _session(ctx)
     target = s.target()
@@ -142,7 +142,7 @@ def migrate(
 
     Example: civicq-ops db migrate            (or: civicq-ops db migrate --sql > review.sql)
     """
-    from civicq_ops.database import migrations
+    from civicq_ops.civicq import migrations
 
     s = _session(ctx)
     if sql_only:
@@ -162,7 +162,7 @@ def rollback(
 
     Example: civicq-ops db rollback --steps 2
     """
-    from civicq_ops.database import migrations
+    from civicq_ops.civicq import migrations
 
     s = _session(ctx)
     result = migrations.rollback(s.project, s.target(), steps)
@@ -175,7 +175,7 @@ def history(ctx: typer.Context) -> None:
 
     Example: civicq-ops db history
     """
-    from civicq_ops.database import migrations
+    from civicq_ops.civicq import migrations
 
     s = _session(ctx)
     for rev in migrations.history(s.project):
@@ -188,7 +188,7 @@ def current(ctx: typer.Context) -> None:
 
     Example: civicq-ops db current
     """
-    from civicq_ops.database import migrations
+    from civicq_ops.civicq import migrations
 
     s = _session(ctx)
     typer.echo(migrations.current(s.project, s.target()) or "<empty: no migration applied>")
@@ -200,7 +200,7 @@ def migrate_create(ctx: typer.Context, message: Annotated[str, typer.Argument(he
 
     Example: civicq-ops db migrate-create "add city timezones"
     """
-    from civicq_ops.database import migrations
+    from civicq_ops.civicq import migrations
 
     s = _session(ctx)
     typer.echo(str(migrations.create_migration(s.project, message)))
@@ -215,7 +215,7 @@ def seed_cmd(
 
     Example: civicq-ops db seed            (or: civicq-ops db seed --scale 100 for a million votes)
     """
-    from civicq_ops.database.seeding import seed
+    from civicq_ops.civicq.seeding import seed
 
     s = _session(ctx)
     result = seed(s.project, s.target(), scale)
@@ -233,7 +233,7 @@ def reset(
 
     Example: civicq-ops db reset --yes
     """
-    from civicq_ops.database.seeding import reset as do_reset
+    from civicq_ops.civicq.seeding import reset as do_reset
 
     s = _session(ctx)
     target = s.target()
@@ -252,7 +252,7 @@ def schema_doc(
 
     Example: civicq-ops db schema-doc -o docs/SCHEMA_REFERENCE.md
     """
-    from civicq_ops.database.schema_doc import write_schema_reference
+    from civicq_ops.civicq.schema_doc import write_schema_reference
 
     s = _session(ctx)
     write_schema_reference(s.project, s.target(), output)

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from civicq_ops.cli.app import Session
 from civicq_ops.cli.common import emit, exit_with
+from civicq_ops.cli.session import Session
 
 
 def _s(ctx) -> Session:
@@ -29,7 +29,7 @@ def _make_plan(s: Session, unattended: bool = False):
     checks = sorted({p.check for p in catalog.policies})
     result = run_checks(s.project, [target], catalog, Selection(checks=checks), RunOptions())
     if result.errors:
-        from civicq_ops.errors import ExecutionError
+        from civicq_ops.core.errors import ExecutionError
 
         raise ExecutionError(result.errors[0]["message"])
     store = open_store(s.project)
@@ -89,7 +89,7 @@ def apply(
     Example: civicq-ops apply plan.json
     """
     from civicq_ops.catalog.load import project_catalog
-    from civicq_ops.errors import PlanRefused
+    from civicq_ops.core.errors import PlanRefused
     from civicq_ops.remediation.apply import apply_plan
     from civicq_ops.remediation.plan import read_plan
     from civicq_ops.state.store import open_store

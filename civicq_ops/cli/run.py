@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from civicq_ops.cli.app import Session
 from civicq_ops.cli.common import colour_on, emit, exit_with, parse_params
+from civicq_ops.cli.session import Session
 
 app = typer.Typer(help="Run checks against targets.", no_args_is_help=True)
 
@@ -21,9 +21,9 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
             fmt="text", outputs=None, budget=None, baseline=None, pool=2, verbose=False):
     """Shared by `run checks` and `health`: one library call, render, exit code."""
     from civicq_ops.catalog.load import project_catalog
+    from civicq_ops.core.errors import InputError
+    from civicq_ops.core.units import parse_duration
     from civicq_ops.engine.run import RunOptions, Selection, run_checks
-    from civicq_ops.engine.units import parse_duration
-    from civicq_ops.errors import InputError
     from civicq_ops.report.formats import RUN_FORMATS, parse_outputs, render, write_outputs
 
     s: Session = ctx.find_object(Session)
@@ -51,7 +51,7 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
 
 def _record(s: Session, result) -> None:
     """Keep the run in the state store for `history`; a store that cannot be opened is a notice, not a failure."""
-    from civicq_ops.errors import CivicqError
+    from civicq_ops.core.errors import CivicqError
     from civicq_ops.state.store import open_store
 
     try:
@@ -154,7 +154,7 @@ def baseline_write(
     result = run_checks(s.project, s.targets(), catalog,
                         Selection(checks=_split(check), tags=_split(tag), categories=_split(category)), RunOptions())
     if result.exit_code == 3:
-        from civicq_ops.errors import ExecutionError
+        from civicq_ops.core.errors import ExecutionError
 
         raise ExecutionError("some checks could not run; the baseline was not written: "
                              + "; ".join(e["message"] for e in result.errors) or "see `run checks`")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from civicq_ops.core.errors import InputError
+from civicq_ops.core.fileio import write_atomic
+from civicq_ops.core.thresholds import SEVERITY
 from civicq_ops.engine.findings import Finding
-from civicq_ops.engine.thresholds import SEVERITY
-from civicq_ops.errors import InputError
-from civicq_ops.fileio import write_atomic
 
 BASELINE_VERSION = "1.0"
 

@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from civicq_ops.catalog.model import Check
+from civicq_ops.core.capabilities import Capabilities
+from civicq_ops.core.errors import TemplateError
+from civicq_ops.core.units import format_value
 from civicq_ops.engine.findings import Finding, jsonable
-from civicq_ops.engine.units import format_value
-from civicq_ops.errors import TemplateError
-from civicq_ops.target.probe import Capabilities
 from civicq_ops.templating.render import render_text
 
 LOW_CONFIDENCE_COLUMN = "low_confidence_reason"

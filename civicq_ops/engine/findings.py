@@ -10,7 +10,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from civicq_ops.engine.thresholds import SEVERITY
+from civicq_ops.core.thresholds import SEVERITY
 
 STATUSES = ("ok", "warning", "critical", "skipped", "error")
 

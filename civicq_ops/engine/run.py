@@ -19,13 +19,13 @@ from typing import Any
 
 from civicq_ops.catalog.model import Catalog, Check
 from civicq_ops.config import Project, Target
+from civicq_ops.core.capabilities import Capabilities, unmet_requirement
+from civicq_ops.core.errors import CivicqError, ExitCode, InputError
+from civicq_ops.core.thresholds import SEVERITY
 from civicq_ops.engine.baseline import is_new_or_worse, load_baseline
 from civicq_ops.engine.evaluate import evaluate_rows
 from civicq_ops.engine.findings import Finding, Summary
-from civicq_ops.engine.thresholds import SEVERITY
 from civicq_ops.engine.waivers import apply_waivers
-from civicq_ops.errors import CivicqError, ExitCode, InputError
-from civicq_ops.target.probe import Capabilities, unmet_requirement
 from civicq_ops.templating.render import RenderedQuery, render_query
 
 LOCK_TIMEOUT_MS = 1000
@@ -201,8 +201,8 @@ class _Counter:
 
 
 def _run_target(project, target, checks, params, options, deadline, counter):
-    from civicq_ops.target.connect import connect
-    from civicq_ops.target.probe import probe
+    from civicq_ops.postgres.connect import connect
+    from civicq_ops.postgres.probe import probe
 
     run = TargetRun(name=target.name)
     try:
@@ -222,7 +222,7 @@ def _run_target(project, target, checks, params, options, deadline, counter):
                      relations=relations, settings=settings, expected_role=target.role)
         caps.connect_ms = round(connect_ms, 2)
     except Exception as e:  # noqa: BLE001 - any probe failure is this target's error
-        from civicq_ops.target.connect import first_line
+        from civicq_ops.core.errors import first_line
 
         first.close()
         for c in checks:
@@ -233,7 +233,7 @@ def _run_target(project, target, checks, params, options, deadline, counter):
     run.server_version, run.role, run.system_identifier = caps.version_text, caps.role, caps.system_identifier
     if any(c.category == "backup" for c in checks):
         from civicq_ops.backup.create import backups_dir
-        from civicq_ops.backup.store import backup_facts
+        from civicq_ops.backup.inventory import backup_facts
 
         caps.backup = backup_facts(backups_dir(project), target.name)
 
@@ -280,7 +280,7 @@ def _skipped(check: Check, caps: Capabilities, reason: str, status: str = "skipp
 def _run_one(check: Check, params, caps: Capabilities, get_conn, deadline, now) -> list[Finding]:
     import psycopg
 
-    from civicq_ops.target.connect import first_line
+    from civicq_ops.core.errors import first_line
 
     reason = unmet_requirement(check.requires, caps)
     if reason:

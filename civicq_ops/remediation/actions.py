@@ -9,7 +9,7 @@ from typing import Any
 
 from psycopg import sql
 
-from civicq_ops.errors import InputError
+from civicq_ops.core.errors import InputError
 
 # Applications a terminate/cancel never touches, whatever a policy says (plus the policy's own list).
 ALWAYS_ALLOWED_APPS = ("civicq-ops",)

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 
 from civicq_ops.catalog.model import Catalog
 from civicq_ops.config import Project, Target
-from civicq_ops.engine.units import parse_duration
-from civicq_ops.errors import CivicqError, PlanRefused
+from civicq_ops.core.errors import CivicqError, PlanRefused
+from civicq_ops.core.units import parse_duration
 from civicq_ops.remediation.actions import SPECS, build
 from civicq_ops.remediation.plan import Plan, PlannedAction, can_refresh_concurrently, config_digest
 
@@ -56,8 +56,8 @@ class ApplyResult:
 
 
 def target_identity(project: Project, target: Target) -> dict:
-    from civicq_ops.target.connect import connect
-    from civicq_ops.target.probe import system_identifier
+    from civicq_ops.postgres.connect import connect
+    from civicq_ops.postgres.probe import system_identifier
 
     with connect(project, target, autocommit=True) as conn:
         db, version = conn.execute("SELECT current_database(), current_setting('server_version')").fetchone()
@@ -92,7 +92,7 @@ def apply_plan(project: Project, target: Target, catalog: Catalog, plan: Plan, s
 
 
 def _apply_step(project, target, catalog, plan: Plan, action: PlannedAction, store, runner: str) -> StepResult:
-    from civicq_ops.target.connect import connect
+    from civicq_ops.postgres.connect import connect
 
     t0 = time.monotonic()
     result = StepResult(action.step, action.object_name, action.action, "skipped", "")

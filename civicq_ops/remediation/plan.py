@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 from civicq_ops.catalog.model import Catalog, Policy
 from civicq_ops.config import Project, Target
+from civicq_ops.core.errors import CivicqError, InputError
+from civicq_ops.core.thresholds import SEVERITY, Condition
+from civicq_ops.core.units import parse_duration, parse_quantity
 from civicq_ops.engine.findings import Finding
-from civicq_ops.engine.thresholds import SEVERITY, Condition
-from civicq_ops.engine.units import parse_duration, parse_quantity
-from civicq_ops.errors import CivicqError, InputError
 from civicq_ops.remediation.actions import SPECS, build, object_name, object_of
 
 PLAN_VERSION = "1.0"
@@ -203,7 +203,7 @@ def make_plan(project: Project, target: Target, catalog: Catalog, findings: list
 
 
 def write_plan(plan: Plan, path: str | Path) -> None:
-    from civicq_ops.fileio import write_atomic
+    from civicq_ops.core.fileio import write_atomic
 
     write_atomic(path, json.dumps(plan.to_dict(), indent=2, default=str) + "\n")
 

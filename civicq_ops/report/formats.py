@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from civicq_ops.errors import InputError
-from civicq_ops.fileio import write_atomic
+from civicq_ops.core.errors import InputError
+from civicq_ops.core.fileio import write_atomic
 
 RUN_FORMATS = ("text", "json", "junit", "sarif", "github", "markdown", "prometheus")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from civicq_ops.core.thresholds import SEVERITY
+from civicq_ops.core.units import format_value
 from civicq_ops.engine.run import RunResult
-from civicq_ops.engine.thresholds import SEVERITY
-from civicq_ops.engine.units import format_value
 
 _ICON = {"critical": "🔴", "error": "🟣", "warning": "🟠", "skipped": "⚪", "ok": "🟢"}
 

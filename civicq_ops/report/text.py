@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from civicq_ops.core.thresholds import SEVERITY
+from civicq_ops.core.units import format_value
 from civicq_ops.engine.findings import Finding
 from civicq_ops.engine.run import RunResult
-from civicq_ops.engine.thresholds import SEVERITY
-from civicq_ops.engine.units import format_value
 
 _COLOURS = {"critical": "\033[1;31m", "error": "\033[1;35m", "warning": "\033[33m", "skipped": "\033[2m",
             "ok": "\033[32m"}

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from civicq_ops.errors import ConfigError, ExecutionError
+from civicq_ops.core.errors import ConfigError, ExecutionError
 
 SCHEMA_VERSION = 1
 
@@ -59,7 +59,7 @@ class StateStore:
             try:
                 self._conn = psycopg.connect(url, autocommit=True, application_name="civicq-ops state")
             except psycopg.OperationalError as e:
-                from civicq_ops.target.connect import first_line
+                from civicq_ops.core.errors import first_line
 
                 raise ExecutionError(f"cannot open the state store: {first_line(e)}") from e
         else:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from civicq_ops.engine.units import format_bytes, format_duration, format_number, format_value
-from civicq_ops.errors import TemplateError
+from civicq_ops.core.errors import TemplateError
+from civicq_ops.core.units import format_bytes, format_duration, format_number, format_value
 
 _MARK = "\x00civicq-bind-{}\x00"
 _state = threading.local()

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from civicq_ops.catalog.diagnostics import Diagnostic
 from civicq_ops.catalog.load import LoadResult, load_catalog
-from civicq_ops.catalog.loader import LoadedDocument
+from civicq_ops.core.capabilities import Capabilities, unmet_requirement
+from civicq_ops.core.diagnostics import Diagnostic
+from civicq_ops.core.errors import CivicqError
+from civicq_ops.core.yamlpos import LoadedDocument
 from civicq_ops.engine.findings import Finding
-from civicq_ops.errors import CivicqError
-from civicq_ops.target.probe import Capabilities, unmet_requirement
 
 
 @dataclass

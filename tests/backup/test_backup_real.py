@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from civicq_ops.backup.create import BackupOptions, backups_dir, create_backup
+from civicq_ops.backup.inventory import complete, find, scan
 from civicq_ops.backup.restore import RestoreOptions, restore_backup, verify_backup
-from civicq_ops.backup.store import complete, find, scan
+from civicq_ops.civicq.schema_doc import render_schema_reference
 from civicq_ops.config import load_project
-from civicq_ops.database.schema_doc import render_schema_reference
-from civicq_ops.errors import MissingBinary, PlanRefused
+from civicq_ops.core.errors import MissingBinary, PlanRefused
 from tests.fixtures.pg import REPO
 
 
@@ -93,7 +93,7 @@ def test_a_damaged_archive_with_matching_checksums_fails_the_full_read(project):
 
 def test_killed_backup_leaves_nothing_listed(project, civicq_db, tmp_path):
     p, target = project
-    from civicq_ops.database.seeding import seed
+    from civicq_ops.civicq.seeding import seed
 
     seed(*civicq_db.project(), scale=3)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CIVICQ_", "PG"))}
@@ -139,7 +139,7 @@ def test_pg_dump_older_than_the_server_is_refused_naming_both_versions(monkeypat
     pg15 = Path("/usr/lib/postgresql/15/bin")
     if not (pg15 / "pg_dump").exists():
         pytest.skip("PostgreSQL 15 client is not installed")
-    from civicq_ops.target import binaries
+    from civicq_ops.postgres import binaries
 
     monkeypatch.setattr(binaries, "candidate_client_dirs", lambda extra=None: [pg15])
     with pytest.raises(MissingBinary, match=r"pg_dump 15\.\d+ at .* is older than the server \(PostgreSQL 18\)"):
@@ -174,7 +174,7 @@ def test_backup_freshness_is_critical_without_a_verified_backup_and_clears_after
 
 def test_backup_size_drop_fires_when_a_backup_shrinks(project, civicq_db):
     p, target = project
-    from civicq_ops.database.seeding import seed
+    from civicq_ops.civicq.seeding import seed
 
     seed(*civicq_db.project(), scale=2)
     for _ in range(2):

@@ -19,7 +19,7 @@ def local_project(tmp_path):
         f"version: 1\ntargets:\n  local: {{embedded: true, data_dir: '{data_root}/pgdata'}}\n"
     )
     yield tmp_path
-    from civicq_ops.target.embedded import LocalCluster
+    from civicq_ops.postgres.local_cluster import LocalCluster
 
     LocalCluster(data_root / "pgdata").stop()
     shutil.rmtree(data_root, ignore_errors=True)

@@ -74,8 +74,8 @@ def test_wrong_password_on_a_real_server_gives_exit_3_without_the_password(cli, 
     kw = pg_cluster.conninfo()
     url = f"postgresql://{kw['user']}:{PASSWORD}@127.0.0.1:{kw['port']}/postgres"
     from civicq_ops.config import load_project
-    from civicq_ops.errors import TargetUnreachable
-    from civicq_ops.target.connect import connect
+    from civicq_ops.core.errors import TargetUnreachable
+    from civicq_ops.postgres.connect import connect
 
     project = load_project(env={"CIVICQ_DATABASE_URL": url})
     try:

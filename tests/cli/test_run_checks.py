@@ -43,7 +43,7 @@ def test_text_report_groups_by_category_worst_first_with_a_summary(cli, problem_
 
 
 def test_json_report_follows_its_schema(cli, problem_db):
-    from civicq_ops.catalog.schema import load_schema
+    from civicq_ops.catalog.structure import load_schema
 
     result = run(cli, problem_db, "--format", "json")
     doc = json.loads(result.stdout)

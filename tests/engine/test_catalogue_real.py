@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import psycopg
 import pytest
 
-from civicq_ops.engine.thresholds import Thresholds
+from civicq_ops.core.thresholds import Thresholds
 from tests.fixtures.pg import Database, shipped_catalog
 
 Setup = Callable[[Database], contextlib.AbstractContextManager]

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from civicq_ops.catalog.model import Catalog, Check, Source, Waiver
-from civicq_ops.engine.thresholds import Thresholds
+from civicq_ops.core.thresholds import Thresholds
 from tests.fixtures.pg import failed_concurrent_index, run_on, shipped_catalog
 
 

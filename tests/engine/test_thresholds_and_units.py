@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from civicq_ops.engine.thresholds import Thresholds
-from civicq_ops.engine.units import UnitError, parse_quantity
+from civicq_ops.core.thresholds import Thresholds
+from civicq_ops.core.units import UnitError, parse_quantity
 
 
 @pytest.mark.parametrize("text, unit, expected", [

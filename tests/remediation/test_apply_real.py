@@ -18,8 +18,8 @@ import pytest
 
 from civicq_ops.catalog.load import project_catalog
 from civicq_ops.config import load_project
+from civicq_ops.core.errors import PlanRefused
 from civicq_ops.engine.run import RunOptions, Selection, run_checks
-from civicq_ops.errors import PlanRefused
 from civicq_ops.remediation.actions import build
 from civicq_ops.remediation.apply import _execute, apply_plan, target_identity
 from civicq_ops.remediation.plan import PlannedAction, make_plan, read_plan, write_plan

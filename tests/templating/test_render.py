@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from civicq_ops.errors import TemplateError
+from civicq_ops.core.errors import TemplateError
 from civicq_ops.templating.render import render_query, render_text
 
 

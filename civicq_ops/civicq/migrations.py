@@ -1,0 +1,148 @@
+"""Alembic, driven programmatically: migrate, rollback, history, current, create, offline SQL."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from civicq_ops.config import Project, Target
+from civicq_ops.core.errors import ConfigError, InputError, QueryFailed
+from civicq_ops.core.redaction import redact
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def asset_dir(project: Project, name: str) -> Path:
+    """A folder of the CivicQ database (migrations, sql, seeds): the project's, else the repo's."""
+    for root in (project.root, PACKAGE_ROOT):
+        if (root / name).is_dir():
+            return root / name
+    raise ConfigError(f"no {name}/ folder beside {project.path}")
+
+
+def engine_for(project: Project, target: Target):
+    """A SQLAlchemy engine over psycopg 3 that connects the way civicq-ops does."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    from civicq_ops.postgres.connect import connect
+
+    return sa.create_engine("postgresql+psycopg://", creator=lambda: connect(project, target), poolclass=NullPool)
+
+
+def _config(project: Project, connection=None, buffer: io.StringIO | None = None):
+    from alembic.config import Config
+
+    cfg = Config(output_buffer=buffer, stdout=buffer or io.StringIO())
+    cfg.set_main_option("script_location", str(asset_dir(project, "migrations")))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+@dataclass
+class MigrationResult:
+    before: str | None
+    after: str | None
+    sql: str | None = None
+
+
+def _run(project: Project, target: Target, fn) -> MigrationResult:
+    import sqlalchemy.exc
+    from alembic.util import CommandError
+
+    engine = engine_for(project, target)
+    try:
+        with engine.connect() as conn:
+            before = _current(conn)
+            conn.commit()  # alembic must own the transactions (index builds need autocommit blocks)
+            fn(_config(project, conn))
+            conn.commit()
+            after = _current(conn)
+        return MigrationResult(before, after)
+    except CommandError as e:
+        raise InputError(redact(str(e))) from e
+    except sqlalchemy.exc.DBAPIError as e:
+        orig = e.orig if e.orig is not None else e
+        raise QueryFailed(f"migration failed on target '{target.name}': {redact(str(orig).splitlines()[0])}") from e
+    finally:
+        engine.dispose()
+
+
+def _current(conn) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    heads = MigrationContext.configure(conn).get_current_heads()
+    return heads[0] if heads else None
+
+
+def migrate(project: Project, target: Target, revision: str = "head") -> MigrationResult:
+    """Upgrade the target to `revision` (default: the newest)."""
+    from alembic import command
+
+    return _run(project, target, lambda cfg: command.upgrade(cfg, revision))
+
+
+def migration_sql(project: Project, revision: str = "head", start: str | None = None) -> str:
+    """The SQL an upgrade would run, for review; nothing is executed and no database is needed."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    buffer = io.StringIO()
+    spec = f"{start}:{revision}" if start else revision
+    try:
+        command.upgrade(_config(project, buffer=buffer), spec, sql=True)
+    except CommandError as e:
+        raise InputError(str(e)) from e
+    return buffer.getvalue()
+
+
+def rollback(project: Project, target: Target, steps: int = 1) -> MigrationResult:
+    """Downgrade `steps` revisions."""
+    from alembic import command
+
+    if steps < 1:
+        raise InputError("--steps must be at least 1")
+    return _run(project, target, lambda cfg: command.downgrade(cfg, f"-{steps}"))
+
+
+def current(project: Project, target: Target) -> str | None:
+    engine = engine_for(project, target)
+    try:
+        with engine.connect() as conn:
+            return _current(conn)
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class Revision:
+    revision: str
+    down_revision: str | None
+    message: str
+    path: str
+
+
+def history(project: Project) -> list[Revision]:
+    """Every revision, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(_config(project))
+    revs = list(scripts.walk_revisions())
+    revs.reverse()
+    return [Revision(r.revision, r.down_revision, (r.doc or "").splitlines()[0] if r.doc else "", r.path)
+            for r in revs]
+
+
+def create_migration(project: Project, message: str) -> Path:
+    """A new empty revision after the current head, numbered like the others."""
+    from alembic import command
+
+    if not message.strip():
+        raise InputError("a migration needs a message")
+    revs = history(project)
+    numbers = [int(r.revision) for r in revs if r.revision.isdigit()]
+    rev_id = f"{(max(numbers) + 1 if numbers else 1):04d}"
+    script = command.revision(_config(project), message=message, rev_id=rev_id)
+    return Path(script.path)

@@ -1,0 +1,87 @@
+"""`db seed` and `db reset`: the development data of seeds/, and a clean slate for development."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from civicq_ops.civicq.migrations import asset_dir, migrate
+from civicq_ops.config import Project, Target
+from civicq_ops.core.errors import InputError, QueryFailed, first_line
+from civicq_ops.postgres.connect import connect
+
+
+def load_seed_module(project: Project, name: str) -> ModuleType:
+    path = asset_dir(project, "seeds") / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"civicq_seeds_{name}", path)
+    if spec is None or spec.loader is None:
+        raise InputError(f"{path}: cannot load the seed module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class SeedResult:
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+
+def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
+    """Insert the development data (idempotent); with `scale`, also the generated load data set."""
+    import psycopg
+
+    if scale < 0:
+        raise InputError("--scale must be 0 or more")
+    started = time.perf_counter()
+    result = SeedResult()
+    with connect(project, target) as conn:
+        try:
+            _require_schema(conn)
+            result.rows = load_seed_module(project, "seed_dev").seed(conn)
+            if scale:
+                for table, count in load_seed_module(project, "scale").seed_scale(conn, scale).items():
+                    result.rows[table] = result.rows.get(table, 0) + count
+            if conn.execute("SELECT to_regproc('refresh_all_materialized_views') IS NOT NULL").fetchone()[0]:
+                conn.execute("SELECT * FROM refresh_all_materialized_views()")
+            conn.commit()
+            conn.autocommit = True
+            conn.execute("ANALYZE")  # fresh statistics, so the checks judge the seeded data fairly
+        except psycopg.Error as e:
+            raise QueryFailed(f"seeding target '{target.name}' failed: {first_line(e)}") from e
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _require_schema(conn) -> None:
+    row = conn.execute("SELECT to_regclass('public.votes') IS NOT NULL").fetchone()
+    conn.commit()
+    if not row[0]:
+        raise InputError("the CivicQ schema is missing: run `civicq-ops db migrate` first")
+
+
+def reset(project: Project, target: Target) -> SeedResult:
+    """Drop the target database, create it again, migrate and seed. Development targets only."""
+    from psycopg import sql
+
+    if not (target.embedded or target.environment == "development"):
+        raise InputError(
+            f"refusing to reset target '{target.name}' (environment: {target.environment}): "
+            f"db reset works only on embedded targets or ones with environment: development"
+        )
+    with connect(project, target, dbname="postgres", autocommit=True) as conn:
+        name = sql.Identifier(target.database)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    if target.embedded:
+        from civicq_ops.postgres.connect import ensure_database
+
+        ensure_database(project, target)  # the monitoring extensions of the local cluster
+    migrate(project, target)
+    return seed(project, target)

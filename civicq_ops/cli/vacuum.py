@@ -1,0 +1,113 @@
+"""The seed's vacuum commands: vacuum, vacuum-candidates, vacuum-auto, analyze (thin wrappers)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from civicq_ops.cli.common import emit, exit_with
+from civicq_ops.cli.session import Session
+
+
+def _context(ctx):
+    from civicq_ops.catalog.load import project_catalog
+    from civicq_ops.remediation.apply import target_identity
+    from civicq_ops.state.store import open_store
+
+    s: Session = ctx.find_object(Session)
+    target = s.target()
+    catalog = project_catalog(s.project).catalog
+    return s, target, catalog, target_identity(s.project, target), open_store(s.project)
+
+
+def _run(s, target, catalog, plan, store, yes: bool) -> None:
+    import os
+    import sys
+
+    from civicq_ops.cli.remediate import render_plan
+    from civicq_ops.core.errors import PlanRefused
+    from civicq_ops.remediation.apply import apply_plan
+
+    emit(render_plan(plan))
+    if not plan.actions:
+        return
+    if not yes:
+        if os.environ.get("CI") or not sys.stdin.isatty():
+            raise PlanRefused("maintenance without --yes needs a terminal to confirm")
+        if not typer.confirm(f"Run these {len(plan.actions)} action(s) on {target.name}?"):
+            raise typer.Exit(1)
+    result = apply_plan(s.project, target, catalog, plan, store,
+                        progress=lambda st: emit(f"{st.step}. {st.action} {st.object_name}: {st.result} ({st.detail})\n"))
+    exit_with(result.exit_code)
+
+
+def vacuum(
+    ctx: typer.Context,
+    table: Annotated[str | None, typer.Option("--table", "-t", help="schema.table (default: the whole database).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="VACUUM FULL: rewrites the table under an ACCESS EXCLUSIVE lock.")] = False,
+    analyze: Annotated[bool, typer.Option("--analyze/--no-analyze")] = True,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """VACUUM a table or the whole database, through apply's guards and audit.
+
+    Example: civicq-ops vacuum --table public.votes --yes
+    """
+    from civicq_ops.remediation.vacuum_commands import request_plan
+
+    s, target, catalog, identity, store = _context(ctx)
+    plan = request_plan(s.project, target, catalog, identity, "vacuum_full" if full else "vacuum", table,
+                        {"analyze": analyze})
+    _run(s, target, catalog, plan, store, yes)
+
+
+def analyze_cmd(
+    ctx: typer.Context,
+    table: Annotated[str | None, typer.Option("--table", "-t", help="schema.table (default: the whole database).")] = None,
+    yes: Annotated[bool, typer.Option("--yes")] = False,
+) -> None:
+    """ANALYZE a table or the whole database.
+
+    Example: civicq-ops analyze --yes
+    """
+    from civicq_ops.remediation.vacuum_commands import request_plan
+
+    s, target, catalog, identity, store = _context(ctx)
+    _run(s, target, catalog, request_plan(s.project, target, catalog, identity, "analyze", table), store, yes)
+
+
+def vacuum_candidates(
+    ctx: typer.Context,
+    level: Annotated[str, typer.Option("--level", help="warning or critical")] = "warning",
+) -> None:
+    """The tables the vacuum checks flag, with the VACUUM each would get. Runs nothing.
+
+    Example: civicq-ops vacuum-candidates
+    """
+    from civicq_ops.cli.remediate import render_plan
+    from civicq_ops.remediation.vacuum_commands import candidates_plan
+
+    s, target, catalog, identity, store = _context(ctx)
+    emit(render_plan(candidates_plan(s.project, target, catalog, identity, store, level)))
+
+
+def vacuum_auto(
+    ctx: typer.Context,
+    level: Annotated[str, typer.Option("--level", help="warning or critical")] = "warning",
+    yes: Annotated[bool, typer.Option("--yes")] = False,
+) -> None:
+    """Vacuum every table the vacuum checks flag (the seed's auto-vacuum above a threshold).
+
+    Example: civicq-ops vacuum-auto --level critical --yes
+    """
+    from civicq_ops.remediation.vacuum_commands import candidates_plan
+
+    s, target, catalog, identity, store = _context(ctx)
+    _run(s, target, catalog, candidates_plan(s.project, target, catalog, identity, store, level), store, yes)
+
+
+def register(root: typer.Typer) -> None:
+    root.command()(vacuum)
+    root.command("analyze")(analyze_cmd)
+    root.command("vacuum-candidates")(vacuum_candidates)
+    root.command("vacuum-auto")(vacuum_auto)

@@ -1,0 +1,1 @@
+"""The base layer: vocabulary every stage shares; it imports nothing above it."""
