@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated
 
 import typer
 
 from civicq_ops.cli.common import emit, exit_with
+from civicq_ops.cli.interact import progress
 from civicq_ops.cli.session import Session
 
 app = typer.Typer(help="Backups: create, list, verify, pin, cleanup.", no_args_is_help=True)
@@ -16,17 +16,6 @@ app = typer.Typer(help="Backups: create, list, verify, pin, cleanup.", no_args_i
 
 def _s(ctx) -> Session:
     return ctx.find_object(Session)
-
-
-def _progress(quiet: bool):
-    if quiet or not sys.stderr.isatty():
-        return None
-
-    def show(label: str, done: int, total: int) -> None:
-        sys.stderr.write(f"\r  {done}/{total} tables  {label[:40]:<40}")
-        sys.stderr.flush()
-
-    return show
 
 
 @app.command()
@@ -54,9 +43,8 @@ def create(
                             compress=compress or cfg.get("compress"), schema_only=schema_only, data_only=data_only,
                             tables=table or [], exclude_tables=exclude_table or [], lock_wait_timeout=lock_wait_timeout,
                             globals=not no_globals)
-    m = create_backup(s.project, s.target(), options, progress=_progress(s.quiet))
-    if not s.quiet:
-        sys.stderr.write("\r" + " " * 60 + "\r")
+    with progress(s.quiet, "tables") as show:
+        m = create_backup(s.project, s.target(), options, progress=show)
     from civicq_ops.core.units import format_bytes
 
     emit(f"backup {m.id}: {format_bytes(m.size_bytes)} in {m.duration_s:.1f}s, {len(m.tables)} tables, "
@@ -207,11 +195,10 @@ def restore_cmd(
     if list_only:
         emit(list_contents(folder, manifest))
         return
-    result = restore_backup(s.project, s.target(), folder, manifest,
-                            RestoreOptions(target_db=target_db, clean=clean, tables=table or [], schemas=schema or [],
-                                           jobs=jobs, exit_on_error=exit_on_error), progress=_progress(s.quiet))
-    if not s.quiet and sys.stderr.isatty():
-        sys.stderr.write("\r" + " " * 60 + "\r")
+    with progress(s.quiet, "tables") as show:
+        result = restore_backup(s.project, s.target(), folder, manifest,
+                                RestoreOptions(target_db=target_db, clean=clean, tables=table or [], schemas=schema or [],
+                                               jobs=jobs, exit_on_error=exit_on_error), progress=show)
     if result.safety_backup:
         emit(f"safety backup of {result.database}: {result.safety_backup}\n")
     emit(f"restored {manifest.id} into database {result.database} in {result.seconds:.1f}s (analyzed)\n")

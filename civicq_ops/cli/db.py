@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from civicq_ops.cli.interact import confirm_or_refuse
 from civicq_ops.cli.session import Session
 
 app = typer.Typer(help="The local PostgreSQL and the CivicQ database.", no_args_is_help=True)
@@ -237,8 +238,7 @@ def reset(
 
     s = _session(ctx)
     target = s.target()
-    if not yes and not typer.confirm(f"Drop and recreate database {target.database} on target {target.name}?"):
-        raise typer.Exit(1)
+    confirm_or_refuse(f"Drop and recreate database {target.database} on target {target.name}?", yes=yes)
     result = do_reset(s.project, target)
     typer.echo(f"reset {target.name}: migrated and seeded {result.total} rows in {result.seconds:.1f}s")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Annotated
 
 import typer
 
 from civicq_ops.cli.common import emit, exit_with
+from civicq_ops.cli.interact import confirm_or_refuse
 from civicq_ops.cli.session import Session
 
 
@@ -108,11 +108,7 @@ def apply(
         emit(render_plan(plan_obj))
         if not plan_obj.actions:
             return
-        if not yes:
-            if not sys.stdin.isatty():
-                raise PlanRefused("apply without a plan file needs a terminal to confirm, or --yes")
-            if not typer.confirm(f"Run these {len(plan_obj.actions)} action(s) on {target.name}?"):
-                raise typer.Exit(1)
+        confirm_or_refuse(f"Run these {len(plan_obj.actions)} action(s) on {target.name}?", yes=yes)
 
     def show(step) -> None:
         emit(f"{step.step}. {step.action} {step.object_name}: {step.result} ({step.detail}) in {step.seconds:.1f}s\n")

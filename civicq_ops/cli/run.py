@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from typing import Annotated
 
 import typer
 
 from civicq_ops.cli.common import colour_on, emit, exit_with, parse_params
+from civicq_ops.cli.interact import progress
 from civicq_ops.cli.session import Session
 
 app = typer.Typer(help="Run checks against targets.", no_args_is_help=True)
@@ -41,8 +40,8 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
     selection = Selection(checks=_split(checks), tags=_split(tags), categories=_split(categories))
     options = RunOptions(params=parse_params(params), fail_on=fail_on, budget_s=budget_s, baseline=baseline,
                          pool_size=pool)
-    with _progress(enabled=not s.quiet and sys.stderr.isatty()) as progress:
-        result = run_checks(s.project, targets, catalog, selection, options, progress=progress)
+    with progress(s.quiet, "checks") as show:
+        result = run_checks(s.project, targets, catalog, selection, options, progress=show)
     _record(s, result)
     emit(render(result, fmt, colour=colour_on(), verbose=verbose))
     write_outputs(result, out_specs, stdout_format=fmt)
@@ -62,34 +61,6 @@ def _record(s: Session, result) -> None:
 
 def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
-
-
-class _progress:
-    """A progress bar on stderr, shown only when a run takes more than a second."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.start = time.monotonic()
-        self.bar = None
-
-    def __enter__(self):
-        return self.update if self.enabled else None
-
-    def update(self, label: str, done: int, total: int) -> None:
-        if time.monotonic() - self.start < 1.0:
-            return
-        if self.bar is None:
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self.bar = Progress(transient=True, console=Console(stderr=True))
-            self.bar.start()
-            self.task = self.bar.add_task("checks", total=total)
-        self.bar.update(self.task, completed=done, description=label)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 @app.command("checks")

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from civicq_ops.cli.common import emit, exit_with
+from civicq_ops.cli.interact import confirm_or_refuse
 from civicq_ops.cli.session import Session
 
 
@@ -22,21 +23,14 @@ def _context(ctx):
 
 
 def _run(s, target, catalog, plan, store, yes: bool) -> None:
-    import os
-    import sys
 
     from civicq_ops.cli.remediate import render_plan
-    from civicq_ops.core.errors import PlanRefused
     from civicq_ops.remediation.apply import apply_plan
 
     emit(render_plan(plan))
     if not plan.actions:
         return
-    if not yes:
-        if os.environ.get("CI") or not sys.stdin.isatty():
-            raise PlanRefused("maintenance without --yes needs a terminal to confirm")
-        if not typer.confirm(f"Run these {len(plan.actions)} action(s) on {target.name}?"):
-            raise typer.Exit(1)
+    confirm_or_refuse(f"Run these {len(plan.actions)} action(s) on {target.name}?", yes=yes)
     result = apply_plan(s.project, target, catalog, plan, store,
                         progress=lambda st: emit(f"{st.step}. {st.action} {st.object_name}: {st.result} ({st.detail})\n"))
     exit_with(result.exit_code)
