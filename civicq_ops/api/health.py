@@ -10,11 +10,12 @@ def run_check(check_id: str, target: str | None = None, params: dict | None = No
     from civicq_ops.catalog.load import project_catalog
     from civicq_ops.config import load_project
     from civicq_ops.engine.run import RunOptions, Selection, run_checks
+    from civicq_ops.facts import default_providers
 
     project = load_project(config)
     catalog = project_catalog(project).catalog
     result = run_checks(project, [project.target(target)], catalog, Selection(checks=[check_id]),
-                        RunOptions(params={check_id: params or {}}))
+                        RunOptions(params={check_id: params or {}}, facts=default_providers(project)))
     return result.findings
 
 
@@ -23,11 +24,12 @@ def health_check(target: str | None = None, full: bool = False, config: str | No
     from civicq_ops.catalog.load import project_catalog
     from civicq_ops.config import load_project
     from civicq_ops.engine.run import RunOptions, Selection, run_checks
+    from civicq_ops.facts import default_providers
 
     project = load_project(config)
     catalog = project_catalog(project).catalog
     result = run_checks(project, [project.target(target)], catalog, Selection(tags=[] if full else ["quick"]),
-                        RunOptions())
+                        RunOptions(facts=default_providers(project)))
     problems = [{"check": f.check, "status": f.status, "message": f.message or f.reason,
                  "recommendation": f.recommendation} for f in result.findings if f.status in ("warning", "critical", "error")]
     return {"healthy": result.exit_code == 0 and not problems, "summary": result.summary.to_dict(), "problems": problems}

@@ -50,6 +50,7 @@ class Check:
     description: str = ""
     tags: list[str] = field(default_factory=list)
     requires: dict = field(default_factory=dict)
+    facts: list[str] = field(default_factory=list)  # runner facts its templates read (engine/facts.py)
     params: dict[str, Param] = field(default_factory=dict)
     variants: list[Variant] = field(default_factory=list)
     subject: list[str] = field(default_factory=list)
@@ -63,7 +64,6 @@ class Check:
     message: str | None = None
     recommendation: str | None = None
     remediation: str | None = None
-    docs: str | None = None
     raw: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -77,14 +77,14 @@ class Check:
         return cls(
             id=data["id"], title=data["title"], category=data["category"], query=data["query"], source=source,
             description=data.get("description", ""), tags=list(data.get("tags", [])),
-            requires=dict(data.get("requires") or {}), params=params,
+            requires=dict(data.get("requires") or {}), facts=list(data.get("facts", [])), params=params,
             variants=[Variant(v["when"], v["query"]) for v in data.get("variants", [])],
             subject=list(data.get("subject", [])), value=data.get("value"), unit=data.get("unit"),
             thresholds=Thresholds.parse(data.get("thresholds"), data.get("unit")), level=data.get("level"),
             on_empty=data.get("on_empty", "ok"), on_null=data.get("on_null", "ok"),
             timeout_s=parse_duration(data["timeout"]) if "timeout" in data else DEFAULT_TIMEOUT_S,
             message=data.get("message"), recommendation=data.get("recommendation"),
-            remediation=data.get("remediation"), docs=data.get("docs"), raw=data,
+            remediation=data.get("remediation"), raw=data,
         )
 
     def default_params(self) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from civicq_ops.core.errors import TemplateError
 from civicq_ops.core.version import Version, version_matches
 
 MAX_WAIVER_DAYS = 180
-QUERY_NAMES = {"params", "target"}
-MESSAGE_NAMES = {"params", "target", "subject", "value", "row", "check", "now"}
+QUERY_NAMES = {"params", "target", "facts"}
+MESSAGE_NAMES = {"params", "target", "facts", "subject", "value", "row", "check", "now"}
 ALERT_NAMES = MESSAGE_NAMES | {"labels", "finding"}
 
 _SAMPLES = {"integer": 1, "number": 1.5, "string": "x", "boolean": True, "array": ["x"], "duration": "1s",
@@ -117,6 +117,7 @@ def _check_check(doc, check: Check, idx: int, parse_sql: bool = True) -> list[Di
             out.append(doc.diagnostic(base + ("params", name, "default"), "bad-default",
                                       f"param '{name}' default {param.default!r} is not a {param.type}"))
     declared = set(check.params)
+    facts = set(check.facts)
     queries = [(base + ("query",), check.query, None)]
     for j, variant in enumerate(check.variants):
         queries.append((base + ("variants", j, "query"), variant.query, variant.when))
@@ -127,7 +128,7 @@ def _check_check(doc, check: Check, idx: int, parse_sql: bool = True) -> list[Di
             except ValueError as e:
                 out.append(doc.diagnostic(base + ("variants", j, "when"), "bad-version", str(e)))
     for jpath, text, _when in queries:
-        problems = _template(doc, jpath, text, QUERY_NAMES, declared)
+        problems = _template(doc, jpath, text, QUERY_NAMES, declared, facts)
         out.extend(problems)
         if any(p.level == "error" for p in problems) or not parse_sql:
             continue
@@ -135,11 +136,12 @@ def _check_check(doc, check: Check, idx: int, parse_sql: bool = True) -> list[Di
     for key in ("message", "recommendation"):
         text = getattr(check, key)
         if text:
-            out.extend(_template(doc, base + (key,), text, MESSAGE_NAMES, declared))
+            out.extend(_template(doc, base + (key,), text, MESSAGE_NAMES, declared, facts))
     return out
 
 
-def _template(doc, jpath, text: str, allowed: set[str], declared: set[str] | None) -> list[Diagnostic]:
+def _template(doc, jpath, text: str, allowed: set[str], declared: set[str] | None,
+              facts: set[str] | None = None) -> list[Diagnostic]:
     from jinja2 import TemplateSyntaxError, meta, nodes
 
     from civicq_ops.templating.render import environment
@@ -161,6 +163,12 @@ def _template(doc, jpath, text: str, allowed: set[str], declared: set[str] | Non
                     out.append(doc.diagnostic(jpath, "undeclared-param",
                                               f"template uses params.{attr}, which is not declared under params:",
                                               hint=_closest(attr, declared)))
+            if facts is not None and isinstance(node.node, nodes.Name) and node.node.name == "facts":
+                attr = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+                if isinstance(attr, str) and attr not in facts:
+                    out.append(doc.diagnostic(jpath, "undeclared-fact",
+                                              f"template uses facts.{attr}, which is not declared under facts:",
+                                              hint=f"add `facts: [{attr}]` to the check"))
     if "sql_unsafe" in text:
         out.append(doc.diagnostic(jpath, "sql-unsafe", "this template writes raw text into SQL with | sql_unsafe: "
                                                        "review where that value comes from", level="notice"))
@@ -168,7 +176,7 @@ def _template(doc, jpath, text: str, allowed: set[str], declared: set[str] | Non
 
 
 def _sql(doc, jpath, check: Check, text: str) -> list[Diagnostic]:
-    from civicq_ops.templating.render import render_query
+    from civicq_ops.templating.render import NullFact, render_query
 
     out = []
     caps = Capabilities()
@@ -177,7 +185,8 @@ def _sql(doc, jpath, check: Check, text: str) -> list[Diagnostic]:
     seen_problems = set()
     for params in samples:
         try:
-            rendered = render_query(text, {"params": params, "target": caps.to_context()})
+            rendered = render_query(text, {"params": params, "target": caps.to_context(),
+                                           "facts": {name: NullFact() for name in check.facts}})
         except TemplateError as e:
             out.append(doc.diagnostic(jpath, "template-render", e.message))
             return out

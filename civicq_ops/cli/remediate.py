@@ -20,6 +20,7 @@ def _s(ctx) -> Session:
 def _make_plan(s: Session, unattended: bool = False):
     from civicq_ops.catalog.load import project_catalog
     from civicq_ops.engine.run import RunOptions, Selection, run_checks
+    from civicq_ops.facts import default_providers
     from civicq_ops.remediation.apply import target_identity
     from civicq_ops.remediation.plan import make_plan
     from civicq_ops.state.store import open_store
@@ -27,7 +28,8 @@ def _make_plan(s: Session, unattended: bool = False):
     target = s.target()
     catalog = project_catalog(s.project).catalog
     checks = sorted({p.check for p in catalog.policies})
-    result = run_checks(s.project, [target], catalog, Selection(checks=checks), RunOptions())
+    result = run_checks(s.project, [target], catalog, Selection(checks=checks),
+                        RunOptions(facts=default_providers(s.project)))
     if result.errors:
         from civicq_ops.core.errors import ExecutionError
 

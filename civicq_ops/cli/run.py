@@ -23,6 +23,7 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
     from civicq_ops.core.errors import InputError
     from civicq_ops.core.units import parse_duration
     from civicq_ops.engine.run import RunOptions, Selection, run_checks
+    from civicq_ops.facts import default_providers
     from civicq_ops.report.formats import RUN_FORMATS, parse_outputs, render, write_outputs
 
     s: Session = ctx.find_object(Session)
@@ -39,7 +40,7 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
     catalog = project_catalog(s.project).catalog
     selection = Selection(checks=_split(checks), tags=_split(tags), categories=_split(categories))
     options = RunOptions(params=parse_params(params), fail_on=fail_on, budget_s=budget_s, baseline=baseline,
-                         pool_size=pool)
+                         pool_size=pool, facts=default_providers(s.project))
     with progress(s.quiet, "checks") as show:
         result = run_checks(s.project, targets, catalog, selection, options, progress=show)
     _record(s, result)
@@ -119,11 +120,13 @@ def baseline_write(
     from civicq_ops.catalog.load import project_catalog
     from civicq_ops.engine.baseline import write_baseline
     from civicq_ops.engine.run import RunOptions, Selection, run_checks
+    from civicq_ops.facts import default_providers
 
     s: Session = ctx.find_object(Session)
     catalog = project_catalog(s.project).catalog
     result = run_checks(s.project, s.targets(), catalog,
-                        Selection(checks=_split(check), tags=_split(tag), categories=_split(category)), RunOptions())
+                        Selection(checks=_split(check), tags=_split(tag), categories=_split(category)),
+                        RunOptions(facts=default_providers(s.project)))
     if result.exit_code == 3:
         from civicq_ops.core.errors import ExecutionError
 

@@ -1,16 +1,15 @@
 """What a target is and allows, and the sentence saying why a check's `requires` is not met.
 
-The probe (postgres/probe.py) fills it; the catalogue, the engine and offline tests read it.
+The probe (postgres/probe.py) fills it; the catalogue, the engine and offline tests read it. What
+the runner measures about a target (connect time, clock skew, disk, backups) is not here: those
+are runner facts (engine/facts.py), gathered by providers passed into a run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from civicq_ops.core.version import Version, version_matches
-
-NO_BACKUP = {"verified_count": 0, "age_s": None, "size_bytes": None, "previous_size_bytes": None, "latest_id": None}
 
 
 @dataclass
@@ -30,29 +29,17 @@ class Capabilities:
     roles: set[str] = field(default_factory=set)
     relations: set[str] | None = None  # None: not probed, every relation counts as present
     readable: set[str] | None = None  # relations this role may SELECT from
-    stats_reset: datetime | None = None
     system_identifier: str | None = None
     local: bool = False
     settings: dict[str, str] = field(default_factory=dict)
-    probed_at: datetime | None = None
     expected_role: str = "any"
-    connect_ms: float | None = None
-    clock_skew_s: float | None = None
-    data_directory: str | None = None
-    disk_used_ratio: float | None = None
-    disk_free_bytes: int | None = None
-    postmaster_start: datetime | None = None
-    backup: dict = field(default_factory=lambda: dict(NO_BACKUP))  # this target's backups, from the runner
 
     def to_context(self) -> dict:
         """What templates see as `target`."""
         return {"name": self.name, "environment": self.environment, "server_version": self.version_text,
                 "server_version_num": self.version.major * 10000 + self.version.minor, "major": self.version.major,
                 "role": self.role, "database": self.database, "extensions": dict(self.extensions),
-                "superuser": self.superuser, "local": self.local, "expected_role": self.expected_role,
-                "connect_ms": self.connect_ms, "clock_skew_s": self.clock_skew_s,
-                "disk_used_ratio": self.disk_used_ratio, "disk_free_bytes": self.disk_free_bytes,
-                "data_directory": self.data_directory, "backup": dict(self.backup)}
+                "superuser": self.superuser, "local": self.local, "expected_role": self.expected_role}
 
     def has_privilege(self, role: str) -> bool:
         return self.superuser or role in self.roles
@@ -73,7 +60,6 @@ class Capabilities:
         if "relations" in spec:
             caps.relations = set(spec["relations"])
         caps.expected_role = spec.get("expected_role", "any")
-        caps.backup = {**NO_BACKUP, **(spec.get("backup") or {})}
         return caps
 
 

@@ -5,6 +5,7 @@ Pure: no database here, so `civicq-ops test` runs the same code on rows written 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -20,9 +21,14 @@ LOW_CONFIDENCE_COLUMN = "low_confidence_reason"
 
 def evaluate_rows(
     check: Check, rows: list[dict[str, Any]], params: dict[str, Any], caps: Capabilities,
-    now: datetime | None = None,
+    now: datetime | None = None, facts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Finding]:
-    """One finding per row (per subject), or one for the whole check when it has no subject."""
+    """One finding per row (per subject), or one for the whole check when it has no subject.
+    Messages see the same `facts` as the query (only those the check declares)."""
+    scope = {"params": params, "target": caps.to_context(),
+             "facts": {n: facts[n] for n in check.facts if n in (facts or {})},
+             "check": {"id": check.id, "title": check.title, "unit": check.unit},
+             "now": (now.isoformat() if now else None)}
     if not rows:
         status = check.on_empty
         f = Finding(check=check.id, category=check.category, target=caps.name, subject=None, status=status,
@@ -32,7 +38,7 @@ def evaluate_rows(
             f.reason = "the query returned no rows"
         elif status in ("warning", "critical"):
             f.message = f"{check.title}: the query returned no rows"
-            f.recommendation = _render(check.recommendation, check, params, caps, None, None, {}, now)
+            f.recommendation = _render(check.recommendation, scope, None, None, {})
         return [f]
     findings = []
     for row in rows if check.subject else rows[:1]:
@@ -52,9 +58,9 @@ def evaluate_rows(
                     title=check.title, value=value, unit=check.unit, threshold=_threshold(check),
                     confidence="low" if low else "high", confidence_reason=low or None,
                     remediation=check.remediation, evidence=evidence, reason=reason)
-        f.message = _message(check, f, params, caps, row, now)
+        f.message = _message(check, f, scope, row)
         if status in ("warning", "critical"):
-            f.recommendation = _render(check.recommendation, check, params, caps, subject, value, row, now)
+            f.recommendation = _render(check.recommendation, scope, subject, value, row)
         findings.append(f)
     return findings
 
@@ -77,24 +83,19 @@ def _threshold(check: Check) -> dict | None:
     return check.thresholds.raw if check.thresholds else None
 
 
-def _context(check: Check, params, caps: Capabilities, subject, value, row, now) -> dict:
-    return {"params": params, "target": caps.to_context(), "subject": subject or {}, "value": value,
-            "row": row or {}, "check": {"id": check.id, "title": check.title, "unit": check.unit},
-            "now": (now.isoformat() if now else None)}
-
-
-def _render(template: str | None, check: Check, params, caps, subject, value, row, now) -> str | None:
+def _render(template: str | None, scope: dict, subject, value, row) -> str | None:
+    """`scope` holds what every template of the check sees (params, target, facts, check, now)."""
     if not template:
         return None
     try:
-        return render_text(template, _context(check, params, caps, subject, value, row, now))
+        return render_text(template, {**scope, "subject": subject or {}, "value": value, "row": row or {}})
     except TemplateError as e:
         return f"(recommendation could not be rendered: {e.message})"
 
 
-def _message(check: Check, f: Finding, params, caps, row, now) -> str:
+def _message(check: Check, f: Finding, scope: dict, row) -> str:
     if check.message:
-        rendered = _render(check.message, check, params, caps, f.subject, f.value, row, now)
+        rendered = _render(check.message, scope, f.subject, f.value, row)
         if rendered:
             return rendered
     text = check.title

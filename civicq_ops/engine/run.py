@@ -1,5 +1,6 @@
-"""A run: probe each target once, run the selected checks over a small pool of read-only
-connections, turn rows into findings, apply waivers and the baseline, and decide the exit code.
+"""A run: probe each target once, gather the runner facts its checks declare, run the selected
+checks over a psycopg_pool of connections, turn rows into findings, apply waivers and the
+baseline, and decide the exit code.
 
 Every check runs in its own `BEGIN READ ONLY` transaction with its statement_timeout, a short
 lock_timeout and a `/* civicq-ops:ID */` comment; a failing or timed-out check becomes an `error`
@@ -11,21 +12,28 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+import yaml
+
 from civicq_ops.catalog.model import Catalog, Check
 from civicq_ops.config import Project, Target
 from civicq_ops.core.capabilities import Capabilities, unmet_requirement
-from civicq_ops.core.errors import CivicqError, ExitCode, InputError
+from civicq_ops.core.errors import CivicqError, ExitCode, InputError, first_line
 from civicq_ops.core.thresholds import SEVERITY
 from civicq_ops.engine.baseline import is_new_or_worse, load_baseline
 from civicq_ops.engine.evaluate import evaluate_rows
+from civicq_ops.engine.facts import FactContext, FactProvider, gather
 from civicq_ops.engine.findings import Finding, Summary
 from civicq_ops.engine.waivers import apply_waivers
+from civicq_ops.postgres.connect import connect, open_pool, pooled
+from civicq_ops.postgres.probe import probe
 from civicq_ops.templating.render import RenderedQuery, render_query
 
 LOCK_TIMEOUT_MS = 1000
@@ -62,6 +70,7 @@ class RunOptions:
     pool_size: int = DEFAULT_POOL
     baseline: str | None = None
     now: datetime | None = None
+    facts: Mapping[str, FactProvider] = field(default_factory=dict)  # runner facts: name -> provider
 
 
 @dataclass
@@ -98,8 +107,6 @@ Progress = Callable[[str, int, int], None]
 
 def resolve_params(check: Check, overrides: dict[str, Any]) -> dict[str, Any]:
     """Defaults, then overrides (strings from the command line are read as YAML scalars)."""
-    import yaml
-
     params = check.default_params()
     for name, raw in overrides.items():
         if name not in check.params:
@@ -126,8 +133,12 @@ def choose_query(check: Check, caps: Capabilities) -> str:
     return check.query
 
 
-def render_check(check: Check, params: dict[str, Any], caps: Capabilities) -> RenderedQuery:
-    return render_query(choose_query(check, caps), {"params": params, "target": caps.to_context()})
+def render_check(check: Check, params: dict[str, Any], caps: Capabilities,
+                 facts: Mapping[str, Mapping[str, Any]] | None = None) -> RenderedQuery:
+    """The check's query for this target, with `params`, `target` and the runner `facts` it declares."""
+    facts = facts or {}
+    return render_query(choose_query(check, caps), {"params": params, "target": caps.to_context(),
+                                                    "facts": {n: facts[n] for n in check.facts if n in facts}})
 
 
 def run_checks(
@@ -200,74 +211,47 @@ class _Counter:
             self.progress(label, done, self.total)
 
 
-def _run_target(project, target, checks, params, options, deadline, counter):
-    from civicq_ops.postgres.connect import connect
-    from civicq_ops.postgres.probe import probe
-
+def _run_target(project: Project, target: Target, checks: list[Check], params: dict[str, dict[str, Any]],
+                options: RunOptions, deadline: float | None,
+                counter: _Counter) -> tuple[TargetRun, list[Finding], list[dict]]:
     run = TargetRun(name=target.name)
-    try:
-        connect_started = time.perf_counter()
-        first = connect(project, target, autocommit=False)
-        connect_ms = (time.perf_counter() - connect_started) * 1000
-    except CivicqError as e:
-        run.error = e.message
+
+    def failed(message: str) -> tuple[TargetRun, list[Finding], list[dict]]:
         for c in checks:
             counter.tick(c.id)
-        return run, [], [{"target": target.name, "check": None, "message": e.message}]
+        run.error = message
+        return run, [], [{"target": target.name, "check": None, "message": message}]
+
     needs = [c.requires for c in checks] + [v.when for c in checks for v in c.variants]
     relations = sorted({r for req in needs for r in req.get("relations", [])})
     settings = sorted({s for req in needs for s in (req.get("settings") or {})})
     try:
-        caps = probe(first, name=target.name, environment=target.environment, local=target.embedded,
-                     relations=relations, settings=settings, expected_role=target.role)
-        caps.connect_ms = round(connect_ms, 2)
-    except Exception as e:  # noqa: BLE001 - any probe failure is this target's error
-        from civicq_ops.core.errors import first_line
-
-        first.close()
-        for c in checks:
-            counter.tick(c.id)
-        message = f"probing target '{target.name}' failed: {first_line(e)}"
-        run.error = message
-        return run, [], [{"target": target.name, "check": None, "message": message}]
+        with connect(project, target, autocommit=False) as first:
+            try:
+                caps = probe(first, name=target.name, environment=target.environment, local=target.embedded,
+                             relations=relations, settings=settings, expected_role=target.role)
+            except psycopg.Error as e:
+                return failed(f"probing target '{target.name}' failed: {first_line(e)}")
+            needed = {name for c in checks if unmet_requirement(c.requires, caps) is None for name in c.facts}
+            facts, missing = gather(needed, options.facts, FactContext(project, target, caps, first))
+    except CivicqError as e:
+        return failed(e.message)
     run.server_version, run.role, run.system_identifier = caps.version_text, caps.role, caps.system_identifier
-    if any(c.category == "backup" for c in checks):
-        from civicq_ops.backup.create import backups_dir
-        from civicq_ops.backup.inventory import backup_facts
-
-        caps.backup = backup_facts(backups_dir(project), target.name)
-
-    connections: list = [first]
-    spare = [first]
-    local = threading.local()
-    lock = threading.Lock()
-
-    def conn_for_thread():
-        if getattr(local, "conn", None) is None or local.conn.closed:
-            with lock:
-                if spare:
-                    local.conn = spare.pop()
-                else:
-                    local.conn = connect(project, target, autocommit=False)
-                    connections.append(local.conn)
-        return local.conn
+    pool = open_pool(project, target, options.pool_size)
 
     def work(check: Check) -> list[Finding]:
         try:
-            return _run_one(check, params[check.id], caps, conn_for_thread, deadline, options.now)
+            return _run_one(check, params[check.id], caps, facts, missing, lambda: pooled(pool, target),
+                            deadline, options.now)
         finally:
             counter.tick(check.id)
 
     try:
         workers = max(1, min(options.pool_size, len(checks)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(work, checks))
+        with ThreadPoolExecutor(max_workers=workers) as executor:
+            results = list(executor.map(work, checks))
     finally:
-        for conn in connections:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001, S110 - closing is best effort
-                pass
+        pool.close()
     return run, [f for fs in results for f in fs], []
 
 
@@ -277,14 +261,16 @@ def _skipped(check: Check, caps: Capabilities, reason: str, status: str = "skipp
                    message=f"{check.title}: {reason}")
 
 
-def _run_one(check: Check, params, caps: Capabilities, get_conn, deadline, now) -> list[Finding]:
-    import psycopg
-
-    from civicq_ops.core.errors import first_line
-
+def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: dict[str, dict[str, Any]],
+             missing: dict[str, tuple[str, str]], get_conn: Callable[[], AbstractContextManager[psycopg.Connection]],
+             deadline: float | None, now: datetime | None) -> list[Finding]:
     reason = unmet_requirement(check.requires, caps)
     if reason:
         return [_skipped(check, caps, reason)]
+    for name in check.facts:
+        if name in missing:
+            status, why = missing[name]
+            return [_skipped(check, caps, why, status)]
     timeout = check.timeout_s
     if deadline is not None:
         left = deadline - time.monotonic()
@@ -292,17 +278,13 @@ def _run_one(check: Check, params, caps: Capabilities, get_conn, deadline, now) 
             return [_skipped(check, caps, "not run: the run budget was used up", "error")]
         timeout = min(timeout, left)
     try:
-        rendered = render_check(check, params, caps)
+        rendered = render_check(check, params, caps, facts)
     except CivicqError as e:
         return [_skipped(check, caps, e.message, "error")]
     try:
-        conn = get_conn()
-    except CivicqError as e:
-        return [_skipped(check, caps, e.message, "error")]
-    try:
-        # Committed, not rolled back: a read-only commit changes nothing, and rollbacks would
-        # inflate the rollback ratio that a check of this catalogue watches.
-        with conn.transaction():
+        with get_conn() as conn, conn.transaction():
+            # Committed, not rolled back: a read-only commit changes nothing, and rollbacks would
+            # inflate the rollback ratio that a check of this catalogue watches.
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
                          (f"{max(1, int(timeout * 1000))}ms", f"{LOCK_TIMEOUT_MS}ms"))
@@ -311,14 +293,14 @@ def _run_one(check: Check, params, caps: Capabilities, get_conn, deadline, now) 
             cur = conn.execute(f"/* civicq-ops:{check.id} */ {rendered.text}", rendered.binds)
             columns = [d.name for d in cur.description or []]
             rows = [dict(zip(columns, r, strict=True)) for r in cur.fetchall()]
+    except CivicqError as e:
+        return [_skipped(check, caps, e.message, "error")]
     except psycopg.errors.QueryCanceled:
         return [_skipped(check, caps, f"timed out after {timeout:.1f}s (statement_timeout)", "error")]
     except psycopg.errors.LockNotAvailable:
         return [_skipped(check, caps, f"waited more than {LOCK_TIMEOUT_MS} ms for a lock (lock_timeout)", "error")]
     except psycopg.errors.ReadOnlySqlTransaction as e:
         return [_skipped(check, caps, f"the query tried to write in a READ ONLY transaction: {first_line(e)}", "error")]
-    except psycopg.Error as e:
-        if conn.closed or conn.broken:
-            get_conn()  # the next check on this thread reconnects
+    except psycopg.Error as e:  # a broken connection goes back to the pool, which replaces it
         return [_skipped(check, caps, f"query failed: {first_line(e)}", "error")]
-    return evaluate_rows(check, rows, params, caps, now)
+    return evaluate_rows(check, rows, params, caps, now, facts)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from civicq_ops.config import Project, Target
 from civicq_ops.core.errors import InputError, TargetUnreachable, first_line
 from civicq_ops.core.redaction import register_secret
 from civicq_ops.postgres.local_cluster import LocalCluster
-
-if TYPE_CHECKING:
-    import psycopg
 
 APPLICATION_NAME = "civicq-ops"
 
@@ -64,8 +66,6 @@ def connect(
     project: Project, target: Target, *, dbname: str | None = None, autocommit: bool = False
 ) -> psycopg.Connection:
     """Open a connection; failures become TargetUnreachable with a redacted one-line reason."""
-    import psycopg
-
     kw = connect_kwargs(project, target, dbname)
     try:
         return psycopg.connect(autocommit=autocommit, **kw)
@@ -73,6 +73,30 @@ def connect(
         raise TargetUnreachable(f"cannot connect to target '{target.name}': {first_line(e)}") from e
     except psycopg.ProgrammingError as e:  # a malformed URL
         raise TargetUnreachable(f"target '{target.name}' has an invalid connection string: {first_line(e)}") from e
+
+
+def open_pool(project: Project, target: Target, size: int) -> ConnectionPool:
+    """A psycopg_pool of up to `size` connections (not autocommit), opened lazily: a caller connects
+    once with connect() first, so an unreachable target fails there with the real reason. Each
+    connection is checked when taken, so one the server terminated or that broke is replaced."""
+    kw = connect_kwargs(project, target)
+    conninfo = str(kw.pop("conninfo", ""))
+    return ConnectionPool(conninfo, kwargs={**kw, "autocommit": False}, min_size=0, max_size=max(1, size),
+                          open=True, check=ConnectionPool.check_connection, name=f"civicq-ops:{target.name}",
+                          timeout=float(target.connect_timeout))
+
+
+@contextmanager
+def pooled(pool: ConnectionPool, target: Target) -> Iterator[psycopg.Connection]:
+    """A connection from `pool`; a pool that cannot connect in time becomes TargetUnreachable."""
+    try:
+        conn = pool.getconn()
+    except PoolTimeout as e:
+        raise TargetUnreachable(f"cannot connect to target '{target.name}': {first_line(e)}") from e
+    try:
+        yield conn
+    finally:
+        pool.putconn(conn)  # the pool rolls back or discards a connection left in a bad state
 
 
 # The local cluster preloads pg_stat_statements; these make the query and bloat checks work there.

@@ -6,7 +6,7 @@ and what the target has, which becomes a finding's `skipped` reason.
 
 from __future__ import annotations
 
-from civicq_ops.core.capabilities import NO_BACKUP, Capabilities  # noqa: F401  (re-exported for callers)
+from civicq_ops.core.capabilities import Capabilities
 from civicq_ops.core.version import Version
 
 PREDEFINED_ROLES = ("pg_monitor", "pg_read_all_stats", "pg_read_all_settings", "pg_signal_backend",
@@ -22,14 +22,11 @@ SELECT current_setting('server_version_num')::int,
        (SELECT coalesce(json_object_agg(extname, extversion), '{}'::json) FROM pg_extension),
        (SELECT coalesce(json_agg(r.rolname), '[]'::json) FROM pg_roles r
          WHERE r.rolname = ANY(%(roles)s) AND pg_has_role(current_user, r.oid, 'USAGE')),
-       (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()),
        (SELECT coalesce(json_object_agg(n, has_table_privilege(to_regclass(n), 'SELECT')), '{}'::json)
-          FROM unnest(%(relations)s::text[]) AS n WHERE to_regclass(n) IS NOT NULL),
-       now(),
-       pg_postmaster_start_time()
+          FROM unnest(%(relations)s::text[]) AS n WHERE to_regclass(n) IS NOT NULL)
 """
 
-# pg_control_system() and data_directory are not for every role: asked only where permitted, since a
+# pg_control_system() and shared_preload_libraries are not for every role: asked only where permitted, since a
 # permission check fails the whole statement even inside a CASE branch that is never taken.
 _PRIVILEGED = """
 SELECT has_function_privilege('pg_control_system()', 'EXECUTE'),
@@ -50,47 +47,23 @@ def system_identifier(conn, allowed: bool | None = None) -> str | None:
 def probe(conn, *, name: str, environment: str, local: bool, relations: list[str],
           settings: list[str] | None = None, expected_role: str = "any") -> Capabilities:
     """Ask the server everything `requires` may need, in one round trip (plus named settings)."""
-    import time
-
     with conn.transaction():
-        sent = time.time()
         row = conn.execute(_PROBE, {"roles": list(PREDEFINED_ROLES), "relations": sorted(set(relations))}).fetchone()
-        received = time.time()
         control_allowed, settings_allowed = conn.execute(_PRIVILEGED).fetchone()
         sysid = system_identifier(conn, control_allowed)
-        data_directory = preload = None
+        preload = None
         if settings_allowed:
-            data_directory, preload = conn.execute(
-                "SELECT current_setting('data_directory'), current_setting('shared_preload_libraries')").fetchone()
+            preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
         values = {}
         for setting in settings or []:
             got = conn.execute("SELECT current_setting(%s, true)", (setting,)).fetchone()[0]
             if got is not None:
                 values[setting] = got
-    num, text, in_recovery, database, user, superuser, exts, roles, stats_reset, rels, now, started = row
-    # The server's now() was read between sent and received; the midpoint bounds the error by half the RTT.
-    skew = now.timestamp() - (sent + received) / 2
-    caps = Capabilities(
+    num, text, in_recovery, database, user, superuser, exts, roles, rels = row
+    return Capabilities(
         name=name, environment=environment, version=Version(num // 10000, num % 10000), version_text=text.split()[0],
         role="standby" if in_recovery else "primary", database=database, user=user, superuser=bool(superuser),
         extensions=dict(exts), preload=[p.strip() for p in (preload or "").split(",") if p.strip()], roles=set(roles),
-        relations=set(rels), readable={r for r, ok in rels.items() if ok}, stats_reset=stats_reset,
-        system_identifier=sysid, local=local, settings=values,
-        probed_at=now, expected_role=expected_role, clock_skew_s=round(skew, 3), data_directory=data_directory,
-        postmaster_start=started,
+        relations=set(rels), readable={r for r, ok in rels.items() if ok},
+        system_identifier=sysid, local=local, settings=values, expected_role=expected_role,
     )
-    if local and data_directory:
-        _disk_usage(caps, data_directory)
-    return caps
-
-
-def _disk_usage(caps: Capabilities, data_directory: str) -> None:
-    """Only meaningful when the server's files are on this machine (an embedded target)."""
-    import shutil
-
-    try:
-        usage = shutil.disk_usage(data_directory)
-    except OSError:
-        return
-    caps.disk_used_ratio = round(usage.used / usage.total, 4) if usage.total else None
-    caps.disk_free_bytes = usage.free

@@ -150,9 +150,11 @@ def _apply_step(project, target, catalog, plan: Plan, action: PlannedAction, sto
 def _recheck(project, target, catalog, action: PlannedAction):
     """Run the action's check again and return the finding for the same subject (None if gone)."""
     from civicq_ops.engine.run import RunOptions, Selection, run_checks
+    from civicq_ops.facts import default_providers
 
     check_id = action.finding["check"]
-    result = run_checks(project, [target], catalog, Selection(checks=[check_id]), RunOptions())
+    result = run_checks(project, [target], catalog, Selection(checks=[check_id]),
+                        RunOptions(facts=default_providers(project)))
     for f in result.findings:
         if f.id == action.finding["id"]:
             return f

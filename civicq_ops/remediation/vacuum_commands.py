@@ -32,9 +32,11 @@ def builtin_vacuum_policies(level: str = "warning") -> list[Policy]:
 def candidates_plan(project: Project, target: Target, catalog: Catalog, identity: dict, store=None,
                     level: str = "warning") -> Plan:
     from civicq_ops.engine.run import RunOptions, Selection, run_checks
+    from civicq_ops.facts import default_providers
 
     checks = [c for c in VACUUM_CHECKS if c in catalog.checks]
-    result = run_checks(project, [target], catalog, Selection(checks=checks), RunOptions())
+    result = run_checks(project, [target], catalog, Selection(checks=checks),
+                        RunOptions(facts=default_providers(project)))
     builtin = Catalog(checks=catalog.checks, policies=builtin_vacuum_policies(level), files=catalog.files)
     return make_plan(project, target, builtin, result.findings, identity, store=store)
 

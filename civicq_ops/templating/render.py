@@ -20,6 +20,14 @@ _MARK = "\x00civicq-bind-{}\x00"
 _state = threading.local()
 
 
+class NullFact(dict):
+    """A stand-in for a runner fact known only at run time (validate, offline tests): every key reads
+    as None, so a template renders and binds NULL."""
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+
 class SqlFragment(str):
     """Text that goes into SQL as is: a quoted identifier, or raw text a reviewer accepted."""
 

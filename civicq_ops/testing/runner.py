@@ -17,6 +17,7 @@ from civicq_ops.core.diagnostics import Diagnostic
 from civicq_ops.core.errors import CivicqError
 from civicq_ops.core.yamlpos import LoadedDocument
 from civicq_ops.engine.findings import Finding
+from civicq_ops.templating.render import NullFact
 
 
 @dataclass
@@ -109,6 +110,12 @@ def _run_check_case(data: dict, case: dict, loaded: LoadResult) -> list[str]:
         return ["the case states no expect.findings: it could never fail"]
     params = resolve_params(check, _merged(data, case, "params"))
     caps = Capabilities.from_test_spec(_merged(data, case, "target"))
+    given = _merged(data, case, "facts")
+    unknown = sorted(set(given) - set(check.facts))
+    if unknown:
+        return [f"the case gives facts {', '.join(unknown)}, which check '{check.id}' does not declare (facts:)"]
+    # A declared fact the case does not give reads as NULL throughout, as in validate.
+    facts = {name: NullFact(given.get(name) or {}) for name in check.facts}
     now_text = case.get("now") or data.get("now")
     now = datetime.fromisoformat(now_text.replace("Z", "+00:00")) if now_text else datetime(2026, 1, 1, tzinfo=UTC)
     reason = unmet_requirement(check.requires, caps)
@@ -116,8 +123,8 @@ def _run_check_case(data: dict, case: dict, loaded: LoadResult) -> list[str]:
         actual = [Finding(check=check.id, category=check.category, target=caps.name, subject=None,
                           status="skipped", reason=reason)]
     else:
-        render_check(check, params, caps)  # the template must render with these params and target
-        actual = evaluate_rows(check, case.get("rows", []), params, caps, now)
+        render_check(check, params, caps, facts)  # the template must render with these params, target and facts
+        actual = evaluate_rows(check, case.get("rows", []), params, caps, now, facts)
     return compare(case["expect"]["findings"], actual)
 
 

@@ -155,9 +155,11 @@ def datetime_now_iso() -> str:
 def _backup_checks(p, target):
     from civicq_ops.catalog.load import project_catalog
     from civicq_ops.engine.run import RunOptions, Selection, run_checks
+    from civicq_ops.facts import default_providers
 
     catalog = project_catalog(p).catalog
-    result = run_checks(p, [target], catalog, Selection(categories=["backup"]), RunOptions())
+    result = run_checks(p, [target], catalog, Selection(categories=["backup"]),
+                        RunOptions(facts=default_providers(p)))
     return {f.check: f for f in result.findings}
 
 

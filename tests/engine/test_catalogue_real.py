@@ -374,6 +374,7 @@ def test_every_shipped_check_has_a_real_case():
 def _run(db: Database, check_id: str, case: Case):
     from civicq_ops.config import Target
     from civicq_ops.engine.run import RunOptions, Selection, run_checks
+    from civicq_ops.facts import default_providers
 
     catalog = shipped_catalog()
     check = catalog.checks[check_id]
@@ -385,7 +386,7 @@ def _run(db: Database, check_id: str, case: Case):
     if case.embedded:
         target = Target(name="local", embedded=True, data_dir=str(db.cluster.local.data_dir), database=db.name)
     return run_checks(project, [target], catalog, Selection(checks=[check_id]),
-                      RunOptions(params={check_id: case.params}))
+                      RunOptions(params={check_id: case.params}, facts=default_providers(project)))
 
 
 @pytest.mark.parametrize("check_id", sorted(CASES))
@@ -467,6 +468,7 @@ def test_whole_catalogue_runs_as_a_monitoring_role_without_errors(civicq_db):
     """Production runners connect as a pg_monitor member, not as a superuser."""
     from civicq_ops.config import Target
     from civicq_ops.engine.run import RunOptions, Selection, run_checks
+    from civicq_ops.facts import default_providers
     from tests.fixtures.pg import project_for
 
     role = f"monitor_{civicq_db.name}"
@@ -476,7 +478,8 @@ def test_whole_catalogue_runs_as_a_monitoring_role_without_errors(civicq_db):
     url = f"postgresql://{role}:monitor-pw@{kw['host']}:{kw['port']}/{civicq_db.name}"
     try:
         project, _ = project_for(url)
-        result = run_checks(project, [Target(name="env", url=url)], shipped_catalog(), Selection(), RunOptions())
+        result = run_checks(project, [Target(name="env", url=url)], shipped_catalog(), Selection(),
+                             RunOptions(facts=default_providers(project)))
         assert result.errors == []
         assert [(f.check, f.reason) for f in result.findings if f.status == "error"] == []
     finally:

@@ -20,6 +20,7 @@ from civicq_ops.catalog.load import project_catalog
 from civicq_ops.config import load_project
 from civicq_ops.core.errors import PlanRefused
 from civicq_ops.engine.run import RunOptions, Selection, run_checks
+from civicq_ops.facts import default_providers
 from civicq_ops.remediation.actions import build
 from civicq_ops.remediation.apply import _execute, apply_plan, target_identity
 from civicq_ops.remediation.plan import PlannedAction, make_plan, read_plan, write_plan
@@ -46,7 +47,7 @@ def make_project(tmp_path, url: str, policies: str | None = None):
 
 def plan_for(project, target, checks: list[str], now=None):
     catalog = project_catalog(project).catalog
-    result = run_checks(project, [target], catalog, Selection(checks=checks), RunOptions())
+    result = run_checks(project, [target], catalog, Selection(checks=checks), RunOptions(facts=default_providers(project)))
     return make_plan(project, target, catalog, result.findings, target_identity(project, target), now=now,
                      store=open_store(project)), catalog
 
@@ -62,7 +63,8 @@ def bloat(db, name: str = "bloated", rows: int = 40000) -> None:
 
 def dead_tuples_of(project, target, name: str):
     catalog = project_catalog(project).catalog
-    result = run_checks(project, [target], catalog, Selection(checks=["table-dead-tuples"]), RunOptions())
+    result = run_checks(project, [target], catalog, Selection(checks=["table-dead-tuples"]),
+                         RunOptions(facts=default_providers(project)))
     found = [f for f in result.findings if f.subject == {"schemaname": "public", "relname": name}]
     assert found, ([(f.subject, f.status, f.reason) for f in result.findings], result.errors)
     return found[0]
