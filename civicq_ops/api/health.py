@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from civicq_ops.core.errors import ExitCode
+
 
 def run_check(check_id: str, target: str | None = None, params: dict | None = None, config: str | None = None):
     """Run one check of the catalogue (e.g. "unused-indexes", "slow-queries") and return its findings."""
@@ -32,4 +34,5 @@ def health_check(target: str | None = None, full: bool = False, config: str | No
                         RunOptions(facts=default_providers(project)))
     problems = [{"check": f.check, "status": f.status, "message": f.message or f.reason,
                  "recommendation": f.recommendation} for f in result.findings if f.status in ("warning", "critical", "error")]
-    return {"healthy": result.exit_code == 0 and not problems, "summary": result.summary.to_dict(), "problems": problems}
+    return {"healthy": result.exit_code == ExitCode.OK and not problems, "summary": result.summary.to_dict(),
+            "problems": problems}

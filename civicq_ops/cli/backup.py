@@ -10,6 +10,7 @@ import typer
 from civicq_ops.cli.common import emit, exit_with
 from civicq_ops.cli.interact import progress
 from civicq_ops.cli.session import Session
+from civicq_ops.core.errors import ExitCode
 
 app = typer.Typer(help="Backups: create, list, verify, pin, cleanup.", no_args_is_help=True)
 
@@ -113,7 +114,7 @@ def verify(
     for p in result.problems:
         emit(f"problem: {p}\n")
     emit(f"backup {manifest.id}: {'verified' if result.ok else 'DAMAGED'} ({result.level}, {result.seconds:.1f}s)\n")
-    exit_with(0 if result.ok else 1)
+    exit_with(ExitCode.OK if result.ok else ExitCode.GATE_FAILED)
 
 
 @app.command()

@@ -1,9 +1,12 @@
-"""`validate`, `schema`, `test` and `checks list | show | render`: the YAML catalog, offline."""
+"""`validate`, `schema`, `test` and `checks list | show | render | doc`: the YAML catalog, offline.
+
+Each command is one call into civicq_ops.report.catalog_views (or testing.runner). They are
+imported inside the commands: with jsonschema, pglast, jinja2 and psycopg behind them they would
+add ~0.5 s to the start-up of every command, `--help` too.
+"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,17 +21,6 @@ def _session(ctx) -> Session:
     return ctx.find_object(Session)
 
 
-def _paths(s: Session, given: list[str] | None) -> list[Path]:
-    if given:
-        missing = [p for p in given if not Path(p).exists()]
-        if missing:
-            from civicq_ops.core.errors import InputError
-
-            raise InputError(f"{missing[0]}: no such file or folder")
-        return [Path(p) for p in given]
-    return s.project.paths("checks") + s.project.paths("policies")
-
-
 def validate(
     ctx: typer.Context,
     paths: Annotated[list[str] | None, typer.Argument(help="Files or folders (default: the project's checks and policies).")] = None,
@@ -38,30 +30,33 @@ def validate(
 
     Example: civicq-ops validate checks/ --format github
     """
-    from civicq_ops.catalog.load import load_catalog
-    from civicq_ops.core.errors import InputError
-    from civicq_ops.report.validation import FORMATS, render
+    from civicq_ops.report.catalog_views import validate_report
 
-    if fmt not in FORMATS:
-        raise InputError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
-    s = _session(ctx)
-    notifiers = set(s.project.section("notifiers"))
-    result = load_catalog(_paths(s, paths), notifiers=notifiers)
-    emit(render(result.diagnostics, fmt, len(result.catalog.files)))
-    exit_with(2 if result.errors else 0)
+    outcome = validate_report(_session(ctx).project, paths, fmt)
+    emit(outcome.text)
+    exit_with(outcome.exit_code)
 
 
-def schema(kind: Annotated[str, typer.Argument(help="project, checks, policies, tests or report.")]) -> None:
-    """Print the JSON Schema of a file kind (for editors: # yaml-language-server: $schema=...).
+def schema(
+    kind: Annotated[str | None, typer.Argument(help="project, checks, policies, tests or report.")] = None,
+    write: Annotated[str | None, typer.Option("--write", help="Write every schema into this folder instead.")] = None,
+) -> None:
+    """Print the JSON Schema of a file kind, or write them all (for editors: # yaml-language-server: $schema=...).
 
-    Example: civicq-ops schema checks > checks.schema.json
+    Example: civicq-ops schema --write .civicq-ops/schemas
     """
-    from civicq_ops.catalog.structure import available_kinds, load_schema
     from civicq_ops.core.errors import InputError
+    from civicq_ops.report.catalog_views import schema_text, write_schemas
 
-    if kind not in available_kinds():
-        raise InputError(f"unknown schema '{kind}' (choose from {', '.join(available_kinds())})")
-    emit(json.dumps(load_schema(kind), indent=2) + "\n")
+    if write:
+        if kind:
+            raise InputError("pass a KIND or --write DIR, not both")
+        written = write_schemas(write)
+        emit("".join(f"wrote {path}\n" for path in written))
+        return
+    if not kind:
+        raise InputError("name a KIND (project, checks, policies, tests, report) or pass --write DIR")
+    emit(schema_text(kind))
 
 
 def test(
@@ -73,23 +68,11 @@ def test(
 
     Example: civicq-ops test --junit yaml-tests.xml
     """
-    from civicq_ops.core.fileio import write_atomic
-    from civicq_ops.testing.runner import render_junit, render_text, run_tests
+    from civicq_ops.testing.runner import offline_tests
 
-    s = _session(ctx)
-    paths_ = _paths(s, paths)
-    if paths:  # tests given alone still need the checks they name
-        paths_ = [*paths_, *s.project.paths("checks"), *s.project.paths("policies")]
-    report = run_tests(paths_)
-    if report.diagnostics and report.exit_code == 2:
-        from civicq_ops.report.validation import render
-
-        emit(render(report.diagnostics, "text", 0))
-        exit_with(2)
-    emit(render_text(report))
-    if junit:
-        write_atomic(junit, render_junit(report))
-    exit_with(report.exit_code)
+    outcome = offline_tests(_session(ctx).project, paths, junit)
+    emit(outcome.text)
+    exit_with(outcome.exit_code)
 
 
 @checks_app.command("list")
@@ -103,29 +86,9 @@ def checks_list(
 
     Example: civicq-ops checks list --category vacuum
     """
-    from tabulate import tabulate
+    from civicq_ops.report.catalog_views import check_list
 
-    from civicq_ops.catalog.load import project_catalog
-
-    checks = [c for c in project_catalog(_session(ctx).project).catalog.checks.values()
-              if (not tag or tag in c.tags) and (not category or c.category == category)]
-    checks.sort(key=lambda c: (c.category, c.id))
-    if fmt == "json":
-        emit(json.dumps([{"id": c.id, "category": c.category, "title": c.title, "tags": c.tags,
-                          "requires": c.requires, "remediation": c.remediation} for c in checks], indent=2) + "\n")
-        return
-    rows = [[c.id, c.category, c.title, _requires_text(c.requires)] for c in checks]
-    emit(tabulate(rows, headers=["id", "category", "title", "requires"]) + f"\n{len(checks)} checks\n")
-
-
-def _requires_text(req: dict) -> str:
-    parts = []
-    if req.get("server_version"):
-        parts.append(f"PG {req['server_version']}")
-    if req.get("role", "any") != "any":
-        parts.append(req["role"])
-    parts += req.get("extensions", []) + req.get("privileges", [])
-    return ", ".join(parts)
+    emit(check_list(_session(ctx).project, tag, category, fmt))
 
 
 @checks_app.command("show")
@@ -134,17 +97,9 @@ def checks_show(ctx: typer.Context, check_id: Annotated[str, typer.Argument(meta
 
     Example: civicq-ops checks show table-dead-tuples
     """
-    import yaml
+    from civicq_ops.report.catalog_views import check_show
 
-    from civicq_ops.catalog.load import project_catalog
-    from civicq_ops.core.errors import InputError
-
-    catalog = project_catalog(_session(ctx).project).catalog
-    check = catalog.checks.get(check_id)
-    if check is None:
-        raise InputError(f"unknown check '{check_id}' (see `civicq-ops checks list`)")
-    emit(f"# {check.id} ({check.source.path}:{check.source.line})\n")
-    emit(yaml.safe_dump(check.raw, sort_keys=False, width=100, allow_unicode=True))
+    emit(check_show(_session(ctx).project, check_id))
 
 
 @checks_app.command("render")
@@ -158,29 +113,10 @@ def checks_render(
 
     Example: civicq-ops checks render table-dead-tuples --param min_live_tuples=100
     """
-    from civicq_ops.catalog.load import project_catalog
-    from civicq_ops.core.capabilities import Capabilities
-    from civicq_ops.core.errors import InputError
-    from civicq_ops.engine.run import render_check, resolve_params
+    from civicq_ops.report.catalog_views import check_sql
 
-    catalog = project_catalog(_session(ctx).project).catalog
-    check = catalog.checks.get(check_id)
-    if check is None:
-        raise InputError(f"unknown check '{check_id}' (see `civicq-ops checks list`)")
     overrides = parse_params([f"{check_id}.{p}" for p in param or []]).get(check_id, {})
-    params = resolve_params(check, overrides)
-    caps = Capabilities.from_test_spec({"server_version": server_version} if server_version else None)
-    rendered = render_check(check, params, caps)
-    emit(f"-- {check.id}: SQL with bind parameters\n{rendered.numbered()}\n")
-    emit("-- binds: " + json.dumps(list(rendered.binds), default=str) + "\n")
-    emit(f"-- the same with literals (for psql)\n{rendered.literal()};\n")
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(validate)
-    app.command()(schema)
-    app.command()(test)
-    app.add_typer(checks_app, name="checks")
+    emit(check_sql(_session(ctx).project, check_id, overrides, server_version))
 
 
 @checks_app.command("doc")
@@ -192,10 +128,14 @@ def checks_doc(
 
     Example: civicq-ops checks doc -o docs/checks.md
     """
-    from civicq_ops.catalog.load import project_catalog
-    from civicq_ops.core.fileio import write_atomic
-    from civicq_ops.report.checks_doc import render
+    from civicq_ops.report.catalog_views import write_checks_doc
 
-    catalog = project_catalog(_session(ctx).project).catalog
-    write_atomic(output, render(catalog))
-    emit(f"wrote {output}: {len(catalog.checks)} checks\n")
+    count = write_checks_doc(_session(ctx).project, output)
+    emit(f"wrote {output}: {count} checks\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(validate)
+    app.command()(schema)
+    app.command()(test)
+    app.add_typer(checks_app, name="checks")

@@ -6,6 +6,8 @@ import sys
 
 import typer
 
+from civicq_ops.core.errors import ExitCode
+
 
 def emit(text: str) -> None:
     sys.stdout.write(text)
@@ -32,6 +34,7 @@ def parse_params(specs: list[str] | None) -> dict[str, dict[str, str]]:
     return out
 
 
-def exit_with(code: int) -> None:
-    if code:
-        raise typer.Exit(code)
+def exit_with(code: ExitCode) -> None:
+    """End the command with `code` (core/errors.py ExitCode); OK returns normally."""
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))

@@ -1,16 +1,20 @@
-"""`civicq-ops db ...`: the local PostgreSQL (up, down, status, url, psql)."""
+"""`civicq-ops db ...`: the local PostgreSQL (up, down, status, url, psql) and the CivicQ database
+(migrate, rollback, history, current, migrate-create, seed, reset, schema-doc).
+
+Each command is one call into civicq_ops.postgres.local_db or civicq_ops.civicq, imported inside
+the command: alembic, SQLAlchemy and psycopg behind them would add ~0.5 s to every command's
+start-up, `--help` too.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from typing import Annotated
 
 import typer
 
 from civicq_ops.cli.interact import confirm_or_refuse
 from civicq_ops.cli.session import Session
+from civicq_ops.core.errors import ExitCode
 
 app = typer.Typer(help="The local PostgreSQL and the CivicQ database.", no_args_is_help=True)
 
@@ -19,37 +23,18 @@ def _session(ctx: typer.Context) -> Session:
     return ctx.find_object(Session)
 
 
-def _print_status(st, fmt: str) -> None:
-    if fmt == "json":
-        typer.echo(json.dumps(st.to_dict(), indent=2))
-        return
-    for note in st.notes:
-        typer.echo(f"note: {note}")
-    state = "running" if st.running else ("stopped" if st.initialized else "not initialised")
-    typer.echo(f"local PostgreSQL: {state}")
-    typer.echo(f"  data dir: {st.data_dir}")
-    if st.version:
-        typer.echo(f"  version:  {st.version}")
-    if st.running:
-        typer.echo(f"  port:     {st.port} (127.0.0.1)  pid: {st.pid}")
-        typer.echo(f"  socket:   {st.socket_dir}")
-
-
 @app.command()
 def up(ctx: typer.Context) -> None:
     """Start the local PostgreSQL (initialising it on first use) and create the target database.
 
     Example: civicq-ops db up
     """
-    from civicq_ops.postgres.connect import ensure_database, local_cluster
+    from civicq_ops.postgres.local_db import db_up, status_text
 
     s = _session(ctx)
-    target = s.target()
-    st = local_cluster(s.project, target).start()
-    if ensure_database(s.project, target):
-        st.notes.append(f"created database {target.database}")
+    status = db_up(s.project, s.target())
     if not s.quiet:
-        _print_status(st, "text")
+        typer.echo(status_text(status), nl=False)
 
 
 @app.command()
@@ -58,11 +43,10 @@ def down(ctx: typer.Context) -> None:
 
     Example: civicq-ops db down
     """
-    from civicq_ops.postgres.connect import local_cluster
+    from civicq_ops.postgres.local_db import db_down
 
     s = _session(ctx)
-    stopped = local_cluster(s.project, s.target()).stop()
-    typer.echo("local PostgreSQL stopped" if stopped else "local PostgreSQL was not running")
+    typer.echo(db_down(s.project, s.target()))
 
 
 @app.command()
@@ -74,13 +58,13 @@ def status(
 
     Example: civicq-ops db status --format json
     """
-    from civicq_ops.postgres.connect import local_cluster
+    from civicq_ops.postgres.local_db import db_status, status_text
 
     s = _session(ctx)
-    st = local_cluster(s.project, s.target()).status()
-    _print_status(st, fmt)
+    st = db_status(s.project, s.target())
+    typer.echo(status_text(st, fmt), nl=False)
     if not st.running:
-        raise typer.Exit(3)
+        raise typer.Exit(int(ExitCode.EXECUTION_ERROR))
 
 
 @app.command()
@@ -92,45 +76,22 @@ def url(
 
     Example: psql "$(civicq-ops db url --show-password)"
     """
-    from civicq_ops.core.redaction import redact
-    from civicq_ops.postgres.connect import connect_kwargs
+    from civicq_ops.postgres.local_db import target_url
 
     s = _session(ctx)
-    target = s.target()
-    if target.embedded:
-        from urllib.parse import quote
-
-        kw = connect_kwargs(s.project, target)
-        secret = quote(str(kw["password"]), safe="")
-        link = f"postgresql://{kw['user']}:{secret}@{kw['host']}:{kw['port']}/{kw['dbname']}"
-    else:
-        link = target.url or ""
-    typer.echo(link if show_password else redact(link))
+    typer.echo(target_url(s.project, s.target(), show_password))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def psql(ctx: typer.Context) -> None:
-    """Open psql on the target; extra arguments go to psql.
+    """Open psql on the target; extra arguments go to psql (its exit code is this command's).
 
     Example: civicq-ops db psql -c 'select version()'
     """
-    from civicq_ops.postgres.binaries import find_client
-    from civicq_ops.postgres.connect import connect_kwargs
+    from civicq_ops.postgres.local_db import run_psql
 
     s = _session(ctx)
-    target = s.target()
-    kw = connect_kwargs(s.project, target)
-    env = dict(os.environ)
-    if target.embedded:
-        env.update(PGHOST=str(kw["host"]), PGPORT=str(kw["port"]), PGUSER=str(kw["user"]),
-                   PGPASSWORD=str(kw["password"]), PGDATABASE=str(kw["dbname"]))
-        args: list[str] = []
-    else:
-        args = [str(kw["conninfo"])]
-    env["PGAPPNAME"] = "civicq-ops psql"
-    program = find_client("psql")
-    proc = subprocess.run([str(program), *args, *ctx.args], env=env)
-    raise typer.Exit(proc.returncode)
+    raise typer.Exit(run_psql(s.project, s.target(), list(ctx.args)))
 
 
 @app.command()

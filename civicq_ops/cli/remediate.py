@@ -11,6 +11,7 @@ import typer
 from civicq_ops.cli.common import emit, exit_with
 from civicq_ops.cli.interact import confirm_or_refuse
 from civicq_ops.cli.session import Session
+from civicq_ops.core.errors import ExitCode
 
 
 def _s(ctx) -> Session:
@@ -78,7 +79,7 @@ def plan(
     emit(json.dumps(p.to_dict(), indent=2, default=str) + "\n" if fmt == "json" else render_plan(p))
     if output and fmt != "json":
         emit(f"\nwrote {output}: apply it with `civicq-ops apply {output}`\n")
-    exit_with(4 if detailed_exitcode and p.actions else 0)
+    exit_with(ExitCode.PLAN_HAS_ACTIONS if detailed_exitcode and p.actions else ExitCode.OK)
 
 
 def apply(

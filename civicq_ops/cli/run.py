@@ -1,14 +1,21 @@
-"""`civicq-ops run checks`, `health` and `baseline write`: the engine on real targets."""
+"""`civicq-ops run checks`, `health` and `baseline write`: the engine on real targets.
+
+The library is imported inside each command (civicq_ops.report.deliver pulls in psycopg, jinja2,
+jsonschema and pglast): at the top it would add ~0.5 s to every command's start-up, `--help` too.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from civicq_ops.cli.common import colour_on, emit, exit_with, parse_params
 from civicq_ops.cli.interact import progress
 from civicq_ops.cli.session import Session
+
+if TYPE_CHECKING:
+    from civicq_ops.engine.run import Selection
 
 app = typer.Typer(help="Run checks against targets.", no_args_is_help=True)
 
@@ -17,47 +24,24 @@ OutputOpt = Annotated[list[str] | None, typer.Option("--output", "-o", help="FOR
 
 
 def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, params=None, fail_on="critical",
-            fmt="text", outputs=None, budget=None, baseline=None, pool=2, verbose=False):
-    """Shared by `run checks` and `health`: one library call, render, exit code."""
-    from civicq_ops.catalog.load import project_catalog
-    from civicq_ops.core.errors import InputError
-    from civicq_ops.core.units import parse_duration
-    from civicq_ops.engine.run import RunOptions, Selection, run_checks
-    from civicq_ops.facts import default_providers
-    from civicq_ops.report.formats import RUN_FORMATS, parse_outputs, render, write_outputs
+            fmt="text", outputs=None, budget=None, baseline=None, pool=None, verbose=False):
+    """Shared by `run checks` and `health`: one library call, print, exit code."""
+    from civicq_ops.report.deliver import RunRequest, run_and_report
 
     s: Session = ctx.find_object(Session)
-    if fmt not in RUN_FORMATS:
-        raise InputError(f"unknown format '{fmt}' (choose from {', '.join(RUN_FORMATS)})")
-    if fail_on not in ("warning", "critical"):
-        raise InputError("--fail-on must be warning or critical")
-    out_specs = parse_outputs(outputs or [])
-    try:
-        budget_s = parse_duration(budget) if budget else None
-    except ValueError as e:
-        raise InputError(f"--budget: {e}") from e
-    targets = s.targets()
-    catalog = project_catalog(s.project).catalog
-    selection = Selection(checks=_split(checks), tags=_split(tags), categories=_split(categories))
-    options = RunOptions(params=parse_params(params), fail_on=fail_on, budget_s=budget_s, baseline=baseline,
-                         pool_size=pool, facts=default_providers(s.project))
+    request = RunRequest(selection=_selection(checks, tags, categories), params=parse_params(params),
+                         fail_on=fail_on, fmt=fmt, outputs=outputs or [], budget=budget, baseline=baseline,
+                         pool=pool, verbose=verbose, colour=colour_on())
     with progress(s.quiet, "checks") as show:
-        result = run_checks(s.project, targets, catalog, selection, options, progress=show)
-    _record(s, result)
-    emit(render(result, fmt, colour=colour_on(), verbose=verbose))
-    write_outputs(result, out_specs, stdout_format=fmt)
-    exit_with(result.exit_code)
+        delivered = run_and_report(s.project, s.targets(), request, progress=show)
+    emit(delivered.text)
+    exit_with(delivered.result.exit_code)
 
 
-def _record(s: Session, result) -> None:
-    """Keep the run in the state store for `history`; a store that cannot be opened is a notice, not a failure."""
-    from civicq_ops.core.errors import CivicqError
-    from civicq_ops.state.store import open_store
+def _selection(checks: list[str] | None, tags: list[str] | None, categories: list[str] | None) -> Selection:
+    from civicq_ops.engine.run import Selection
 
-    try:
-        open_store(s.project).record_run(result)
-    except (CivicqError, OSError) as e:
-        result.notices.append({"code": "state-store", "message": f"the run was not recorded: {e}", "path": "-", "line": 0})
+    return Selection(checks=_split(checks), tags=_split(tags), categories=_split(categories))
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -76,7 +60,7 @@ def run_checks_cmd(
     output: OutputOpt = None,
     budget: Annotated[str | None, typer.Option("--budget", help="Stop starting checks after this long, e.g. 60s.")] = None,
     baseline: Annotated[str | None, typer.Option("--baseline", help="Fail only on findings new or worse than this baseline file.")] = None,
-    pool: Annotated[int, typer.Option("--pool", help="Connections per target.")] = 2,
+    pool: Annotated[int | None, typer.Option("--pool", help="Connections per target (default: 2).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List ok findings too.")] = False,
 ) -> None:
     """Run the checks against the target(s) and report; the exit code is the gate.
@@ -117,22 +101,10 @@ def baseline_write(
 
     Example: civicq-ops baseline write .civicq-ops/baseline.json
     """
-    from civicq_ops.catalog.load import project_catalog
-    from civicq_ops.engine.baseline import write_baseline
-    from civicq_ops.engine.run import RunOptions, Selection, run_checks
-    from civicq_ops.facts import default_providers
+    from civicq_ops.report.deliver import write_run_baseline
 
     s: Session = ctx.find_object(Session)
-    catalog = project_catalog(s.project).catalog
-    result = run_checks(s.project, s.targets(), catalog,
-                        Selection(checks=_split(check), tags=_split(tag), categories=_split(category)),
-                        RunOptions(facts=default_providers(s.project)))
-    if result.exit_code == 3:
-        from civicq_ops.core.errors import ExecutionError
-
-        raise ExecutionError("some checks could not run; the baseline was not written: "
-                             + "; ".join(e["message"] for e in result.errors) or "see `run checks`")
-    count = write_baseline(result.findings, path)
+    count = write_run_baseline(s.project, s.targets(), _selection(check, tag, category), path)
     emit(f"wrote {path}: {count} accepted finding(s)\n")
 
 

@@ -95,7 +95,7 @@ class RunResult:
     notices: list[dict] = field(default_factory=list)
     baseline: str | None = None
     gate_failures: list[str] = field(default_factory=list)
-    exit_code: int = 0
+    exit_code: ExitCode = ExitCode.OK
 
     @property
     def summary(self) -> Summary:
@@ -190,12 +190,12 @@ def gate_failures(findings: list[Finding], fail_on: str, baseline: dict[str, str
     return failing
 
 
-def decide_exit(result: RunResult) -> int:
+def decide_exit(result: RunResult) -> ExitCode:
     if result.errors or any(f.status == "error" for f in result.findings):
-        return int(ExitCode.EXECUTION_ERROR)  # outranks a failed gate
+        return ExitCode.EXECUTION_ERROR  # outranks a failed gate
     if result.gate_failures:
-        return int(ExitCode.GATE_FAILED)
-    return int(ExitCode.OK)
+        return ExitCode.GATE_FAILED
+    return ExitCode.OK
 
 
 class _Counter:

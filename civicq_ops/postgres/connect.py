@@ -66,13 +66,19 @@ def connect(
     project: Project, target: Target, *, dbname: str | None = None, autocommit: bool = False
 ) -> psycopg.Connection:
     """Open a connection; failures become TargetUnreachable with a redacted one-line reason."""
-    kw = connect_kwargs(project, target, dbname)
+    return open_connection(connect_kwargs(project, target, dbname), what=f"target '{target.name}'",
+                           autocommit=autocommit)
+
+
+def open_connection(kwargs: dict[str, Any], *, what: str, autocommit: bool = False) -> psycopg.Connection:
+    """psycopg.connect(**kwargs): the one place where a failed connection becomes an error naming
+    `what` ("target 'prod'", "the state store") with a one-line reason (redacted when printed)."""
     try:
-        return psycopg.connect(autocommit=autocommit, **kw)
+        return psycopg.connect(autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as e:
-        raise TargetUnreachable(f"cannot connect to target '{target.name}': {first_line(e)}") from e
+        raise TargetUnreachable(f"cannot connect to {what}: {first_line(e)}") from e
     except psycopg.ProgrammingError as e:  # a malformed URL
-        raise TargetUnreachable(f"target '{target.name}' has an invalid connection string: {first_line(e)}") from e
+        raise TargetUnreachable(f"{what} has an invalid connection string: {first_line(e)}") from e
 
 
 def open_pool(project: Project, target: Target, size: int) -> ConnectionPool:

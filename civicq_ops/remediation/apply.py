@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from civicq_ops.catalog.model import Catalog
 from civicq_ops.config import Project, Target
-from civicq_ops.core.errors import CivicqError, PlanRefused
+from civicq_ops.core.errors import CivicqError, ExitCode, PlanRefused
 from civicq_ops.core.units import parse_duration
 from civicq_ops.remediation.actions import SPECS, build
 from civicq_ops.remediation.plan import Plan, PlannedAction, can_refresh_concurrently, config_digest
@@ -47,12 +47,12 @@ class ApplyResult:
     steps: list[StepResult]
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         if any(s.result == "failed" for s in self.steps):
-            return 3
+            return ExitCode.EXECUTION_ERROR
         if any(s.result == "skipped" and not s.detail.startswith("already") for s in self.steps):
-            return 5  # a guard or a precondition stopped a step
-        return 0
+            return ExitCode.APPLY_REFUSED  # a guard or a precondition stopped a step
+        return ExitCode.OK
 
 
 def target_identity(project: Project, target: Target) -> dict:

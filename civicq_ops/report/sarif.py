@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from civicq_ops import __version__
+from civicq_ops.core.errors import ExitCode
 from civicq_ops.engine.run import RunResult
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -68,7 +69,7 @@ def render(result: RunResult) -> str:
             "tool": {"driver": {"name": "civicq-ops", "version": __version__, "informationUri":
                                 "https://github.com/civicq/civicq-ops", "rules": rules}},
             "results": results,
-            "invocations": [{"executionSuccessful": result.exit_code != 3,
+            "invocations": [{"executionSuccessful": result.exit_code != ExitCode.EXECUTION_ERROR,
                              "toolExecutionNotifications": [{"level": "error", "message": {"text": e["message"]}}
                                                             for e in result.errors]}],
         }],

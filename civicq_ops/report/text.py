@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from civicq_ops.core.errors import ExitCode
 from civicq_ops.core.thresholds import SEVERITY
 from civicq_ops.core.units import format_value
 from civicq_ops.engine.findings import Finding
@@ -69,7 +70,8 @@ def render(result: RunResult, colour: bool = False, verbose: bool = False) -> st
     targets = ", ".join(f"{t.name} (PostgreSQL {t.server_version}, {t.role})" if t.server_version else
                         f"{t.name} (unreachable)" for t in result.targets)
     lines.append(f"targets: {targets}; {len(result.checks)} checks in {result.duration_s:.2f}s")
-    gate = "FAILED" if result.exit_code == 1 else "error" if result.exit_code == 3 else "passed"
+    gate = ("FAILED" if result.exit_code == ExitCode.GATE_FAILED
+            else "error" if result.exit_code == ExitCode.EXECUTION_ERROR else "passed")
     lines.append(f"{result.summary.line()}  gate(--fail-on {result.fail_on}): {gate}")
     return "\n".join(lines) + "\n"
 

@@ -12,11 +12,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from civicq_ops.catalog.load import LoadResult, load_catalog
+from civicq_ops.config import Project
 from civicq_ops.core.capabilities import Capabilities, unmet_requirement
 from civicq_ops.core.diagnostics import Diagnostic
-from civicq_ops.core.errors import CivicqError
+from civicq_ops.core.errors import CivicqError, ExitCode
+from civicq_ops.core.fileio import write_atomic
 from civicq_ops.core.yamlpos import LoadedDocument
 from civicq_ops.engine.findings import Finding
+from civicq_ops.report.catalog_views import Outcome, catalog_paths
+from civicq_ops.report.validation import render as render_diagnostics
 from civicq_ops.templating.render import NullFact
 
 
@@ -48,10 +52,10 @@ class TestReport:
         return [c for c in self.cases if not c.passed and not c.skipped]
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         if [d for d in self.diagnostics if d.level == "error"]:
-            return 2
-        return 1 if self.failed else 0
+            return ExitCode.INVALID_INPUT
+        return ExitCode.GATE_FAILED if self.failed else ExitCode.OK
 
 
 def run_tests(paths: list[Path], *, today=None) -> TestReport:
@@ -68,6 +72,21 @@ def run_tests(paths: list[Path], *, today=None) -> TestReport:
     report.untested_policies = sorted({p.id for p in loaded.catalog.policies} - tested)
     report.untested_alerts = sorted({a.name for a in loaded.catalog.alerts} - tested)
     return report
+
+
+def offline_tests(project: Project, given: list[str] | None, junit: str | None = None) -> Outcome:
+    """`civicq-ops test`: run the offline tests under the given paths (with the project's checks and
+    policies, which the tests name) or the project's own; text out, JUnit XML to `junit` if asked.
+    Exit 2 when the YAML is invalid (nothing ran), 1 when a case failed."""
+    paths = catalog_paths(project, given)
+    if given:  # tests given alone still need the checks they name
+        paths = [*paths, *project.paths("checks"), *project.paths("policies")]
+    report = run_tests(paths)
+    if report.exit_code == ExitCode.INVALID_INPUT:
+        return Outcome(render_diagnostics(report.diagnostics, "text", 0), report.exit_code)
+    if junit:
+        write_atomic(junit, render_junit(report))
+    return Outcome(render_text(report), report.exit_code)
 
 
 def run_test_file(doc: LoadedDocument, loaded: LoadResult) -> list[CaseResult]:

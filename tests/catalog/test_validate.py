@@ -175,3 +175,35 @@ def test_diagnostics_are_sorted_by_file_and_line(tmp_path):
 def test_file_of_unknown_kind_is_reported(tmp_path):
     diags = validate(tmp_path, "version: 1\nthings: []\n")
     assert [d.code for d in diags] == ["unknown-kind"]
+
+
+FACT_CHECK = """\
+version: 1
+checks:
+  - id: old-backup
+    title: Old backup
+    category: backup
+    facts: [backups]
+    query: |
+      SELECT {{ facts.backups.age_s }}::float8 AS age
+    value: age
+    unit: seconds
+    thresholds: {warning: {gt: 1d}}
+    message: "{{ facts.backups.latest_id }} is {{ value | duration }} old"
+    recommendation: Back up.
+"""
+
+
+def test_a_check_declaring_the_facts_it_reads_is_valid(tmp_path):
+    assert validate(tmp_path, FACT_CHECK) == []
+
+
+def test_a_template_reading_an_undeclared_fact_is_an_error(tmp_path):
+    diags = validate(tmp_path, FACT_CHECK.replace("    facts: [backups]\n", ""))
+    assert [(d.line, d.code) for d in diags] == [(6, "undeclared-fact"), (11, "undeclared-fact")]
+    assert diags[0].message == "template uses facts.backups, which is not declared under facts:"
+
+
+def test_an_unknown_fact_name_is_a_schema_error(tmp_path):
+    diags = validate(tmp_path, FACT_CHECK.replace("facts: [backups]", "facts: [backup]"))
+    assert [(d.line, d.code) for d in diags if d.level == "error"][:1] == [(6, "bad-value")]

@@ -1,0 +1,92 @@
+"""`run checks`, `health` and `baseline write` as library calls: check the request before anything
+runs, run the checks with the project's runner facts, keep the run in the state store, render
+standard output and write the extra `--output` files. The CLI prints `Delivered.text` and exits
+with `Delivered.result.exit_code`; tests call the same functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from civicq_ops.catalog.load import project_catalog
+from civicq_ops.config import Project, Target
+from civicq_ops.core.errors import CivicqError, ExecutionError, InputError
+from civicq_ops.core.units import parse_duration
+from civicq_ops.engine.baseline import write_baseline
+from civicq_ops.engine.run import DEFAULT_POOL, Progress, RunOptions, RunResult, Selection, run_checks
+from civicq_ops.facts import default_providers
+from civicq_ops.report.formats import RUN_FORMATS, parse_outputs, render, write_outputs
+from civicq_ops.state.store import open_store
+
+FAIL_ON = ("warning", "critical")
+
+
+@dataclass
+class RunRequest:
+    """What `run checks` (or `health`) was asked for, as given on the command line."""
+
+    selection: Selection = field(default_factory=Selection)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fail_on: str = "critical"
+    fmt: str = "text"
+    outputs: list[str] = field(default_factory=list)  # FORMAT=PATH
+    budget: str | None = None
+    baseline: str | None = None
+    pool: int | None = None  # connections per target; None: the engine's default
+    verbose: bool = False
+    colour: bool = False
+
+
+@dataclass
+class Delivered:
+    result: RunResult
+    text: str  # standard output, in the requested format
+
+
+def run_and_report(project: Project, targets: list[Target], request: RunRequest,
+                   progress: Progress | None = None) -> Delivered:
+    """Validate the request (exit 2 before any connection), run, record, render, write outputs."""
+    if request.fmt not in RUN_FORMATS:
+        raise InputError(f"unknown format '{request.fmt}' (choose from {', '.join(RUN_FORMATS)})")
+    if request.fail_on not in FAIL_ON:
+        raise InputError("--fail-on must be warning or critical")
+    out_specs = parse_outputs(request.outputs)
+    try:
+        budget_s = parse_duration(request.budget) if request.budget else None
+    except ValueError as e:
+        raise InputError(f"--budget: {e}") from e
+    catalog = project_catalog(project).catalog
+    options = RunOptions(params=request.params, fail_on=request.fail_on, budget_s=budget_s,
+                         baseline=request.baseline, pool_size=request.pool or DEFAULT_POOL, facts=default_providers(project))
+    result = run_checks(project, targets, catalog, request.selection, options, progress=progress)
+    record_run(project, result)
+    text = render(result, request.fmt, colour=request.colour, verbose=request.verbose)
+    write_outputs(result, out_specs, stdout_format=request.fmt)
+    return Delivered(result, text)
+
+
+def record_run(project: Project, result: RunResult) -> None:
+    """Keep the run in the state store for `history`; a store that cannot be opened (or written)
+    is a notice in the report, never a lost report."""
+    try:
+        store = open_store(project)
+        try:
+            store.record_run(result)
+        finally:
+            store.close()
+    except (CivicqError, OSError) as e:
+        message = e.message if isinstance(e, CivicqError) else str(e)
+        result.notices.append({"code": "state-store", "message": f"the run was not recorded: {message}",
+                               "path": "-", "line": 0})
+
+
+def write_run_baseline(project: Project, targets: list[Target], selection: Selection, path: str) -> int:
+    """Run the checks and record their warning and critical findings as accepted; the count written.
+    A run in which some checks could not run writes nothing (exit 3)."""
+    catalog = project_catalog(project).catalog
+    result = run_checks(project, targets, catalog, selection, RunOptions(facts=default_providers(project)))
+    if result.errors or any(f.status == "error" for f in result.findings):
+        reasons = [e["message"] for e in result.errors] + [f"{f.check}: {f.reason}" for f in result.findings
+                                                           if f.status == "error"]
+        raise ExecutionError("some checks could not run; the baseline was not written: " + "; ".join(reasons))
+    return write_baseline(result.findings, path)
