@@ -52,15 +52,67 @@ class Target:
     connect_timeout: int = 10
 
 
+DEFAULT_BACKUP_JOBS = 2  # parallel pg_dump / pg_restore jobs unless a project or a flag says otherwise
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    """`state:` of the project file; url None means SQLite in .civicq-ops/state.db."""
+
+    url: str | None = None  # not interpolated yet: ${ENV} is read when the store is opened
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any] | None) -> StateSettings:
+        return cls(url=(raw or {}).get("url"))
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """`backups:` of the project file, with its defaults in one place."""
+
+    dir: str = "backups"
+    format: str = "directory"
+    jobs: int = DEFAULT_BACKUP_JOBS
+    compress: str | None = None
+    retention: dict[str, int] = field(default_factory=dict)  # read by backup/retention.py
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any] | None) -> BackupSettings:
+        raw = raw or {}
+        return cls(dir=raw.get("dir", cls.dir), format=raw.get("format", cls.format), jobs=raw.get("jobs", cls.jobs),
+                   compress=raw.get("compress"), retention=dict(raw.get("retention") or {}))
+
+
+@dataclass(frozen=True)
+class NotifierSettings:
+    """One entry of `notifiers:`."""
+
+    name: str
+    type: str
+    url: str
+    timeout: str | None = None
+
+
 @dataclass
 class Project:
-    """A loaded, schema-valid project file. Paths are resolved against `root`."""
+    """A loaded, schema-valid project file. Paths are resolved against `root`; the sections are
+    parsed once, into typed settings, when the file is loaded."""
 
     root: Path
     path: str
     data: dict[str, Any]
     document: LoadedDocument
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    state: StateSettings = field(default_factory=StateSettings)
+    backups: BackupSettings = field(default_factory=BackupSettings)
+    notifiers: dict[str, NotifierSettings] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.state = StateSettings.parse(self.data.get("state"))
+        self.backups = BackupSettings.parse(self.data.get("backups"))
+        self.notifiers = {name: NotifierSettings(name=name, type=spec["type"], url=spec["url"],
+                                                 timeout=spec.get("timeout"))
+                          for name, spec in (self.data.get("notifiers") or {}).items()}
 
     @property
     def state_dir(self) -> Path:
@@ -133,6 +185,7 @@ class Project:
         return _ENV_REF.sub(sub, raw)
 
     def section(self, key: str) -> dict[str, Any]:
+        """A section as raw YAML, for sections without typed settings yet."""
         return self.data.get(key, {}) or {}
 
 

@@ -101,3 +101,20 @@ def test_config_variable_names_the_project_file(tmp_path, monkeypatch):
 def test_missing_explicit_project_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="no such project file"):
         load_project(tmp_path / "nope.yaml", env={})
+
+
+def test_sections_are_parsed_once_into_typed_settings_with_their_defaults(project_file):
+    from civicq_ops.config import DEFAULT_BACKUP_JOBS, BackupSettings, StateSettings
+
+    bare = load_project(project_file("version: 1\ntargets:\n  local: {embedded: true}\n"), env={})
+    assert bare.backups == BackupSettings(dir="backups", format="directory", jobs=DEFAULT_BACKUP_JOBS, compress=None)
+    assert bare.state == StateSettings(url=None) and bare.notifiers == {}
+    full = load_project(project_file(
+        "version: 1\ntargets:\n  local: {embedded: true}\n"
+        "state: {url: 'sqlite:///s.db'}\n"
+        "notifiers:\n  am: {type: alertmanager, url: 'http://am:9093'}\n"
+        "backups: {dir: /srv/b, format: custom, jobs: 6, compress: 'zstd', retention: {keep_last: 3}}\n"), env={})
+    assert full.backups == BackupSettings(dir="/srv/b", format="custom", jobs=6, compress="zstd",
+                                          retention={"keep_last": 3})
+    assert full.state.url == "sqlite:///s.db"
+    assert full.notifiers["am"].type == "alertmanager" and full.notifiers["am"].url == "http://am:9093"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from civicq_ops.backup.manifest import Manifest, checksum_files, fsync_dir, fsync_tree, write_manifest
 from civicq_ops.backup.tools import client_env, compress_arg, compression_methods, pg_tool, repeated
-from civicq_ops.config import Project, Target
+from civicq_ops.config import DEFAULT_BACKUP_JOBS, Project, Target
 from civicq_ops.core.errors import ExecutionError, InputError
 from civicq_ops.core.redaction import redact
 
@@ -27,7 +27,7 @@ Progress = Callable[[str, int, int], None]
 @dataclass
 class BackupOptions:
     format: str = "directory"  # directory | custom
-    jobs: int = 2
+    jobs: int = DEFAULT_BACKUP_JOBS
     compress: str | None = None  # gzip[:level] | lz4 | zstd | none
     schema_only: bool = False
     data_only: bool = False
@@ -39,7 +39,7 @@ class BackupOptions:
 
 
 def backups_dir(project: Project) -> Path:
-    return project.root / project.section("backups").get("dir", "backups")
+    return project.root / project.backups.dir
 
 
 def new_backup_id(target: Target, now: datetime | None = None) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from civicq_ops.backup.inventory import update
 from civicq_ops.backup.manifest import Manifest, sha256_file
 from civicq_ops.backup.tools import client_env, pg_tool, repeated
-from civicq_ops.config import Project, Target
+from civicq_ops.config import DEFAULT_BACKUP_JOBS, Project, Target
 from civicq_ops.core.errors import ExecutionError, InputError, PlanRefused
 from civicq_ops.core.redaction import redact
 from civicq_ops.core.version import Version
@@ -28,7 +28,7 @@ class VerifyResult:
 
 
 def verify_backup(project: Project, target: Target, folder: Path, manifest: Manifest, restore: bool = False,
-                  jobs: int = 2) -> VerifyResult:
+                  jobs: int = DEFAULT_BACKUP_JOBS) -> VerifyResult:
     """Checksums, then a full read of the archive; with `restore`, a restore into a scratch
     database compared table by table with the row counts taken at backup time. Recorded in the manifest."""
     t0 = time.monotonic()
@@ -119,7 +119,7 @@ class RestoreOptions:
     clean: bool = False
     tables: list[str] = field(default_factory=list)
     schemas: list[str] = field(default_factory=list)
-    jobs: int = 2
+    jobs: int = DEFAULT_BACKUP_JOBS
     exit_on_error: bool = True
 
 

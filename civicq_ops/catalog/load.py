@@ -138,7 +138,7 @@ def project_catalog(project, paths: list[Path] | None = None, *, today=None) -> 
     # Parsing every query with pglast is `validate`'s job (and CI's); a run relies on the READ ONLY
     # transaction instead, and starts in a fraction of the time.
     result = load_catalog(paths or project.paths("checks") + project.paths("policies"),
-                          notifiers=set(project.section("notifiers")), today=today, parse_sql=False,
+                          notifiers=set(project.notifiers), today=today, parse_sql=False,
                           include_tests=False)
     if result.errors:
         first = result.errors[0]

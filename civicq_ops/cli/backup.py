@@ -39,9 +39,9 @@ def create(
     from civicq_ops.backup.create import BackupOptions, create_backup
 
     s = _s(ctx)
-    cfg = s.project.section("backups")
-    options = BackupOptions(format=fmt or cfg.get("format", "directory"), jobs=jobs or cfg.get("jobs", 2),
-                            compress=compress or cfg.get("compress"), schema_only=schema_only, data_only=data_only,
+    cfg = s.project.backups
+    options = BackupOptions(format=fmt or cfg.format, jobs=jobs or cfg.jobs, compress=compress or cfg.compress,
+                            schema_only=schema_only, data_only=data_only,
                             tables=table or [], exclude_tables=exclude_table or [], lock_wait_timeout=lock_wait_timeout,
                             globals=not no_globals)
     with progress(s.quiet, "tables") as show:
@@ -154,7 +154,7 @@ def cleanup(
 
     s = _s(ctx)
     root = backups_dir(s.project)
-    policy = RetentionPolicy.from_config(s.project.section("backups").get("retention", {}))
+    policy = RetentionPolicy.from_config(s.project.backups.retention)
     decisions = plan_retention(complete(root), policy)
     for d in decisions:
         verb = "keep  " if d.keep else ("delete" if yes else "would delete")
@@ -174,7 +174,7 @@ def restore_cmd(
     clean: Annotated[bool, typer.Option("--clean", help="Drop and recreate objects (needs --target-db; takes a safety backup).")] = False,
     table: Annotated[list[str] | None, typer.Option("--table", help="Only this table (repeatable).")] = None,
     schema: Annotated[list[str] | None, typer.Option("--schema", help="Only this schema (repeatable).")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j")] = 2,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Parallel pg_restore jobs (default: backups.jobs, else 2).")] = None,
     list_only: Annotated[bool, typer.Option("--list", help="Show the archive's contents; restore nothing.")] = False,
     exit_on_error: Annotated[bool, typer.Option("--exit-on-error/--keep-going")] = True,
 ) -> None:
@@ -199,7 +199,7 @@ def restore_cmd(
     with progress(s.quiet, "tables") as show:
         result = restore_backup(s.project, s.target(), folder, manifest,
                                 RestoreOptions(target_db=target_db, clean=clean, tables=table or [], schemas=schema or [],
-                                               jobs=jobs, exit_on_error=exit_on_error), progress=show)
+                                               jobs=jobs or s.project.backups.jobs, exit_on_error=exit_on_error), progress=show)
     if result.safety_backup:
         emit(f"safety backup of {result.database}: {result.safety_backup}\n")
     emit(f"restored {manifest.id} into database {result.database} in {result.seconds:.1f}s (analyzed)\n")

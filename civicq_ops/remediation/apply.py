@@ -167,8 +167,8 @@ def _execute(conn, action: PlannedAction, statements, notices: list[str], projec
     if action.action == "backup":
         from civicq_ops.backup.create import BackupOptions, create_backup
 
-        m = create_backup(project, target, BackupOptions(format=action.options.get("format", "directory"),
-                                                         jobs=action.options.get("jobs", 2)))
+        m = create_backup(project, target, BackupOptions(format=action.options.get("format", project.backups.format),
+                                                         jobs=action.options.get("jobs", project.backups.jobs)))
         return "done", f"backup {m.id}", 0
     lock_timeout = action.limits.get("lock_timeout", DEFAULT_LOCK_TIMEOUT)
     retries = int(action.limits.get("retries", DEFAULT_RETRIES))

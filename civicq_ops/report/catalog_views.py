@@ -51,7 +51,7 @@ def validate_report(project: Project, given: list[str] | None, fmt: str = "text"
     """Validate YAML checks, policies, alerts, waivers and tests: exit 2 on any error."""
     if fmt not in VALIDATE_FORMATS:
         raise InputError(f"unknown format '{fmt}' (choose from {', '.join(VALIDATE_FORMATS)})")
-    result = load_catalog(catalog_paths(project, given), notifiers=set(project.section("notifiers")))
+    result = load_catalog(catalog_paths(project, given), notifiers=set(project.notifiers))
     return Outcome(render_diagnostics(result.diagnostics, fmt, len(result.catalog.files)),
                    ExitCode.INVALID_INPUT if result.errors else ExitCode.OK)
 

@@ -1,5 +1,16 @@
 """The state store: SQLite by default (`.civicq-ops/state.db`), or a PostgreSQL database shared by
-several runners (`state.url: postgresql://...`). Its schema is created and upgraded on open.
+several runners (`state.url: postgresql://...`).
+
+Its schema is versioned: the `schema_version` table holds the version a store is at, and opening a
+store applies every numbered migration above it, each in its own transaction (on PostgreSQL under
+an advisory lock, so two runners opening an old store upgrade it once). A store written by a newer
+civicq-ops is refused rather than guessed at.
+
+To add a table or column (say, alert state): write one function that takes the store and runs
+its statements with `store.execute(...)` (SQL that both SQLite and PostgreSQL accept, `?`
+placeholders), and append it to MIGRATIONS. Never edit a migration that has shipped: a store at
+that version would never see the change. tests/state/test_store_migrations.py opens a store of
+every earlier layout (tests/state/fixtures/) and checks it reaches the latest version.
 
 Actions are append-only: an action is claimed with an INSERT that a unique key lets succeed only
 once per plan and step, so two `apply` processes on the same plan never run a step twice.
@@ -10,30 +21,52 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from civicq_ops.core.errors import ConfigError, ExecutionError
+import psycopg
 
-SCHEMA_VERSION = 1
+from civicq_ops.config import Project
+from civicq_ops.core.errors import ConfigError, ExecutionError, first_line
+from civicq_ops.postgres.connect import open_connection
 
-_SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS runs (
-        id TEXT PRIMARY KEY, started_at TEXT NOT NULL, duration_s REAL, targets TEXT, summary TEXT,
-        exit_code INTEGER)""",
-    """CREATE TABLE IF NOT EXISTS findings (
-        run_id TEXT NOT NULL, finding_id TEXT NOT NULL, check_id TEXT NOT NULL, target TEXT NOT NULL,
-        subject TEXT, status TEXT NOT NULL, value REAL, at TEXT NOT NULL, PRIMARY KEY (run_id, finding_id))""",
-    "CREATE INDEX IF NOT EXISTS findings_by_id ON findings (finding_id, at)",
-    """CREATE TABLE IF NOT EXISTS actions (
-        plan_id TEXT NOT NULL, step INTEGER NOT NULL, target TEXT NOT NULL, policy TEXT NOT NULL,
-        action TEXT NOT NULL, object TEXT NOT NULL, sql TEXT NOT NULL, lock TEXT, runner TEXT,
-        claimed_at TEXT NOT NULL, finished_at TEXT, result TEXT, detail TEXT, waits INTEGER,
-        notices TEXT, before TEXT, after TEXT, PRIMARY KEY (plan_id, step))""",
-    "CREATE INDEX IF NOT EXISTS actions_by_object ON actions (target, policy, object, claimed_at)",
-    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
-]
+# pg_advisory_xact_lock key for schema upgrades: "civicq-ops state" folded into a bigint.
+_MIGRATION_LOCK = 0x63697669637153
+
+
+def _v1_initial(store: StateStore) -> None:
+    """Runs, the findings of each run, and the append-only record of actions."""
+    for statement in (
+        """CREATE TABLE IF NOT EXISTS runs (
+            id TEXT PRIMARY KEY, started_at TEXT NOT NULL, duration_s REAL, targets TEXT, summary TEXT,
+            exit_code INTEGER)""",
+        """CREATE TABLE IF NOT EXISTS findings (
+            run_id TEXT NOT NULL, finding_id TEXT NOT NULL, check_id TEXT NOT NULL, target TEXT NOT NULL,
+            subject TEXT, status TEXT NOT NULL, value REAL, at TEXT NOT NULL, PRIMARY KEY (run_id, finding_id))""",
+        "CREATE INDEX IF NOT EXISTS findings_by_id ON findings (finding_id, at)",
+        """CREATE TABLE IF NOT EXISTS actions (
+            plan_id TEXT NOT NULL, step INTEGER NOT NULL, target TEXT NOT NULL, policy TEXT NOT NULL,
+            action TEXT NOT NULL, object TEXT NOT NULL, sql TEXT NOT NULL, lock TEXT, runner TEXT,
+            claimed_at TEXT NOT NULL, finished_at TEXT, result TEXT, detail TEXT, waits INTEGER,
+            notices TEXT, before TEXT, after TEXT, PRIMARY KEY (plan_id, step))""",
+        "CREATE INDEX IF NOT EXISTS actions_by_object ON actions (target, policy, object, claimed_at)",
+    ):
+        store.execute(statement)
+
+
+def _v2_run_gate_and_check_history(store: StateStore) -> None:
+    """A run records the gate level it was judged at; a check's values over time (every subject of
+    one check on one target, as trend checks read them) have an index."""
+    store.execute("ALTER TABLE runs ADD COLUMN fail_on TEXT")
+    store.execute("CREATE INDEX IF NOT EXISTS findings_by_check ON findings (check_id, target, at)")
+
+
+# MIGRATIONS[n - 1] brings a store from version n - 1 to version n.
+MIGRATIONS: list[Callable[[StateStore], None]] = [_v1_initial, _v2_run_gate_and_check_history]
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def now_iso() -> str:
@@ -48,38 +81,85 @@ class StateStore:
         self._lock = threading.Lock()
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
-            path.parent.mkdir(parents=True, exist_ok=True)
             self.kind = "sqlite"
-            self._conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-        elif url.startswith(("postgresql://", "postgres://")):
-            import psycopg
-
-            self.kind = "postgresql"
             try:
-                self._conn = psycopg.connect(url, autocommit=True, application_name="civicq-ops state")
-            except psycopg.OperationalError as e:
-                from civicq_ops.core.errors import first_line
-
-                raise ExecutionError(f"cannot open the state store: {first_line(e)}") from e
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn: Any = sqlite3.connect(str(path), timeout=30, isolation_level=None,
+                                                  check_same_thread=False)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._migrate()
+            except (sqlite3.Error, OSError, ExecutionError) as e:
+                raise ExecutionError(f"cannot open the state store {path}: {first_line(e)}") from e
+        elif url.startswith(("postgresql://", "postgres://")):
+            self.kind = "postgresql"
+            self._conn = open_connection({"conninfo": url, "application_name": "civicq-ops state"},
+                                         what="the state store", autocommit=True)
+            self._migrate()
         else:
             raise ConfigError(f"state.url must be sqlite:///PATH or postgresql://..., not {url!r}")
-        self._migrate()
 
     def _sql(self, text: str) -> str:
         return text if self.kind == "sqlite" else text.replace("?", "%s")
 
     def execute(self, text: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
+        with self._lock, self._errors():
             cur = self._conn.execute(self._sql(text), params)
             return list(cur.fetchall()) if cur.description else []
 
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A store that cannot be read or written (locked, read-only, gone) is an ExecutionError."""
+        try:
+            yield
+        except (sqlite3.Error, psycopg.Error) as e:
+            raise ExecutionError(f"the state store failed: {first_line(e)}") from e
+
+    @property
+    def version(self) -> int:
+        """The schema version this store is at (0: empty)."""
+        if self.kind == "sqlite":
+            found = self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+        else:
+            found = self.execute("SELECT 1 FROM pg_tables WHERE tablename = 'schema_version' "
+                                 "AND schemaname = current_schema()")
+        if not found:
+            return 0
+        rows = self.execute("SELECT max(version) FROM schema_version")
+        return int(rows[0][0] or 0)
+
     def _migrate(self) -> None:
-        for statement in _SCHEMA:
-            self.execute(statement)
-        rows = self.execute("SELECT version FROM schema_version")
-        if not rows:
-            self.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        """Apply every migration above this store's version, one transaction each."""
+        if self.version == SCHEMA_VERSION:
+            return
+        while True:
+            with self._transaction():
+                current = self.version  # read again under the lock: another runner may have upgraded
+                if current > SCHEMA_VERSION:
+                    raise ExecutionError(
+                        f"the state store is at schema version {current}, newer than this civicq-ops "
+                        f"understands ({SCHEMA_VERSION}): upgrade civicq-ops")
+                if current == SCHEMA_VERSION:
+                    return
+                self.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                MIGRATIONS[current](self)
+                self.execute("DELETE FROM schema_version")
+                self.execute("INSERT INTO schema_version (version) VALUES (?)", (current + 1,))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One upgrade step: all of it or nothing, and one upgrader at a time."""
+        if self.kind == "sqlite":
+            self.execute("BEGIN IMMEDIATE")  # takes the write lock now
+            try:
+                yield
+            except BaseException:
+                self.execute("ROLLBACK")
+                raise
+            self.execute("COMMIT")
+        else:
+            with self._conn.transaction():
+                self.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+                yield
 
     def close(self) -> None:
         self._conn.close()
@@ -89,9 +169,10 @@ class StateStore:
     def record_run(self, result) -> None:
         """Keep a run and the value of each finding, for `history`."""
         at = result.started_at.isoformat()
-        self.execute("INSERT INTO runs (id, started_at, duration_s, targets, summary, exit_code) VALUES (?, ?, ?, ?, ?, ?)",
+        self.execute("INSERT INTO runs (id, started_at, duration_s, targets, summary, exit_code, fail_on) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                      (result.id, at, result.duration_s, json.dumps([t.name for t in result.targets]),
-                      json.dumps(result.summary.to_dict()), result.exit_code))
+                      json.dumps(result.summary.to_dict()), int(result.exit_code), result.fail_on))
         for f in result.findings:
             value = f.value if isinstance(f.value, (int, float)) and not isinstance(f.value, bool) else None
             self.execute("INSERT INTO findings (run_id, finding_id, check_id, target, subject, status, value, at) "
@@ -100,10 +181,10 @@ class StateStore:
                           f.status, value, at))
 
     def runs(self, limit: int = 20) -> list[dict]:
-        rows = self.execute("SELECT id, started_at, duration_s, targets, summary, exit_code FROM runs "
+        rows = self.execute("SELECT id, started_at, duration_s, targets, summary, exit_code, fail_on FROM runs "
                             "ORDER BY started_at DESC LIMIT ?", (limit,))
         return [{"id": r[0], "started_at": r[1], "duration_s": r[2], "targets": json.loads(r[3]),
-                 "summary": json.loads(r[4]), "exit_code": r[5]} for r in rows]
+                 "summary": json.loads(r[4]), "exit_code": r[5], "fail_on": r[6]} for r in rows]
 
     def finding_history(self, finding_id: str, limit: int = 50) -> list[dict]:
         rows = self.execute("SELECT at, status, value, check_id, target, subject FROM findings WHERE finding_id = ? "
@@ -119,7 +200,7 @@ class StateStore:
 
         One INSERT that the primary key lets succeed once: SQLite and PostgreSQL both decide it
         atomically, so no lock or read-then-write is needed."""
-        with self._lock:
+        with self._lock, self._errors():
             cur = self._conn.execute(self._sql(
                 "INSERT INTO actions (plan_id, step, target, policy, action, object, sql, lock, runner, claimed_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plan_id, step) DO NOTHING"),
@@ -147,8 +228,10 @@ class StateStore:
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
-def open_store(project) -> StateStore:
-    url = project.section("state").get("url") or f"sqlite:///{project.state_dir / 'state.db'}"
+def open_store(project: Project) -> StateStore:
+    """The project's state store (`state.url`, else `.civicq-ops/state.db`), upgraded to this
+    version's schema."""
+    url = project.state.url or f"sqlite:///{project.state_dir / 'state.db'}"
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_absolute():
         url = f"sqlite:///{project.root / url.removeprefix('sqlite:///')}"
     return StateStore(project.interpolate(url, ("state", "url")))

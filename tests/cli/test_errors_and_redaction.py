@@ -5,6 +5,13 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
+from civicq_ops.config import load_project
+from civicq_ops.core.errors import ExitCode, TargetUnreachable
+from civicq_ops.postgres.connect import connect
+from tests.fixtures.pg import REPO
+
 PASSWORD = "Hunter2-very-secret"
 
 
@@ -49,9 +56,9 @@ def test_unset_variable_gives_exit_2_naming_it(cli, tmp_path):
 
 def test_unreachable_database_gives_exit_3_and_never_the_password(cli):
     url = f"postgresql://app:{PASSWORD}@127.0.0.1:{_closed_port()}/civicq?connect_timeout=3"
-    result = cli("db", "psql", "-c", "select 1", env={"CIVICQ_DATABASE_URL": url})
-    # psql itself reports the failure with its own exit code (2); we must never show the password.
-    assert result.exit_code != 0
+    # `db current` connects through civicq-ops (`db psql` would hand the failure to psql's own exit code).
+    result = cli("db", "current", env={"CIVICQ_DATABASE_URL": url})
+    assert_one_line_error(result, 3, "cannot connect to target 'env'")
     assert PASSWORD not in result.output
 
 
@@ -73,18 +80,18 @@ def test_interpolated_password_is_masked_everywhere(cli, tmp_path):
 def test_wrong_password_on_a_real_server_gives_exit_3_without_the_password(cli, pg_cluster):
     kw = pg_cluster.conninfo()
     url = f"postgresql://{kw['user']}:{PASSWORD}@127.0.0.1:{kw['port']}/postgres"
-    from civicq_ops.config import load_project
-    from civicq_ops.core.errors import TargetUnreachable
-    from civicq_ops.postgres.connect import connect
-
+    result = cli("--config", str(REPO / "civicq-ops.yaml"), "run", "checks", "--check", "invalid-index",
+                 env={"CIVICQ_DATABASE_URL": url})
+    assert result.exit_code == 3, result.output
+    assert "cannot connect to target 'env'" in result.output and "password authentication failed" in result.output
+    assert PASSWORD not in result.output
+    # The library error too: its message, and the psycopg error it wraps.
     project = load_project(env={"CIVICQ_DATABASE_URL": url})
-    try:
+    with pytest.raises(TargetUnreachable) as caught:
         connect(project, project.target())
-    except TargetUnreachable as e:
-        assert "password authentication failed" in e.message
-        assert PASSWORD not in e.message and PASSWORD not in str(e.__cause__ and e.message)
-    else:
-        raise AssertionError("connecting with a wrong password succeeded")
+    assert caught.value.exit_code == ExitCode.EXECUTION_ERROR
+    assert "password authentication failed" in caught.value.message
+    assert PASSWORD not in caught.value.message and PASSWORD not in str(caught.value.__cause__)
 
 
 def test_db_commands_on_a_url_target_explain_they_need_an_embedded_one(cli):
