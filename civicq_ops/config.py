@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from civicq_ops.core.assets import shipped_dir
 from civicq_ops.core.diagnostics import errors_in
 from civicq_ops.core.errors import ConfigError
 from civicq_ops.core.redaction import register_secret, register_url_secrets
@@ -26,7 +27,6 @@ STATE_DIR = ".civicq-ops"
 
 _DEFAULT_PROJECT = """\
 version: 1
-paths: {checks: [checks], policies: [policies]}
 targets:
   local: {embedded: true, environment: development}
 default_target: local
@@ -119,9 +119,16 @@ class Project:
         return self.root / STATE_DIR
 
     def paths(self, kind: str) -> list[Path]:
-        """Configured folders of `kind` that exist (a project need not have policies yet)."""
-        default = [kind]
-        return [self.root / p for p in self.data.get("paths", {}).get(kind, default) if (self.root / p).exists()]
+        """Folders of `kind` (checks or policies) that exist: those `paths:` names (a project need
+        not have policies yet); without `paths.<kind>`, ./<kind> when there is one, else the
+        folder civicq-ops ships (so a pip-installed civicq-ops runs its catalogue anywhere)."""
+        configured = (self.data.get("paths") or {}).get(kind)
+        if configured is not None:
+            return [self.root / p for p in configured if (self.root / p).exists()]
+        if (self.root / kind).exists():
+            return [self.root / kind]
+        shipped = shipped_dir(kind)
+        return [shipped] if shipped else []
 
     @property
     def target_names(self) -> list[str]:

@@ -7,18 +7,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from civicq_ops.config import Project, Target
+from civicq_ops.core.assets import shipped_dir
 from civicq_ops.core.errors import ConfigError, InputError, QueryFailed
 from civicq_ops.core.redaction import redact
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-
 
 def asset_dir(project: Project, name: str) -> Path:
-    """A folder of the CivicQ database (migrations, sql, seeds): the project's, else the repo's."""
-    for root in (project.root, PACKAGE_ROOT):
-        if (root / name).is_dir():
-            return root / name
-    raise ConfigError(f"no {name}/ folder beside {project.path}")
+    """A folder of the CivicQ database (migrations, sql, seeds): the project's own, else the one
+    civicq-ops ships (core/assets.py)."""
+    if (project.root / name).is_dir():
+        return project.root / name
+    shipped = shipped_dir(name)
+    if shipped is None:
+        raise ConfigError(f"no {name}/ folder beside {project.path}, and this installation ships none")
+    return shipped
 
 
 def engine_for(project: Project, target: Target):
