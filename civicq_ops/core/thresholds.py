@@ -8,7 +8,6 @@ from civicq_ops.core.units import parse_quantity
 
 LEVELS = ("warning", "critical")
 SEVERITY = {"ok": 0, "skipped": 0, "warning": 1, "critical": 2, "error": 3}
-OPS = ("gt", "gte", "lt", "lte", "eq", "ne", "between", "outside")
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,6 @@ _SECONDS = {"ms": 0.001, "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
 _COUNT = {"k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}
 _NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([a-zA-Z%]*)\s*$")
 
-TIME_UNITS = {"seconds", "ms"}
-
 
 class UnitError(ValueError):
     """A value whose unit does not fit, e.g. "10GB" for a duration."""

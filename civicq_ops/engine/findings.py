@@ -12,8 +12,6 @@ from typing import Any
 
 from civicq_ops.core.thresholds import SEVERITY
 
-STATUSES = ("ok", "warning", "critical", "skipped", "error")
-
 
 def finding_id(target: str, check: str, subject: dict | None) -> str:
     """Stable identity: the check and subject (and target), never the value or the message,

@@ -35,10 +35,10 @@ def program_version(program: Path) -> Version:
         out = subprocess.run([str(program), "--version"], capture_output=True, text=True, timeout=30, check=True)
     except (OSError, subprocess.SubprocessError) as e:
         raise MissingBinary(f"{program} does not run: {e}") from e
-    m = re.search(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?", out.stdout)
+    m = re.search(r"\(PostgreSQL\)\s+(\S+)", out.stdout)
     if not m:
         raise MissingBinary(f"{program} is not a PostgreSQL program (it says {out.stdout.strip()[:60]!r})")
-    return Version(int(m.group(1)), int(m.group(2) or 0))
+    return Version.parse(m.group(1))
 
 
 def server_bin_dir(configured: str | None = None) -> Path:

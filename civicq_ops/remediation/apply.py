@@ -22,6 +22,7 @@ from civicq_ops.catalog.model import Catalog
 from civicq_ops.config import Project, Target
 from civicq_ops.core.errors import CivicqError, ExitCode, PlanRefused
 from civicq_ops.core.units import parse_duration
+from civicq_ops.core.version import Version
 from civicq_ops.remediation.actions import SPECS, build
 from civicq_ops.remediation.plan import Plan, PlannedAction, can_refresh_concurrently, config_digest
 
@@ -96,7 +97,8 @@ def _apply_step(project, target, catalog, plan: Plan, action: PlannedAction, sto
 
     t0 = time.monotonic()
     result = StepResult(action.step, action.object_name, action.action, "skipped", "")
-    major, minor = (int(x) for x in (plan.target.get("server_version", "18.0") + ".0").split(".")[:2])
+    version = Version.parse(plan.target.get("server_version") or "18.0")
+    major, minor = version.major, version.minor
     try:
         statements = build(action.action, action.object, action.options, server_major=major, server_minor=minor,
                            can_concurrently=can_refresh_concurrently(action.finding["check"]))

@@ -17,6 +17,7 @@ from civicq_ops.config import Project, Target
 from civicq_ops.core.errors import CivicqError, InputError
 from civicq_ops.core.thresholds import SEVERITY, Condition
 from civicq_ops.core.units import parse_duration, parse_quantity
+from civicq_ops.core.version import Version
 from civicq_ops.engine.findings import Finding
 from civicq_ops.remediation.actions import SPECS, build, object_name, object_of
 
@@ -194,10 +195,10 @@ def decide(findings: list[Finding], policies: list[Policy], catalog: Catalog, ta
 def make_plan(project: Project, target: Target, catalog: Catalog, findings: list[Finding], identity: dict,
               now: datetime | None = None, store=None, unattended: bool = False) -> Plan:
     now = now or datetime.now(UTC)
-    version = tuple(int(x) for x in (identity.get("server_version") or "18.0").split(".")[:2]) + (0,)
+    version = Version.parse(identity.get("server_version") or "18.0")
     last = (lambda policy, obj: store.last_action(target.name, policy, obj)) if store else None
     actions, blocked = decide([f for f in findings if f.target == target.name], catalog.policies, catalog, target,
-                              now, last, unattended, (version[0], version[1]))
+                              now, last, unattended, (version.major, version.minor))
     return Plan(id=uuid.uuid4().hex[:12], created_at=now.isoformat(), expires_at=(now + PLAN_TTL).isoformat(),
                 target=identity, config_digest=config_digest(project, catalog), actions=actions, blocked=blocked)
 

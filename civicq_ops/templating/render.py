@@ -102,7 +102,6 @@ class RenderedQuery:
 
     text: str
     binds: tuple
-    uses_unsafe: bool = False
 
     def _substitute(self, placeholder) -> str:
         out, i, n = [], 0, 0
@@ -147,8 +146,7 @@ def render_query(template: str, context: dict[str, Any]) -> RenderedQuery:
     text = text.replace("%", "%%")
     for i in range(len(binds)):
         text = text.replace(_MARK.format(i), "%s", 1)
-    unsafe = "sql_unsafe" in template
-    return RenderedQuery(text.strip(), tuple(binds), unsafe)
+    return RenderedQuery(text.strip(), tuple(binds))
 
 
 def render_text(template: str, context: dict[str, Any]) -> str:

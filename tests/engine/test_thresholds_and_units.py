@@ -41,3 +41,14 @@ def test_lower_is_worse_thresholds():
 def test_swapped_levels_are_detected():
     assert not Thresholds.parse({"warning": {"gt": 30}, "critical": {"gt": 10}}, "number").critical_inside_warning()
     assert not Thresholds.parse({"warning": {"lt": 95}, "critical": {"lt": 99}}, "number").critical_inside_warning()
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("18.6", (18, 6)), ("15", (15, 0)), ("18beta1", (18, 0)), ("15.4 (Debian 15.4-1.pgdg120+1)", (15, 4)),
+    ("PostgreSQL 17.2 on x86_64", (17, 2)),
+])
+def test_one_version_parser_reads_every_form_civicq_ops_meets(text, want):
+    from civicq_ops.core.version import Version
+
+    got = Version.parse(text)
+    assert (got.major, got.minor) == want

@@ -30,9 +30,10 @@ def test_ident_quotes_each_part_of_a_dotted_name():
     assert q.text == 'SELECT * FROM "public"."we""ird; DROP"' and q.binds == ()
 
 
-def test_sql_unsafe_writes_raw_text_and_is_flagged():
+def test_sql_unsafe_writes_raw_text_unbound():
+    # Flagging it is validate's job: tests/catalog/test_validate.py::test_sql_unsafe_is_reported_as_a_notice.
     q = render_query("SELECT {{ params.expr | sql_unsafe }}", {"params": {"expr": "now()"}})
-    assert q.text == "SELECT now()" and q.uses_unsafe
+    assert q.text == "SELECT now()" and q.binds == ()
 
 
 def test_literal_percent_survives_binding():
