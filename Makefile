@@ -15,7 +15,7 @@ OPS := $(BIN)/civicq-ops
 help:
 	@echo "make demo   - install, start the local PostgreSQL, and show the report"
 	@echo "make test   - install and run the whole test suite (PostgreSQL 18 and 15)"
-	@echo "make lint   - ruff and the import-linter layering contracts"
+	@echo "make lint   - ruff, the import-linter layering contracts and mypy"
 	@echo "make clean  - stop the local PostgreSQL and remove the venv and local state"
 
 $(STAMP): pyproject.toml
@@ -43,6 +43,7 @@ test: lint
 lint: $(STAMP)
 	$(BIN)/ruff check civicq_ops tests bench seeds migrations
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 db-up: $(STAMP)
 	$(OPS) db up

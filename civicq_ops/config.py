@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,8 @@ class Project:
         if spec is None:
             known = ", ".join(self.target_names) or "none"
             raise ConfigError(f"unknown target '{name}' (targets in {self.path}: {known})")
-        values = {k: self.interpolate(v, ("targets", name, k)) if isinstance(v, str) else v for k, v in spec.items()}
+        values: dict[str, Any] = {k: self.interpolate(v, ("targets", name, k)) if isinstance(v, str) else v
+                                  for k, v in spec.items()}
         if values.get("url"):
             register_url_secrets(values["url"])
         if values.get("data_dir"):
@@ -198,11 +200,11 @@ class Project:
 
 def find_project_file(explicit: str | None = None, env: dict[str, str] | None = None) -> Path | None:
     """`--config`, then $CIVICQ_CONFIG, then civicq-ops.yaml in this folder or a parent."""
-    env = os.environ if env is None else env
+    variables: Mapping[str, str] = os.environ if env is None else env
     if explicit:
         return Path(explicit)
-    if env.get(ENV_CONFIG):
-        return Path(env[ENV_CONFIG])
+    if variables.get(ENV_CONFIG):
+        return Path(variables[ENV_CONFIG])
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         candidate = folder / PROJECT_FILE

@@ -50,7 +50,7 @@ def new_backup_id(target: Target, now: datetime | None = None) -> str:
 def create_backup(project: Project, target: Target, options: BackupOptions, progress: Progress | None = None,
                   backup_id: str | None = None) -> Manifest:
     """Make one backup of the target's database; returns its manifest. Nothing is listed until done."""
-    from civicq_ops.postgres.connect import connect, connect_kwargs
+    from civicq_ops.postgres.connect import connect, connect_kwargs, one_row
 
     if options.format not in ("directory", "custom"):
         raise InputError(f"unknown backup format '{options.format}' (directory or custom)")
@@ -69,9 +69,9 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
     with connect(project, target, autocommit=True) as conn:
         from civicq_ops.postgres.probe import system_identifier
 
-        info = conn.execute(
+        info = one_row(conn.execute(
             "SELECT current_setting('server_version'), current_setting('server_version_num')::int / 10000, "
-            "current_database(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)").fetchone()
+            "current_database(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"))
         server_version, major, database, superuser = info
         sysid = system_identifier(conn)
         pg_dump = pg_tool("pg_dump", major)
@@ -80,7 +80,7 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
             raise InputError(f"{pg_dump} cannot compress with {options.compress} "
                              f"(it supports {', '.join(compression_methods(pg_dump))})")
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        snapshot = one_row(conn.execute("SELECT pg_export_snapshot()"))[0]
         tables = _tables(conn, options)
         partial.mkdir()
         (partial / "pid").write_text(str(os.getpid()))

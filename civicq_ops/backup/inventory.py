@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from civicq_ops.backup.manifest import Manifest, ManifestError, read_manifest, write_manifest
 from civicq_ops.core.errors import InputError
@@ -30,7 +31,7 @@ class Entry:
 
 def scan(root: Path) -> list[Entry]:
     """Every backup folder, complete ones first by completion time, then the others."""
-    entries = []
+    entries: list[Entry] = []
     if not root.is_dir():
         return entries
     for path in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -79,7 +80,7 @@ def backup_facts(root: Path, target: str, now=None) -> dict:
 
     now = now or datetime.now(UTC)
     verified = [m for m in complete(root, target) if m.verified]
-    facts = {"verified_count": len(verified), "age_s": None, "size_bytes": None, "previous_size_bytes": None,
+    facts: dict[str, Any] = {"verified_count": len(verified), "age_s": None, "size_bytes": None, "previous_size_bytes": None,
              "latest_id": None}
     if verified:
         latest = verified[-1]

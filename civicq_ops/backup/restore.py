@@ -63,7 +63,7 @@ def verify_backup(project: Project, target: Target, folder: Path, manifest: Mani
 def _restore_and_count(project, target, folder, manifest, pg_restore, jobs) -> list[str]:
     from psycopg import sql
 
-    from civicq_ops.postgres.connect import connect, connect_kwargs
+    from civicq_ops.postgres.connect import connect, connect_kwargs, one_row
 
     scratch = f"civicq_ops_verify_{int(time.time())}"
     with connect(project, target, dbname="postgres", autocommit=True) as admin:
@@ -77,7 +77,7 @@ def _restore_and_count(project, target, folder, manifest, pg_restore, jobs) -> l
                 if "rows" not in t:
                     continue
                 q = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(t["schema"]), sql.Identifier(t["name"]))
-                got = conn.execute(q).fetchone()[0]
+                got = one_row(conn.execute(q))[0]
                 if got != t["rows"]:
                     mismatches.append(f"{t['schema']}.{t['name']}: {got} rows restored, {t['rows']} backed up")
             conn.execute("ANALYZE")
@@ -144,7 +144,7 @@ def restore_backup(project: Project, target: Target, folder: Path, manifest: Man
     `target_db`, after a safety backup of it, and never while other sessions use it."""
     from psycopg import sql
 
-    from civicq_ops.postgres.connect import connect, connect_kwargs
+    from civicq_ops.postgres.connect import connect, connect_kwargs, one_row
 
     t0 = time.monotonic()
     dumped_with = Version.parse(manifest.pg_dump_version)
@@ -161,8 +161,8 @@ def restore_backup(project: Project, target: Target, folder: Path, manifest: Man
             raise PlanRefused(f"database {name} exists: restoring over it needs --clean and --target-db {name} "
                               f"(a safety backup is taken first)")
         if exists:
-            others = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                                   (name,)).fetchone()[0]
+            others = one_row(admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                                           "AND pid <> pg_backend_pid()", (name,)))[0]
             if others:
                 raise PlanRefused(f"database {name} has {others} other session(s) connected: stop them first")
         else:
@@ -190,4 +190,4 @@ def restore_backup(project: Project, target: Target, folder: Path, manifest: Man
 def _with_db(url: str, name: str) -> str:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    return make_conninfo(**{**conninfo_to_dict(url), "dbname": name})
+    return make_conninfo("", **{**conninfo_to_dict(url), "dbname": name})

@@ -118,7 +118,7 @@ def _check_check(doc, check: Check, idx: int, parse_sql: bool = True) -> list[Di
                                       f"param '{name}' default {param.default!r} is not a {param.type}"))
     declared = set(check.params)
     facts = set(check.facts)
-    queries = [(base + ("query",), check.query, None)]
+    queries: list[tuple[tuple[str | int, ...], str, dict | None]] = [(base + ("query",), check.query, None)]
     for j, variant in enumerate(check.variants):
         queries.append((base + ("variants", j, "query"), variant.query, variant.when))
         spec = variant.when.get("server_version")

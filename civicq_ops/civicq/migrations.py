@@ -133,8 +133,9 @@ def history(project: Project) -> list[Revision]:
     scripts = ScriptDirectory.from_config(_config(project))
     revs = list(scripts.walk_revisions())
     revs.reverse()
-    return [Revision(r.revision, r.down_revision, (r.doc or "").splitlines()[0] if r.doc else "", r.path)
-            for r in revs]
+    # This history is linear (no merge revisions): down_revision is one revision or None.
+    return [Revision(r.revision, r.down_revision if isinstance(r.down_revision, str) else None,
+                     (r.doc or "").splitlines()[0] if r.doc else "", r.path) for r in revs]
 
 
 def create_migration(project: Project, message: str) -> Path:
@@ -147,4 +148,6 @@ def create_migration(project: Project, message: str) -> Path:
     numbers = [int(r.revision) for r in revs if r.revision.isdigit()]
     rev_id = f"{(max(numbers) + 1 if numbers else 1):04d}"
     script = command.revision(_config(project), message=message, rev_id=rev_id)
+    if script is None or isinstance(script, list):  # one head, no --autogenerate: always one script
+        raise InputError("alembic did not create exactly one migration")
     return Path(script.path)

@@ -10,7 +10,7 @@ from types import ModuleType
 from civicq_ops.civicq.migrations import asset_dir, migrate
 from civicq_ops.config import Project, Target
 from civicq_ops.core.errors import InputError, QueryFailed, first_line
-from civicq_ops.postgres.connect import connect
+from civicq_ops.postgres.connect import connect, one_row
 
 
 def load_seed_module(project: Project, name: str) -> ModuleType:
@@ -48,7 +48,7 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
             if scale:
                 for table, count in load_seed_module(project, "scale").seed_scale(conn, scale).items():
                     result.rows[table] = result.rows.get(table, 0) + count
-            if conn.execute("SELECT to_regproc('refresh_all_materialized_views') IS NOT NULL").fetchone()[0]:
+            if one_row(conn.execute("SELECT to_regproc('refresh_all_materialized_views') IS NOT NULL"))[0]:
                 conn.execute("SELECT * FROM refresh_all_materialized_views()")
             conn.commit()
             conn.autocommit = True

@@ -9,14 +9,14 @@ import typer
 
 from civicq_ops.cli.common import emit, exit_with
 from civicq_ops.cli.interact import progress
-from civicq_ops.cli.session import Session
+from civicq_ops.cli.session import Session, session_of
 from civicq_ops.core.errors import ExitCode
 
 app = typer.Typer(help="Backups: create, list, verify, pin, cleanup.", no_args_is_help=True)
 
 
 def _s(ctx) -> Session:
-    return ctx.find_object(Session)
+    return session_of(ctx)
 
 
 @app.command()
@@ -69,14 +69,14 @@ def list_cmd(
     from civicq_ops.core.units import format_bytes
 
     entries = scan(backups_dir(_s(ctx).project))
-    usable = sorted((e for e in entries if e.manifest), key=lambda e: e.manifest.finished_at)
+    usable = sorted((e.manifest for e in entries if e.manifest), key=lambda m: m.finished_at)
     if fmt == "json":
-        emit(json.dumps([{"id": e.manifest.id, "finished_at": e.manifest.finished_at, "size_bytes": e.manifest.size_bytes,
-                          "duration_s": e.manifest.duration_s, "verification": e.manifest.verification,
-                          "pinned": e.manifest.pinned, "target": e.manifest.target} for e in usable], indent=2) + "\n")
+        emit(json.dumps([{"id": m.id, "finished_at": m.finished_at, "size_bytes": m.size_bytes,
+                          "duration_s": m.duration_s, "verification": m.verification,
+                          "pinned": m.pinned, "target": m.target} for m in usable], indent=2) + "\n")
         return
-    rows = [[e.manifest.id, e.manifest.finished_at[:19], format_bytes(e.manifest.size_bytes), f"{e.manifest.duration_s:.1f}s",
-             _verified(e.manifest), e.manifest.pinned or ""] for e in usable]
+    rows = [[m.id, m.finished_at[:19], format_bytes(m.size_bytes), f"{m.duration_s:.1f}s",
+             _verified(m), m.pinned or ""] for m in usable]
     if all_:
         rows += [[e.path.name, "", "", "", "in progress" if e.in_progress else f"unusable: {e.problem}", ""]
                  for e in entries if not e.manifest]

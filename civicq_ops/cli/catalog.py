@@ -12,13 +12,13 @@ from typing import Annotated
 import typer
 
 from civicq_ops.cli.common import emit, exit_with, parse_params
-from civicq_ops.cli.session import Session
+from civicq_ops.cli.session import Session, session_of
 
 checks_app = typer.Typer(help="The checks in the catalog.", no_args_is_help=True)
 
 
 def _session(ctx) -> Session:
-    return ctx.find_object(Session)
+    return session_of(ctx)
 
 
 def validate(

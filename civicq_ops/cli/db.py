@@ -13,14 +13,14 @@ from typing import Annotated
 import typer
 
 from civicq_ops.cli.interact import confirm_or_refuse
-from civicq_ops.cli.session import Session
+from civicq_ops.cli.session import Session, session_of
 from civicq_ops.core.errors import ExitCode
 
 app = typer.Typer(help="The local PostgreSQL and the CivicQ database.", no_args_is_help=True)
 
 
 def _session(ctx: typer.Context) -> Session:
-    return ctx.find_object(Session)
+    return session_of(ctx)
 
 
 @app.command()

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import typer
 
@@ -45,8 +46,8 @@ class progress:
         self.enabled = not quiet and sys.stderr.isatty()
         self.unit = unit
         self.start = time.monotonic()
-        self.bar = None
-        self.task = None
+        self.bar: Any = None  # a rich Progress once shown (rich is imported only then)
+        self.task: Any = None
 
     def __enter__(self) -> ProgressFn | None:
         return self.update if self.enabled else None

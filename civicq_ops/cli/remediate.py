@@ -10,12 +10,12 @@ import typer
 
 from civicq_ops.cli.common import emit, exit_with
 from civicq_ops.cli.interact import confirm_or_refuse
-from civicq_ops.cli.session import Session
+from civicq_ops.cli.session import Session, session_of
 from civicq_ops.core.errors import ExitCode
 
 
 def _s(ctx) -> Session:
-    return ctx.find_object(Session)
+    return session_of(ctx)
 
 
 def _make_plan(s: Session, unattended: bool = False):

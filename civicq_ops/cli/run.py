@@ -12,7 +12,7 @@ import typer
 
 from civicq_ops.cli.common import colour_on, emit, exit_with, parse_params
 from civicq_ops.cli.interact import progress
-from civicq_ops.cli.session import Session
+from civicq_ops.cli.session import session_of
 
 if TYPE_CHECKING:
     from civicq_ops.engine.run import Selection
@@ -28,7 +28,7 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
     """Shared by `run checks` and `health`: one library call, print, exit code."""
     from civicq_ops.report.deliver import RunRequest, run_and_report
 
-    s: Session = ctx.find_object(Session)
+    s = session_of(ctx)
     request = RunRequest(selection=_selection(checks, tags, categories), params=parse_params(params),
                          fail_on=fail_on, fmt=fmt, outputs=outputs or [], budget=budget, baseline=baseline,
                          pool=pool, verbose=verbose, colour=colour_on())
@@ -103,7 +103,7 @@ def baseline_write(
     """
     from civicq_ops.report.deliver import write_run_baseline
 
-    s: Session = ctx.find_object(Session)
+    s = session_of(ctx)
     count = write_run_baseline(s.project, s.targets(), _selection(check, tag, category), path)
     emit(f"wrote {path}: {count} accepted finding(s)\n")
 

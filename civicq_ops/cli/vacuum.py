@@ -8,7 +8,7 @@ import typer
 
 from civicq_ops.cli.common import emit, exit_with
 from civicq_ops.cli.interact import confirm_or_refuse
-from civicq_ops.cli.session import Session
+from civicq_ops.cli.session import session_of
 
 
 def _context(ctx):
@@ -16,7 +16,7 @@ def _context(ctx):
     from civicq_ops.remediation.apply import target_identity
     from civicq_ops.state.store import open_store
 
-    s: Session = ctx.find_object(Session)
+    s = session_of(ctx)
     target = s.target()
     catalog = project_catalog(s.project).catalog
     return s, target, catalog, target_identity(s.project, target), open_store(s.project)

@@ -8,17 +8,18 @@ from civicq_ops.core.units import parse_quantity
 
 LEVELS = ("warning", "critical")
 SEVERITY = {"ok": 0, "skipped": 0, "warning": 1, "critical": 2, "error": 3}
+Reference = float | tuple[float, float]  # what a comparison compares with: a number, or (low, high)
 
 
 @dataclass(frozen=True)
 class Condition:
     """All of its comparisons must hold: {gt: 0.1} or {gte: 10, lt: 20}."""
 
-    ops: tuple[tuple[str, object], ...]
+    ops: tuple[tuple[str, Reference], ...]
 
     @classmethod
     def parse(cls, spec: dict, unit: str | None) -> Condition:
-        ops = []
+        ops: list[tuple[str, Reference]] = []
         for op, raw in spec.items():
             if op in ("between", "outside"):
                 lo, hi = (parse_quantity(v, unit) for v in raw)
@@ -34,6 +35,10 @@ class Condition:
         """The values this condition matches as (low, high, low_open, high_open); `ne` is ignored."""
         lo, hi, lo_open, hi_open = float("-inf"), float("inf"), True, True
         for op, ref in self.ops:
+            if isinstance(ref, tuple):  # between / outside
+                if op == "between":
+                    lo, hi, lo_open, hi_open = ref[0], ref[1], False, False
+                continue
             if op == "gt" and ref >= lo:
                 lo, lo_open = ref, True
             elif op == "gte" and ref > lo:
@@ -45,8 +50,6 @@ class Condition:
             elif op == "eq":
                 lo = hi = ref
                 lo_open = hi_open = False
-            elif op == "between":
-                lo, hi, lo_open, hi_open = ref[0], ref[1], False, False
         return lo, hi, lo_open, hi_open
 
 

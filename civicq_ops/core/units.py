@@ -100,7 +100,7 @@ def format_value(value: object, unit: str | None) -> str:
         return "n/a"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         try:
-            value = float(value)  # Decimal from numeric columns
+            value = float(value)  # type: ignore[arg-type]  # Decimal from numeric columns, or text
         except (TypeError, ValueError):
             return str(value)
     if unit == "ratio":

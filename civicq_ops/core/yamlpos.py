@@ -100,7 +100,7 @@ def load_file(path: str | Path) -> LoadedDocument:
             str(p), None, diagnostics=[Diagnostic(str(p), 1, 1, "file-encoding", f"not UTF-8 text ({e.reason})")]
         )
     except OSError as e:
-        return LoadedDocument(str(p), None, diagnostics=[Diagnostic(str(p), 0, 0, "file-unreadable", e.strerror)])
+        return LoadedDocument(str(p), None, diagnostics=[Diagnostic(str(p), 0, 0, "file-unreadable", e.strerror or str(e))])
     return load_text(text, str(p))
 
 

@@ -26,7 +26,7 @@ def evaluate_rows(
     """One finding per row (per subject), or one for the whole check when it has no subject.
     Messages see the same `facts` as the query (only those the check declares)."""
     scope = {"params": params, "target": caps.to_context(),
-             "facts": {n: facts[n] for n in check.facts if n in (facts or {})},
+             "facts": {n: facts[n] for n in check.facts if facts and n in facts},
              "check": {"id": check.id, "title": check.title, "unit": check.unit},
              "now": (now.isoformat() if now else None)}
     if not rows:

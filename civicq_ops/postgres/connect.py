@@ -10,7 +10,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from civicq_ops.config import Project, Target
-from civicq_ops.core.errors import InputError, TargetUnreachable, first_line
+from civicq_ops.core.errors import InputError, QueryFailed, TargetUnreachable, first_line
 from civicq_ops.core.redaction import register_secret
 from civicq_ops.postgres.local_cluster import LocalCluster
 
@@ -79,6 +79,14 @@ def open_connection(kwargs: dict[str, Any], *, what: str, autocommit: bool = Fal
         raise TargetUnreachable(f"cannot connect to {what}: {first_line(e)}") from e
     except psycopg.ProgrammingError as e:  # a malformed URL
         raise TargetUnreachable(f"{what} has an invalid connection string: {first_line(e)}") from e
+
+
+def one_row(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    """The row of a query that always returns exactly one (an aggregate, current_setting(), ...)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise QueryFailed("the server returned no row where one was certain")
+    return row
 
 
 def open_pool(project: Project, target: Target, size: int) -> ConnectionPool:

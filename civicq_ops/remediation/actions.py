@@ -82,7 +82,8 @@ def build(action: str, obj: dict, options: dict[str, Any], server_major: int = 1
           server_minor: int = 0) -> list[Statement]:
     """The statements of `action` on `obj`. Options are checked here, against a closed list."""
     ident = sql.Identifier
-    rel = sql.SQL("{}.{}").format(ident(obj.get("schema", "public")), ident(obj["name"])) if "name" in obj else None
+    rel: sql.Composable | None = (sql.SQL("{}.{}").format(ident(obj.get("schema", "public")), ident(obj["name"]))
+                                  if "name" in obj else None)
     allowed = {"vacuum": {"analyze", "freeze", "index_cleanup"}, "analyze": set(), "vacuum_full": {"analyze"},
                "reindex": {"concurrently"}, "drop_invalid_index": set(), "refresh_matview": {"concurrently"},
                "cancel_backend": {"allowlist", "states"}, "terminate_backend": {"allowlist", "states"},
@@ -91,8 +92,7 @@ def build(action: str, obj: dict, options: dict[str, Any], server_major: int = 1
     if unknown:
         takes = ", ".join(sorted(allowed)) or "none"
         raise InputError(f"action {action} has no option {', '.join(sorted(unknown))} (it takes: {takes})")
-    if rel is None and action in ("vacuum", "analyze", "vacuum_full"):
-        rel = sql.SQL("")  # the whole database (a manual request)
+    whole = rel if rel is not None else sql.SQL("")  # no object: the whole database (a manual request)
     if action == "vacuum":
         flags = ["VERBOSE"]
         if options.get("analyze", True):
@@ -101,12 +101,12 @@ def build(action: str, obj: dict, options: dict[str, Any], server_major: int = 1
             flags.append("FREEZE")
         if "index_cleanup" in options:
             flags.append("INDEX_CLEANUP " + ("ON" if options["index_cleanup"] else "OFF"))
-        return [_stmt(sql.SQL(" ").join([sql.SQL("VACUUM ({})").format(sql.SQL(", ".join(flags))), rel]))]
+        return [_stmt(sql.SQL(" ").join([sql.SQL("VACUUM ({})").format(sql.SQL(", ".join(flags))), whole]))]
     if action == "analyze":
-        return [_stmt(sql.SQL(" ").join([sql.SQL("ANALYZE"), rel]))]
+        return [_stmt(sql.SQL(" ").join([sql.SQL("ANALYZE"), whole]))]
     if action == "vacuum_full":
-        flags = "FULL, ANALYZE" if options.get("analyze", True) else "FULL"
-        return [_stmt(sql.SQL(" ").join([sql.SQL("VACUUM ({})").format(sql.SQL(flags)), rel]))]
+        full = "FULL, ANALYZE" if options.get("analyze", True) else "FULL"
+        return [_stmt(sql.SQL(" ").join([sql.SQL("VACUUM ({})").format(sql.SQL(full)), whole]))]
     if action == "reindex":
         concurrently = options.get("concurrently", True)
         if concurrently and server_major == 14 and server_minor < 4:
@@ -156,5 +156,5 @@ def build(action: str, obj: dict, options: dict[str, Any], server_major: int = 1
     raise InputError(f"unknown action {action}")
 
 
-def _stmt(query: sql.Composed) -> Statement:
+def _stmt(query: sql.Composed | sql.SQL) -> Statement:
     return Statement(query, (), query.as_string(None).strip())

@@ -57,11 +57,11 @@ class ApplyResult:
 
 
 def target_identity(project: Project, target: Target) -> dict:
-    from civicq_ops.postgres.connect import connect
+    from civicq_ops.postgres.connect import connect, one_row
     from civicq_ops.postgres.probe import system_identifier
 
     with connect(project, target, autocommit=True) as conn:
-        db, version = conn.execute("SELECT current_database(), current_setting('server_version')").fetchone()
+        db, version = one_row(conn.execute("SELECT current_database(), current_setting('server_version')"))
         sysid = system_identifier(conn)
     return {"name": target.name, "system_identifier": sysid, "database": db, "server_version": version.split()[0]}
 
@@ -93,7 +93,7 @@ def apply_plan(project: Project, target: Target, catalog: Catalog, plan: Plan, s
 
 
 def _apply_step(project, target, catalog, plan: Plan, action: PlannedAction, store, runner: str) -> StepResult:
-    from civicq_ops.postgres.connect import connect
+    from civicq_ops.postgres.connect import connect, one_row
 
     t0 = time.monotonic()
     result = StepResult(action.step, action.object_name, action.action, "skipped", "")
@@ -119,7 +119,7 @@ def _apply_step(project, target, catalog, plan: Plan, action: PlannedAction, sto
     conn.add_notice_handler(lambda d: notices.append(f"{d.severity}: {d.message_primary}"))
     try:
         key = f"civicq-ops:{target.name}:{action.object_name}"
-        if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()[0]:
+        if not one_row(conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)))[0]:
             result.detail = "skipped: another runner is acting on this object"
             return result
         try:

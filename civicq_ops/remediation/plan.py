@@ -148,7 +148,7 @@ def decide(findings: list[Finding], policies: list[Policy], catalog: Catalog, ta
             name = object_name(obj)
             if (policy.action, name) in seen:
                 continue  # another finding already planned the same action on the same object
-            if f.waived:
+            if f.waiver:
                 block(f"waived: {f.waiver['reason']} (owner {f.waiver['owner']}, until {f.waiver['expires']})", name)
                 continue
             if policy.environments and target.environment not in policy.environments:
@@ -157,7 +157,7 @@ def decide(findings: list[Finding], policies: list[Policy], catalog: Catalog, ta
             if unattended and policy.mode != "enforce":
                 block("mode: plan (a recommendation; apply a saved plan to run it)", name)
                 continue
-            if not in_window(policy.window, now):
+            if policy.window is not None and not in_window(policy.window, now):
                 w = policy.window
                 block(f"outside the window {','.join(w.get('days', [])) or 'daily'} {w['start']}-{w['end']} "
                       f"{w.get('timezone', 'UTC')}", name)

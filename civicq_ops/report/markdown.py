@@ -22,7 +22,7 @@ def render(result: RunResult) -> str:
         lines += ["| | check | target | subject | value | what to do |", "|---|---|---|---|---|---|"]
         for f in problems:
             todo = f.recommendation or f.reason or f.message
-            if f.waived:
+            if f.waiver:
                 todo = f"waived: {f.waiver['reason']} ({f.waiver['owner']}, until {f.waiver['expires']})"
             value = format_value(f.value, f.unit) if f.value is not None else ""
             lines.append(f"| {_ICON[f.status]} | `{f.check}` | {f.target} | {_esc(f.subject_text() if f.subject else '')}"

@@ -45,7 +45,7 @@ def render(result: RunResult, colour: bool = False, verbose: bool = False) -> st
         if shown:
             rows = []
             for f in shown:
-                detail = f.reason if f.status in ("skipped", "error") else f.message
+                detail = (f.reason if f.status in ("skipped", "error") else f.message) or ""
                 if f.confidence == "low":
                     detail += f" [low confidence: {f.confidence_reason}]"
                 row = [_status(f.status, colour, f.waived), f.check]

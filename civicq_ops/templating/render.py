@@ -135,7 +135,8 @@ def render_query(template: str, context: dict[str, Any]) -> RenderedQuery:
     from jinja2 import TemplateError as JinjaError
 
     tmpl = compile_template(template)
-    _state.binds = binds = []
+    binds: list[Any] = []
+    _state.binds = binds
     try:
         text = tmpl.render(**context)
     except JinjaError as e:
