@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from civicq_ops.catalog.structure import validate_document
 from civicq_ops.core.assets import shipped_dir
 from civicq_ops.core.diagnostics import errors_in
 from civicq_ops.core.errors import ConfigError
@@ -215,8 +216,6 @@ def find_project_file(explicit: str | None = None, env: dict[str, str] | None = 
 
 def load_project(path: str | Path | None = None, env: dict[str, str] | None = None) -> Project:
     """Load and validate the project file; with none found, a default with one local target."""
-    from civicq_ops.catalog.structure import validate_document
-
     env = dict(os.environ) if env is None else env
     found = find_project_file(str(path) if path else None, env)
     if found is None:

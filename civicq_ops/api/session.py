@@ -6,6 +6,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from civicq_ops.config import load_project
+from civicq_ops.postgres.connect import connect
+
 T = TypeVar("T")
 
 
@@ -16,9 +19,6 @@ def get_db_session(target: str | None = None, config: str | None = None) -> Iter
     >>> with get_db_session() as conn:            # doctest: +SKIP
     ...     conn.execute("UPDATE questions SET status = 'approved' WHERE id = %s", (7,))
     """
-    from civicq_ops.config import load_project
-    from civicq_ops.postgres.connect import connect
-
     project = load_project(config)
     conn = connect(project, project.target(target))
     try:

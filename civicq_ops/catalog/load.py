@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from civicq_ops.catalog.model import AlertRule, Catalog, Check, Policy, Source, Waiver
+from civicq_ops.catalog.semantic import check_catalog
 from civicq_ops.catalog.structure import validate_document
 from civicq_ops.core.diagnostics import Diagnostic, errors_in
+from civicq_ops.core.errors import SchemaError
 from civicq_ops.core.yamlpos import LoadedDocument, load_file
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -90,8 +92,6 @@ def load_catalog(paths: list[Path], *, notifiers: set[str] | None = None, today=
             continue
         _add(result, doc, kind)
     if semantic:
-        from civicq_ops.catalog.semantic import check_catalog
-
         result.diagnostics.extend(check_catalog(result, notifiers=notifiers, today=today, parse_sql=parse_sql))
     result.diagnostics.sort()
     return result
@@ -133,8 +133,6 @@ def _add(result: LoadResult, doc: LoadedDocument, kind: str) -> None:
 
 def project_catalog(project, paths: list[Path] | None = None, *, today=None) -> LoadResult:
     """The project's checks and policies; errors in them raise SchemaError (exit 2, nothing runs)."""
-    from civicq_ops.core.errors import SchemaError
-
     # Parsing every query with pglast is `validate`'s job (and CI's); a run relies on the READ ONLY
     # transaction instead, and starts in a fraction of the time.
     result = load_catalog(paths or project.paths("checks") + project.paths("policies"),

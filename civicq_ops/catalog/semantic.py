@@ -7,14 +7,20 @@ statement (pglast). Each problem carries a stable code and the position of the o
 
 from __future__ import annotations
 
+import difflib
 from datetime import date, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from jinja2 import TemplateSyntaxError, meta, nodes
 
 from civicq_ops.catalog.model import Check
 from civicq_ops.catalog.sqlcheck import inspect_query
 from civicq_ops.core.capabilities import Capabilities
 from civicq_ops.core.diagnostics import Diagnostic
 from civicq_ops.core.errors import TemplateError
+from civicq_ops.core.units import UnitError, parse_quantity
 from civicq_ops.core.version import Version, version_matches
+from civicq_ops.templating.render import NullFact, environment, render_query
 
 MAX_WAIVER_DAYS = 180
 QUERY_NAMES = {"params", "target", "facts"}
@@ -142,10 +148,6 @@ def _check_check(doc, check: Check, idx: int, parse_sql: bool = True) -> list[Di
 
 def _template(doc, jpath, text: str, allowed: set[str], declared: set[str] | None,
               facts: set[str] | None = None) -> list[Diagnostic]:
-    from jinja2 import TemplateSyntaxError, meta, nodes
-
-    from civicq_ops.templating.render import environment
-
     try:
         tree = environment().parse(text)
     except TemplateSyntaxError as e:
@@ -176,8 +178,6 @@ def _template(doc, jpath, text: str, allowed: set[str], declared: set[str] | Non
 
 
 def _sql(doc, jpath, check: Check, text: str) -> list[Diagnostic]:
-    from civicq_ops.templating.render import NullFact, render_query
-
     out = []
     caps = Capabilities()
     samples = [check.default_params(),
@@ -208,8 +208,6 @@ def _sql(doc, jpath, check: Check, text: str) -> list[Diagnostic]:
 
 
 def _fits(kind: str, value) -> bool:
-    from civicq_ops.core.units import UnitError, parse_quantity
-
     if kind == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "number":
@@ -228,8 +226,6 @@ def _fits(kind: str, value) -> bool:
 
 
 def _unit(doc, jpath, value, unit: str) -> list[Diagnostic]:
-    from civicq_ops.core.units import UnitError, parse_quantity
-
     try:
         parse_quantity(value, unit)
     except UnitError as e:
@@ -238,8 +234,6 @@ def _unit(doc, jpath, value, unit: str) -> list[Diagnostic]:
 
 
 def _timezone(doc, jpath, name: str) -> list[Diagnostic]:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -248,7 +242,5 @@ def _timezone(doc, jpath, name: str) -> list[Diagnostic]:
 
 
 def _closest(name: str, candidates) -> str | None:
-    import difflib
-
     match = difflib.get_close_matches(name, list(candidates), n=1)
     return f"did you mean '{match[0]}'?" if match else None

@@ -37,6 +37,8 @@ def inspect_query(text: str) -> SqlVerdict:
     The parse tree is read as pglast's JSON rendering of PostgreSQL's own: several times faster
     than building pglast's Python AST, which matters when `validate` reads a whole catalogue.
     """
+    # pglast is imported here, not at the top: a run loads the catalogue without parsing its SQL
+    # (the READ ONLY transaction guards it), and importing pglast costs ~40 ms of its start-up.
     import pglast
     from pglast.parser import parse_sql_json
 

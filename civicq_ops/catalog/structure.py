@@ -31,6 +31,8 @@ def available_kinds() -> list[str]:
 
 @cache
 def _validator(kind: str):
+    # jsonschema (~100-300 ms with its format checkers) only once a document is validated:
+    # `civicq-ops schema` reads the schemas without it.
     import jsonschema
 
     schema = load_schema(kind)

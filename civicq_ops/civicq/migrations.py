@@ -1,4 +1,9 @@
-"""Alembic, driven programmatically: migrate, rollback, history, current, create, offline SQL."""
+"""Alembic, driven programmatically: migrate, rollback, history, current, create, offline SQL.
+
+alembic and SQLAlchemy are imported inside the functions that drive them: together they take
+~0.5-1 s to import, and `db seed` and `db reset` reach this module for asset_dir and migrate only
+when they need them.
+"""
 
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ NOT NULL constraint rows are left out; nullability is shown per column).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from civicq_ops.config import Project, Target
 from civicq_ops.postgres.connect import connect
 
@@ -90,8 +92,6 @@ def _cell(text: str) -> str:
 def write_schema_reference(project: Project, target: Target, path) -> str:
     with connect(project, target) as conn:
         text = render_schema_reference(conn)
-    from pathlib import Path
-
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(text)
     return text

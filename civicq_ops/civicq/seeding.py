@@ -7,10 +7,13 @@ import time
 from dataclasses import dataclass, field
 from types import ModuleType
 
+import psycopg
+from psycopg import sql
+
 from civicq_ops.civicq.migrations import asset_dir, migrate
 from civicq_ops.config import Project, Target
 from civicq_ops.core.errors import InputError, QueryFailed, first_line
-from civicq_ops.postgres.connect import connect, one_row
+from civicq_ops.postgres.connect import connect, ensure_database, one_row
 
 
 def load_seed_module(project: Project, name: str) -> ModuleType:
@@ -35,8 +38,6 @@ class SeedResult:
 
 def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
     """Insert the development data (idempotent); with `scale`, also the generated load data set."""
-    import psycopg
-
     if scale < 0:
         raise InputError("--scale must be 0 or more")
     started = time.perf_counter()
@@ -68,8 +69,6 @@ def _require_schema(conn) -> None:
 
 def reset(project: Project, target: Target) -> SeedResult:
     """Drop the target database, create it again, migrate and seed. Development targets only."""
-    from psycopg import sql
-
     if not (target.embedded or target.environment == "development"):
         raise InputError(
             f"refusing to reset target '{target.name}' (environment: {target.environment}): "
@@ -80,8 +79,6 @@ def reset(project: Project, target: Target) -> SeedResult:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
     if target.embedded:
-        from civicq_ops.postgres.connect import ensure_database
-
         ensure_database(project, target)  # the monitoring extensions of the local cluster
     migrate(project, target)
     return seed(project, target)

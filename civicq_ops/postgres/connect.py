@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from civicq_ops.config import Project, Target
 from civicq_ops.core.errors import InputError, QueryFailed, TargetUnreachable, first_line
 from civicq_ops.core.redaction import register_secret
-from civicq_ops.postgres.local_cluster import LocalCluster
+from civicq_ops.postgres.local_cluster import OS_USER, LocalCluster, _ensure_os_user, _first_untraversable
 
 APPLICATION_NAME = "civicq-ops"
 
@@ -30,12 +34,6 @@ def local_cluster(project: Project, target: Target) -> LocalCluster:
 def default_data_dir(project: Project):
     """`.civicq-ops/pgdata` in the project, unless (as root) the server's OS user cannot enter the
     project folder (e.g. under /root): then a folder of its own under /var/tmp, named after the project."""
-    import hashlib
-    import os
-    from pathlib import Path
-
-    from civicq_ops.postgres.local_cluster import OS_USER, _ensure_os_user, _first_untraversable
-
     wanted = project.state_dir / "pgdata"
     if os.geteuid() != 0:
         return wanted
@@ -120,8 +118,6 @@ LOCAL_EXTENSIONS = ("pg_stat_statements", "pgstattuple")
 def ensure_database(project: Project, target: Target) -> bool:
     """Create the target's database on a local cluster if it is missing, with the monitoring
     extensions. True if the database was created."""
-    from psycopg import sql
-
     with connect(project, target, dbname="postgres", autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)).fetchone()
         if not exists:

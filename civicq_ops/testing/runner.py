@@ -10,15 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 from civicq_ops.catalog.load import LoadResult, load_catalog
-from civicq_ops.config import Project
+from civicq_ops.config import Project, Target
 from civicq_ops.core.capabilities import Capabilities, unmet_requirement
 from civicq_ops.core.diagnostics import Diagnostic
 from civicq_ops.core.errors import CivicqError, ExitCode
 from civicq_ops.core.fileio import write_atomic
 from civicq_ops.core.yamlpos import LoadedDocument
+from civicq_ops.engine.evaluate import evaluate_rows
 from civicq_ops.engine.findings import Finding
+from civicq_ops.engine.run import render_check, resolve_params
+from civicq_ops.remediation.plan import decide
 from civicq_ops.report.catalog_views import Outcome, catalog_paths
 from civicq_ops.report.validation import render as render_diagnostics
 from civicq_ops.templating.render import NullFact
@@ -119,9 +123,6 @@ def _merged(data: dict, case: dict, key: str) -> dict:
 
 
 def _run_check_case(data: dict, case: dict, loaded: LoadResult) -> list[str]:
-    from civicq_ops.engine.evaluate import evaluate_rows
-    from civicq_ops.engine.run import render_check, resolve_params
-
     check = loaded.catalog.checks.get(data["check"])
     if check is None:
         return [f"no check '{data['check']}' in the catalog"]
@@ -149,9 +150,6 @@ def _run_check_case(data: dict, case: dict, loaded: LoadResult) -> list[str]:
 
 def _run_policy_case(data: dict, case: dict, loaded: LoadResult) -> list[str]:
     """Findings and a clock in, planned and blocked actions out, through the real planner."""
-    from civicq_ops.config import Target
-    from civicq_ops.remediation.plan import decide
-
     policies = [p for p in loaded.catalog.policies if p.id == data["policy"]]
     if not policies:
         return [f"no policy '{data['policy']}' in the catalog"]
@@ -244,8 +242,6 @@ def _actual(actual: list[Finding]) -> str:
 
 
 def render_junit(report: TestReport) -> str:
-    from xml.etree import ElementTree as ET
-
     root = ET.Element("testsuites", name="civicq-ops test")
     by_file: dict[str, list[CaseResult]] = {}
     for c in report.cases:
