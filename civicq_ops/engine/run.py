@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from civicq_ops.catalog.model import Catalog, Check
+from civicq_ops.catalog.params import ParamValueError, read_value, violation
+from civicq_ops.catalog.sqlcheck import inspect_query
 from civicq_ops.config import Project, Target
 from civicq_ops.core.capabilities import Capabilities, unmet_requirement
 from civicq_ops.core.errors import CivicqError, ExitCode, InputError
@@ -97,23 +99,19 @@ Progress = Callable[[str, int, int], None]
 
 
 def resolve_params(check: Check, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Defaults, then overrides (strings from the command line are read as YAML scalars)."""
-    import yaml
-
+    """Defaults, then overrides (strings from the command line are read as YAML scalars), each
+    checked against its declared type, minimum/maximum, enum and pattern: a bad value is exit 2."""
     params = check.default_params()
     for name, raw in overrides.items():
         if name not in check.params:
             raise InputError(f"check '{check.id}' has no param '{name}' (it has: {', '.join(check.params) or 'none'})")
-        value = yaml.safe_load(raw) if isinstance(raw, str) else raw
-        kind = check.params[name].type
-        if kind == "array" and not isinstance(value, list):
-            value = [v.strip() for v in str(raw).split(",") if v.strip()]
-        if kind == "integer" and not (isinstance(value, int) and not isinstance(value, bool)):
-            raise InputError(f"--param {check.id}.{name}: {raw!r} is not an integer")
-        if kind == "number" and not isinstance(value, (int, float)):
-            raise InputError(f"--param {check.id}.{name}: {raw!r} is not a number")
-        if kind in ("string", "duration", "bytes"):
-            value = str(raw) if isinstance(raw, str) else value
+        try:
+            value = read_value(check.params[name], raw)
+            problem = violation(check.params[name], value)
+        except ParamValueError as e:
+            problem = str(e)
+        if problem:
+            raise InputError(f"--param {check.id}.{name}: {problem}")
         params[name] = value
     return params
 
@@ -138,9 +136,10 @@ def run_checks(
     started = datetime.now(UTC)
     t0 = time.monotonic()
     checks = selection.pick(catalog)
-    for check_id in options.params:
+    for check_id, overrides in options.params.items():
         if check_id not in catalog.checks:
             raise InputError(f"--param names unknown check '{check_id}'")
+        resolve_params(catalog.checks[check_id], overrides)  # every value is checked, selected or not
     params = {c.id: resolve_params(c, options.params.get(c.id, {})) for c in checks}
     baseline = load_baseline(options.baseline) if options.baseline else None
     deadline = t0 + options.budget_s if options.budget_s else None
@@ -295,6 +294,11 @@ def _run_one(check: Check, params, caps: Capabilities, get_conn, deadline, now) 
         rendered = render_check(check, params, caps)
     except CivicqError as e:
         return [_skipped(check, caps, e.message, "error")]
+    # The final SQL is judged again: a `| sql_unsafe` value or a `--param` could have brought in
+    # what `validate` refused in the template (e.g. a call that signals a backend).
+    verdict = inspect_query(rendered.numbered(), review=False)
+    if verdict.problem:
+        return [_skipped(check, caps, f"refused before running: {verdict.problem}", "error")]
     try:
         conn = get_conn()
     except CivicqError as e:
