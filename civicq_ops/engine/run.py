@@ -136,6 +136,7 @@ def run_checks(
     started = datetime.now(UTC)
     t0 = time.monotonic()
     checks = selection.pick(catalog)
+    targets = list({t.name: t for t in targets}.values())  # `--target a,a` runs `a` once
     for check_id, overrides in options.params.items():
         if check_id not in catalog.checks:
             raise InputError(f"--param names unknown check '{check_id}'")
@@ -153,7 +154,7 @@ def run_checks(
     else:
         with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
             outcomes = list(pool.map(one, targets))
-    findings = [f for _, fs, _ in outcomes for f in fs]
+    findings = unique_findings([f for _, fs, _ in outcomes for f in fs])
     errors = [e for _, _, es in outcomes for e in es]
     today = (options.now or started).date()
     notices = apply_waivers(findings, catalog.waivers, today, {c.id for c in checks})
@@ -164,6 +165,27 @@ def run_checks(
     result.exit_code = decide_exit(result)
     result.duration_s = round(time.monotonic() - t0, 3)
     return result
+
+
+def unique_findings(findings: list[Finding]) -> list[Finding]:
+    """One finding per id. Two rows with the same subject (a check whose subject columns do not
+    identify a row, e.g. pg_stat_statements keyed by queryid alone while it keeps a row per role)
+    would give two findings with one id, which history and baselines cannot tell apart: the first
+    is kept and becomes an error that names the check and the subject."""
+    kept: dict[str, Finding] = {}
+    extra: dict[str, int] = {}
+    for f in findings:
+        if f.id in kept:
+            extra[f.id] = extra.get(f.id, 1) + 1
+        else:
+            kept[f.id] = f
+    for fid, count in extra.items():
+        f = kept[fid]
+        columns = ", ".join(f.subject) if f.subject else "none"
+        f.reason = (f"check '{f.check}' returned {count} rows for the subject {f.subject_text()}: its subject "
+                    f"columns ({columns}) do not identify one row")
+        f.status, f.message = "error", f"{f.title}: {f.reason}"
+    return list(kept.values())
 
 
 def gate_failures(findings: list[Finding], fail_on: str, baseline: dict[str, str] | None) -> list[str]:
