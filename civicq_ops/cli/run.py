@@ -42,21 +42,27 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
                          pool_size=pool)
     with progress(s.quiet, "checks") as show:
         result = run_checks(s.project, targets, catalog, selection, options, progress=show)
-    _record(s, result)
     emit(render(result, fmt, colour=colour_on(), verbose=verbose))
     write_outputs(result, out_specs, stdout_format=fmt)
+    _record(s, result)
     exit_with(result.exit_code)
 
 
 def _record(s: Session, result) -> None:
-    """Keep the run in the state store for `history`; a store that cannot be opened is a notice, not a failure."""
+    """Keep the run in the state store for `history`, after the report is out: a store that cannot
+    be opened or written (read-only, full disk, server gone) is a notice on stderr, not a lost report."""
+    from civicq_ops.cli.session import report_notice
     from civicq_ops.core.errors import CivicqError
     from civicq_ops.state.store import open_store
 
     try:
-        open_store(s.project).record_run(result)
+        store = open_store(s.project)
+        try:
+            store.record_run(result)
+        finally:
+            store.close()
     except (CivicqError, OSError) as e:
-        result.notices.append({"code": "state-store", "message": f"the run was not recorded: {e}", "path": "-", "line": 0})
+        report_notice(f"the run was not recorded in the state store: {getattr(e, 'message', e)}")
 
 
 def _split(values: list[str] | None) -> list[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,17 +50,20 @@ class StateStore:
         self._lock = threading.Lock()
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
-            path.parent.mkdir(parents=True, exist_ok=True)
             self.kind = "sqlite"
-            self._conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            except (OSError, sqlite3.Error) as e:
+                raise ExecutionError(f"cannot open the state store {path}: {e}") from e
         elif url.startswith(("postgresql://", "postgres://")):
             import psycopg
 
             self.kind = "postgresql"
             try:
                 self._conn = psycopg.connect(url, autocommit=True, application_name="civicq-ops state")
-            except psycopg.OperationalError as e:
+            except psycopg.Error as e:  # unreachable, or a malformed URL
                 from civicq_ops.core.errors import first_line
 
                 raise ExecutionError(f"cannot open the state store: {first_line(e)}") from e
@@ -70,9 +75,23 @@ class StateStore:
         return text if self.kind == "sqlite" else text.replace("?", "%s")
 
     def execute(self, text: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
+        with self._lock, self._failures():
             cur = self._conn.execute(self._sql(text), params)
             return list(cur.fetchall()) if cur.description else []
+
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        """A read-only or full store, or one whose server went away, is an ExecutionError that
+        names the store (callers that only keep history turn it into a notice)."""
+        import psycopg
+
+        try:
+            yield
+        except (sqlite3.Error, psycopg.Error, OSError) as e:
+            from civicq_ops.core.errors import first_line
+
+            where = "the state store" if self.kind == "sqlite" else "the PostgreSQL state store"
+            raise ExecutionError(f"{where} failed: {first_line(e)}") from e
 
     def _migrate(self) -> None:
         for statement in _SCHEMA:
@@ -87,7 +106,27 @@ class StateStore:
     # -- runs and findings ------------------------------------------------------------------
 
     def record_run(self, result) -> None:
-        """Keep a run and the value of each finding, for `history`."""
+        """Keep a run and the value of each finding, for `history`: all of it or nothing (one
+        transaction, also one sync instead of one per finding)."""
+        with self._transaction():
+            self._record_run(result)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self.kind == "postgresql":
+            with self._failures(), self._conn.transaction():
+                yield
+            return
+        self.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            with suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+    def _record_run(self, result) -> None:
         at = result.started_at.isoformat()
         self.execute("INSERT INTO runs (id, started_at, duration_s, targets, summary, exit_code) VALUES (?, ?, ?, ?, ?, ?)",
                      (result.id, at, result.duration_s, json.dumps([t.name for t in result.targets]),
@@ -119,7 +158,7 @@ class StateStore:
 
         One INSERT that the primary key lets succeed once: SQLite and PostgreSQL both decide it
         atomically, so no lock or read-then-write is needed."""
-        with self._lock:
+        with self._lock, self._failures():
             cur = self._conn.execute(self._sql(
                 "INSERT INTO actions (plan_id, step, target, policy, action, object, sql, lock, runner, claimed_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plan_id, step) DO NOTHING"),
