@@ -8,7 +8,7 @@ import typer
 
 from civicq_ops.cli.common import colour_on, emit, exit_with, parse_params
 from civicq_ops.cli.interact import progress
-from civicq_ops.cli.session import Session
+from civicq_ops.cli.session import Session, report_error
 
 app = typer.Typer(help="Run checks against targets.", no_args_is_help=True)
 
@@ -43,6 +43,8 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
     with progress(s.quiet, "checks") as show:
         result = run_checks(s.project, targets, catalog, selection, options, progress=show)
     emit(render(result, fmt, colour=colour_on(), verbose=verbose))
+    for error in result.errors:  # in the report, and on stderr as every error is (README)
+        report_error(error["message"])
     write_outputs(result, out_specs, stdout_format=fmt)
     _record(s, result)
     exit_with(result.exit_code)

@@ -22,12 +22,14 @@ from civicq_ops.catalog.params import ParamValueError, read_value, violation
 from civicq_ops.catalog.sqlcheck import inspect_query
 from civicq_ops.config import Project, Target
 from civicq_ops.core.capabilities import Capabilities, unmet_requirement
-from civicq_ops.core.errors import CivicqError, ExitCode, InputError
+from civicq_ops.core.errors import CivicqError, ExitCode, InputError, TargetUnreachable
 from civicq_ops.core.thresholds import SEVERITY
 from civicq_ops.engine.baseline import is_new_or_worse, load_baseline
 from civicq_ops.engine.evaluate import evaluate_rows
 from civicq_ops.engine.findings import Finding, Summary
 from civicq_ops.engine.waivers import apply_waivers
+from civicq_ops.postgres.deadline import GRACE_S
+from civicq_ops.postgres.deadline import deadline as query_deadline
 from civicq_ops.templating.render import RenderedQuery, render_query
 
 LOCK_TIMEOUT_MS = 1000
@@ -135,6 +137,8 @@ def run_checks(
     """Run the selected checks on every target (concurrently) and decide the gate."""
     started = datetime.now(UTC)
     t0 = time.monotonic()
+    if options.budget_s is not None and options.budget_s <= 0:
+        raise InputError(f"--budget must be more than 0s, not {options.budget_s:g}s")
     checks = selection.pick(catalog)
     targets = list({t.name: t for t in targets}.values())  # `--target a,a` runs `a` once
     for check_id, overrides in options.params.items():
@@ -143,7 +147,7 @@ def run_checks(
         resolve_params(catalog.checks[check_id], overrides)  # every value is checked, selected or not
     params = {c.id: resolve_params(c, options.params.get(c.id, {})) for c in checks}
     baseline = load_baseline(options.baseline) if options.baseline else None
-    deadline = t0 + options.budget_s if options.budget_s else None
+    deadline = t0 + options.budget_s if options.budget_s is not None else None
     counter = _Counter(len(checks) * len(targets), progress)
 
     def one(target: Target) -> tuple[TargetRun, list[Finding], list[dict]]:
@@ -226,9 +230,10 @@ def _run_target(project, target, checks, params, options, deadline, counter):
     from civicq_ops.postgres.probe import probe
 
     run = TargetRun(name=target.name)
+    health = _TargetHealth()
     try:
         connect_started = time.perf_counter()
-        first = connect(project, target, autocommit=False)
+        first = connect(project, target, autocommit=False, timeout=_left(deadline))
         connect_ms = (time.perf_counter() - connect_started) * 1000
     except CivicqError as e:
         run.error = e.message
@@ -239,8 +244,9 @@ def _run_target(project, target, checks, params, options, deadline, counter):
     relations = sorted({r for req in needs for r in req.get("relations", [])})
     settings = sorted({s for req in needs for s in (req.get("settings") or {})})
     try:
-        caps = probe(first, name=target.name, environment=target.environment, local=target.embedded,
-                     relations=relations, settings=settings, expected_role=target.role)
+        with query_deadline(first, min(PROBE_LIMIT_S, _left(deadline) or PROBE_LIMIT_S)) as watch:
+            caps = probe(first, name=target.name, environment=target.environment, local=target.embedded,
+                         relations=relations, settings=settings, expected_role=target.role)
         caps.connect_ms = round(connect_ms, 2)
     except Exception as e:  # noqa: BLE001 - any probe failure is this target's error
         from civicq_ops.core.errors import first_line
@@ -248,7 +254,7 @@ def _run_target(project, target, checks, params, options, deadline, counter):
         first.close()
         for c in checks:
             counter.tick(c.id)
-        message = f"probing target '{target.name}' failed: {first_line(e)}"
+        message = f"probing target '{target.name}' failed: {watch.describe() if watch.fired else first_line(e)}"
         run.error = message
         return run, [], [{"target": target.name, "check": None, "message": message}]
     run.server_version, run.role, run.system_identifier = caps.version_text, caps.role, caps.system_identifier
@@ -264,18 +270,26 @@ def _run_target(project, target, checks, params, options, deadline, counter):
     lock = threading.Lock()
 
     def conn_for_thread():
+        if health.dead:
+            raise TargetUnreachable(f"not run: {health.dead}")
         if getattr(local, "conn", None) is None or local.conn.closed:
             with lock:
                 if spare:
                     local.conn = spare.pop()
                 else:
-                    local.conn = connect(project, target, autocommit=False)
+                    try:
+                        local.conn = connect(project, target, autocommit=False, timeout=_left(deadline))
+                    except TargetUnreachable as e:
+                        health.dead = health.dead or e.message
+                        raise
                     connections.append(local.conn)
         return local.conn
 
     def work(check: Check) -> list[Finding]:
         try:
-            return _run_one(check, params[check.id], caps, conn_for_thread, deadline, options.now)
+            return _run_one(check, params[check.id], caps, conn_for_thread, deadline, options.now, health)
+        except CivicqError as e:  # never lose the other findings of this target
+            return [_skipped(check, caps, e.message, "error")]
         finally:
             counter.tick(check.id)
 
@@ -292,13 +306,31 @@ def _run_target(project, target, checks, params, options, deadline, counter):
     return run, [f for fs in results for f in fs], []
 
 
+# The probe's queries are small catalogue reads; a server that does not answer them in this long
+# is not going to answer the checks either.
+PROBE_LIMIT_S = 30.0
+
+
+@dataclass
+class _TargetHealth:
+    """Shared by a target's workers: once its server stopped answering (a client-side deadline
+    fired, or reconnecting failed), the remaining checks are reported at once, not waited on."""
+
+    dead: str | None = None
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 def _skipped(check: Check, caps: Capabilities, reason: str, status: str = "skipped") -> Finding:
     return Finding(check=check.id, category=check.category, target=caps.name, subject=None, status=status,
                    title=check.title, reason=reason, unit=check.unit, remediation=check.remediation,
                    message=f"{check.title}: {reason}")
 
 
-def _run_one(check: Check, params, caps: Capabilities, get_conn, deadline, now) -> list[Finding]:
+def _run_one(check: Check, params, caps: Capabilities, get_conn, deadline, now,
+             health: _TargetHealth | None = None) -> list[Finding]:
     import psycopg
 
     from civicq_ops.core.errors import first_line
@@ -327,8 +359,9 @@ def _run_one(check: Check, params, caps: Capabilities, get_conn, deadline, now) 
         return [_skipped(check, caps, e.message, "error")]
     try:
         # Committed, not rolled back: a read-only commit changes nothing, and rollbacks would
-        # inflate the rollback ratio that a check of this catalogue watches.
-        with conn.transaction():
+        # inflate the rollback ratio that a check of this catalogue watches. The client-side
+        # deadline (a little after statement_timeout) catches a server that stopped answering.
+        with query_deadline(conn, timeout + GRACE_S) as watch, conn.transaction():
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
                          (f"{max(1, int(timeout * 1000))}ms", f"{LOCK_TIMEOUT_MS}ms"))
@@ -344,7 +377,10 @@ def _run_one(check: Check, params, caps: Capabilities, get_conn, deadline, now) 
     except psycopg.errors.ReadOnlySqlTransaction as e:
         return [_skipped(check, caps, f"the query tried to write in a READ ONLY transaction: {first_line(e)}", "error")]
     except psycopg.Error as e:
-        if conn.closed or conn.broken:
-            get_conn()  # the next check on this thread reconnects
+        if watch.fired:
+            if health is not None:
+                health.dead = health.dead or f"the target stopped answering ({watch.describe()})"
+            return [_skipped(check, caps, watch.describe(), "error")]
+        # A broken connection is replaced by the next check on this thread (conn.closed).
         return [_skipped(check, caps, f"query failed: {first_line(e)}", "error")]
     return evaluate_rows(check, rows, params, caps, now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from civicq_ops.config import Project, Target
@@ -13,6 +14,13 @@ if TYPE_CHECKING:
     import psycopg
 
 APPLICATION_NAME = "civicq-ops"
+
+# A dead host or a cut network is noticed within about half a minute rather than the kernel's
+# two hours: TCP keepalives on an idle connection, and tcp_user_timeout (ms) for data the peer
+# never acknowledges. A frozen server process whose kernel still answers is caught by the
+# client-side deadline of postgres/deadline.py instead. A URL may override each of them.
+TCP_DEFAULTS = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+                "tcp_user_timeout": 30_000}
 
 
 def local_cluster(project: Project, target: Target) -> LocalCluster:
@@ -55,22 +63,56 @@ def connect_kwargs(project: Project, target: Target, dbname: str | None = None) 
         kw = {"conninfo": target.url or ""}
         if dbname:
             kw["dbname"] = dbname
-    kw.setdefault("application_name", APPLICATION_NAME)
-    kw.setdefault("connect_timeout", target.connect_timeout)
+    given = url_params(target.url) if not target.embedded else {}
+    for key, value in {**TCP_DEFAULTS, "application_name": APPLICATION_NAME,
+                       "connect_timeout": target.connect_timeout}.items():
+        if key not in given:
+            kw.setdefault(key, value)
     return kw
 
 
+_LIBPQ_PREFIX = re.compile(r'^connection to server (at "[^"]*"(?: \([^)]*\))?, port \d+|on socket "[^"]*") failed: ')
+
+
+def url_params(url: str | None) -> dict[str, str]:
+    """A URL's or conninfo string's parameters, read by libpq's parser ({} if it cannot read it:
+    connecting then reports why)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return {k: str(v) for k, v in conninfo_to_dict(url or "").items()}
+    except ProgrammingError:
+        return {}
+
+
+def where(kw: dict[str, Any]) -> str:
+    """host:port (and database) that `kw` points at, for messages; never the password."""
+    import os
+
+    params = {**url_params(str(kw.get("conninfo", ""))), **{k: str(v) for k, v in kw.items() if k != "conninfo"}}
+    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "the local socket"
+    port = params.get("port") or os.environ.get("PGPORT") or "5432"
+    dbname = params.get("dbname") or os.environ.get("PGDATABASE")
+    return f"{host}:{port}" + (f" (database {dbname})" if dbname else "")
+
+
 def connect(
-    project: Project, target: Target, *, dbname: str | None = None, autocommit: bool = False
+    project: Project, target: Target, *, dbname: str | None = None, autocommit: bool = False,
+    timeout: float | None = None,
 ) -> psycopg.Connection:
-    """Open a connection; failures become TargetUnreachable with a redacted one-line reason."""
+    """Open a connection; failures become TargetUnreachable with a redacted one-line reason that
+    names the host and port. `timeout` shortens connect_timeout (e.g. to what a run budget has left)."""
     import psycopg
 
     kw = connect_kwargs(project, target, dbname)
+    if timeout is not None:
+        kw["connect_timeout"] = max(1, min(int(kw.get("connect_timeout") or target.connect_timeout), int(timeout + 0.999)))
     try:
         return psycopg.connect(autocommit=autocommit, **kw)
     except psycopg.OperationalError as e:
-        raise TargetUnreachable(f"cannot connect to target '{target.name}': {first_line(e)}") from e
+        reason = _LIBPQ_PREFIX.sub("", first_line(e))  # it repeats the host and port named here
+        raise TargetUnreachable(f"cannot connect to target '{target.name}' at {where(kw)}: {reason}") from e
     except psycopg.ProgrammingError as e:  # a malformed URL
         raise TargetUnreachable(f"target '{target.name}' has an invalid connection string: {first_line(e)}") from e
 
