@@ -114,23 +114,53 @@ def psql(ctx: typer.Context) -> None:
 
     Example: civicq-ops db psql -c 'select version()'
     """
+    import tempfile
+    from pathlib import Path
+
     from civicq_ops.postgres.binaries import find_client
     from civicq_ops.postgres.connect import connect_kwargs
 
     s = _session(ctx)
     target = s.target()
-    kw = connect_kwargs(s.project, target)
+    env, args, secrets = psql_environment(connect_kwargs(s.project, target), target.embedded)
+    program = find_client("psql")
+    with tempfile.TemporaryDirectory(prefix="civicq-psql-") as folder:
+        if secrets:  # secrets libpq has no variable for (sslpassword): a 0600 service file
+            service = Path(folder) / "pg_service.conf"
+            service.touch(mode=0o600)
+            service.write_text(secrets)
+            env.update(PGSERVICEFILE=str(service), PGSERVICE="civicq-ops")
+        proc = subprocess.run([str(program), *args, *ctx.args], env=env)
+    raise typer.Exit(proc.returncode)
+
+
+def psql_environment(kw: dict, embedded: bool) -> tuple[dict[str, str], list[str], str | None]:
+    """psql's environment, arguments and service-file text for a target: secrets never on its
+    command line, where `ps` shows them to every local user; the password goes in PGPASSWORD
+    (readable only by this user), the rest as a conninfo argument without secrets."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from civicq_ops.core.errors import InputError, first_line
+
     env = dict(os.environ)
-    if target.embedded:
+    env["PGAPPNAME"] = "civicq-ops psql"
+    if embedded:
         env.update(PGHOST=str(kw["host"]), PGPORT=str(kw["port"]), PGUSER=str(kw["user"]),
                    PGPASSWORD=str(kw["password"]), PGDATABASE=str(kw["dbname"]))
-        args: list[str] = []
-    else:
-        args = [str(kw["conninfo"])]
-    env["PGAPPNAME"] = "civicq-ops psql"
-    program = find_client("psql")
-    proc = subprocess.run([str(program), *args, *ctx.args], env=env)
-    raise typer.Exit(proc.returncode)
+        return env, [], None
+    try:
+        params = conninfo_to_dict(str(kw["conninfo"]))
+    except ProgrammingError as e:
+        raise InputError(f"the target's connection string is invalid: {first_line(e)}") from e
+    if kw.get("dbname"):
+        params["dbname"] = kw["dbname"]
+    password = params.pop("password", None)
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    ssl_password = params.pop("sslpassword", None)
+    service = f"[civicq-ops]\nsslpassword={ssl_password}\n" if ssl_password is not None else None
+    return env, [make_conninfo(**params)] if params else [], service
 
 
 @app.command()
