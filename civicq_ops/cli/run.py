@@ -32,9 +32,13 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
         raise InputError("--fail-on must be warning or critical")
     out_specs = parse_outputs(outputs or [])
     try:
-        budget_s = parse_duration(budget) if budget else None
+        budget_s = parse_duration(budget) if budget is not None else None
     except ValueError as e:
         raise InputError(f"--budget: {e}") from e
+    if pool < 1:
+        raise InputError(f"--pool must be at least 1, not {pool}")
+    if baseline is not None and not baseline.strip():
+        raise InputError("--baseline needs a file")
     targets = s.targets()
     catalog = project_catalog(s.project).catalog
     selection = Selection(checks=_split(checks), tags=_split(tags), categories=_split(categories))
