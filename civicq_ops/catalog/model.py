@@ -31,6 +31,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     enum: list | None = None
+    pattern: str | None = None  # a Python regular expression the whole value must match
 
 
 @dataclass
@@ -71,7 +72,8 @@ class Check:
         params = {
             name: Param(name=name, type=spec["type"], default=spec.get("default"), items=spec.get("items"),
                         description=spec.get("description", ""), minimum=spec.get("minimum"),
-                        maximum=spec.get("maximum"), enum=spec.get("enum"))
+                        maximum=spec.get("maximum"), enum=spec.get("enum"),
+                        pattern=spec.get("pattern"))
             for name, spec in (data.get("params") or {}).items()
         }
         return cls(

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jinja2 import TemplateSyntaxError, meta, nodes
 
 from civicq_ops.catalog.model import Check
+from civicq_ops.catalog.params import violation
 from civicq_ops.catalog.sqlcheck import inspect_query
 from civicq_ops.core.capabilities import Capabilities
 from civicq_ops.core.diagnostics import Diagnostic
@@ -122,6 +123,9 @@ def _check_check(doc, check: Check, idx: int, parse_sql: bool = True) -> list[Di
         if param.default is not None and not _fits(param.type, param.default):
             out.append(doc.diagnostic(base + ("params", name, "default"), "bad-default",
                                       f"param '{name}' default {param.default!r} is not a {param.type}"))
+        elif param.default is not None and violation(param, param.default):
+            out.append(doc.diagnostic(base + ("params", name, "default"), "bad-default",
+                                      f"param '{name}' default: {violation(param, param.default)}"))
     declared = set(check.params)
     facts = set(check.facts)
     queries: list[tuple[tuple[str | int, ...], str, dict | None]] = [(base + ("query",), check.query, None)]
@@ -134,7 +138,7 @@ def _check_check(doc, check: Check, idx: int, parse_sql: bool = True) -> list[Di
             except ValueError as e:
                 out.append(doc.diagnostic(base + ("variants", j, "when"), "bad-version", str(e)))
     for jpath, text, _when in queries:
-        problems = _template(doc, jpath, text, QUERY_NAMES, declared, facts)
+        problems = _template(doc, jpath, text, QUERY_NAMES, declared, facts) + _unsafe_params(doc, jpath, text, check)
         out.extend(problems)
         if any(p.level == "error" for p in problems) or not parse_sql:
             continue
@@ -174,6 +178,35 @@ def _template(doc, jpath, text: str, allowed: set[str], declared: set[str] | Non
     if "sql_unsafe" in text:
         out.append(doc.diagnostic(jpath, "sql-unsafe", "this template writes raw text into SQL with | sql_unsafe: "
                                                        "review where that value comes from", level="notice"))
+    return out
+
+
+def _unsafe_params(doc, jpath, text: str, check: Check) -> list[Diagnostic]:
+    """A param that reaches `| sql_unsafe` must declare an enum or a pattern: its value becomes SQL
+    text, and `--param` can set it (issue 12 point 8)."""
+    try:
+        tree = environment().parse(text)
+    except TemplateSyntaxError:
+        return []  # reported by _template
+    out = []
+    for flt in tree.find_all(nodes.Filter):
+        if flt.name != "sql_unsafe" or flt.node is None:
+            continue
+        names = [n.name for n in [flt.node, *flt.node.find_all(nodes.Name)] if isinstance(n, nodes.Name)]
+        if any(name != "params" for name in names):
+            out.append(doc.diagnostic(jpath, "unsafe-param-unbounded",
+                                      "| sql_unsafe applies only to constants and declared params with an enum "
+                                      f"or pattern, not to {', '.join(sorted(set(names) - {'params'}))}"))
+        for node in [flt.node, *flt.node.find_all((nodes.Getattr, nodes.Getitem))]:
+            if not isinstance(node, (nodes.Getattr, nodes.Getitem)) or not isinstance(node.node, nodes.Name) \
+                    or node.node.name != "params":
+                continue
+            name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+            param = check.params.get(name) if isinstance(name, str) else None
+            if param is not None and param.enum is None and param.pattern is None:
+                out.append(doc.diagnostic(jpath, "unsafe-param-unbounded",
+                                          f"params.{name} reaches | sql_unsafe but declares no enum or pattern: "
+                                          "any --param value would become SQL text"))
     return out
 
 

@@ -10,18 +10,63 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 
-# Functions that change state, signal processes, read server files or take locks a check must not.
-WRITING_FUNCTIONS = frozenset({
-    "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile", "set_config",
-    "nextval", "setval", "pg_advisory_lock", "pg_advisory_xact_lock", "pg_advisory_lock_shared",
-    "pg_try_advisory_lock", "pg_try_advisory_xact_lock", "lo_import", "lo_export", "lo_unlink", "lo_create",
-    "dblink", "dblink_exec", "pg_stat_reset", "pg_stat_reset_shared", "pg_stat_reset_single_table_counters",
-    "pg_stat_statements_reset", "pg_switch_wal", "pg_create_restore_point", "pg_drop_replication_slot",
-    "pg_create_physical_replication_slot", "pg_create_logical_replication_slot", "pg_logical_emit_message",
-    "pg_promote", "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_file_write", "pg_backup_start",
-    "pg_backup_stop", "pg_replication_origin_create", "pg_replication_origin_drop", "txid_current",
-    "pg_current_xact_id", "pg_notify", "pg_import_system_collations", "pg_sleep",
-})
+# Functions a check must never call, by what they would do. A READ ONLY transaction refuses writes
+# to tables but allows every one of these (signals, reloads, file reads, xid assignment, SQL run
+# from text...), so `validate` refuses them and the engine scans each check's final SQL again before
+# it runs (a `| sql_unsafe` value or a `--param` could bring one in). Names are matched whatever
+# the schema (pg_catalog.x, "x"); a prefix ending in `*` covers a family.
+#
+# `set_config` is denied too: the engine calls it itself, in its own statement, to set each
+# check's statement_timeout and lock_timeout; a check that called it could lift those guards for
+# itself or (is_local false) for every later check on the same pooled connection.
+SIDE_EFFECTS: dict[str, tuple[str, ...]] = {
+    "signals a server process": (
+        "pg_terminate_backend", "pg_cancel_backend", "pg_signal_*", "pg_reload_conf", "pg_rotate_logfile*",
+        "pg_log_backend_memory_contexts", "pg_promote", "pg_wal_replay_pause", "pg_wal_replay_resume",
+    ),
+    "reads or writes server files": (
+        "pg_read_file", "pg_read_binary_file", "pg_ls_*", "pg_stat_file", "pg_file_*", "pg_logdir_ls",
+    ),
+    "uses large objects": ("lo_*", "loread", "lowrite", "be_lo_*"),
+    "takes advisory locks": ("pg_advisory*", "pg_try_advisory*"),
+    "connects to another database": ("dblink*",),
+    "runs SQL from text": (
+        "query_to_xml*", "query_to_xmlschema", "cursor_to_xml*", "table_to_xml*", "schema_to_xml*",
+        "database_to_xml*", "ts_stat", "ts_rewrite",
+    ),
+    "changes settings": ("set_config",),
+    "changes sequences": ("nextval", "setval"),
+    "assigns a transaction id": ("txid_current", "pg_current_xact_id"),
+    "sends a notification": ("pg_notify",),
+    "changes WAL, backups or replication": (
+        "pg_switch_wal", "pg_create_restore_point", "pg_*_replication_slot", "pg_replication_slot_advance",
+        "pg_logical_slot_*", "pg_logical_emit_message", "pg_replication_origin_*", "pg_backup_start",
+        "pg_backup_stop", "pg_start_backup", "pg_stop_backup", "pg_export_snapshot", "pg_sync_replication_slots",
+    ),
+    "changes the catalog or statistics": (
+        "pg_import_system_collations", "pg_stat_reset*", "pg_stat_statements_reset", "pg_extension_config_dump",
+        "pg_restore_relation_stats", "pg_restore_attribute_stats", "pg_clear_relation_stats",
+        "pg_clear_attribute_stats", "pg_prewarm",
+    ),
+}
+
+# Refused in review only: no check needs to sleep, but a sleep changes nothing and the run's
+# statement_timeout bounds it, so the run-time scan lets it through (tests use it to be slow).
+REVIEW_ONLY: dict[str, tuple[str, ...]] = {
+    "sleeps while holding a connection": ("pg_sleep", "pg_sleep_for", "pg_sleep_until"),
+}
+
+
+def side_effect(name: str, review: bool = True) -> str | None:
+    """What calling function `name` (any case, unqualified) would do, or None if a check may call it."""
+    from fnmatch import fnmatchcase
+
+    name = name.lower()
+    groups = {**SIDE_EFFECTS, **REVIEW_ONLY} if review else SIDE_EFFECTS
+    for reason, patterns in groups.items():
+        if any(fnmatchcase(name, pattern) for pattern in patterns):
+            return reason
+    return None
 
 
 @dataclass(frozen=True)
@@ -31,8 +76,9 @@ class SqlVerdict:
 
 
 @lru_cache(maxsize=1024)
-def inspect_query(text: str) -> SqlVerdict:
+def inspect_query(text: str, review: bool = True) -> SqlVerdict:
     """Parse `text` (placeholders as $n) and judge it. Cached: the same SQL is judged once.
+    `review=False` is the run-time scan of a final query (see REVIEW_ONLY).
 
     The parse tree is read as pglast's JSON rendering of PostgreSQL's own: several times faster
     than building pglast's Python AST, which matters when `validate` reads a whole catalogue.
@@ -53,17 +99,17 @@ def inspect_query(text: str) -> SqlVerdict:
     if kind != "SelectStmt":
         return SqlVerdict(problem=f"the query must be a SELECT or WITH ... SELECT, not {_kind(kind)}")
     problems: list[str] = []
-    _walk(statements[0]["stmt"], problems)
+    _walk(statements[0]["stmt"], problems, review)
     if problems:
         return SqlVerdict(problem="the query is not read-only: " + problems[0])
     columns = _output_columns(stmt)
     return SqlVerdict(columns=tuple(columns) if columns is not None else None)
 
 
-def _walk(node, problems: list[str]) -> None:
+def _walk(node, problems: list[str], review: bool) -> None:
     if isinstance(node, list):
         for item in node:
-            _walk(item, problems)
+            _walk(item, problems, review)
         return
     if not isinstance(node, dict):
         return
@@ -79,9 +125,10 @@ def _walk(node, problems: list[str]) -> None:
                 problems.append("FOR UPDATE/SHARE takes row locks")
         elif key == "FuncCall" and isinstance(value, dict):
             name = _last_name(value.get("funcname", []))
-            if name and name.lower() in WRITING_FUNCTIONS:
-                problems.append(f"function {name.lower()}() changes state or reads server files")
-        _walk(value, problems)
+            effect = side_effect(name, review) if name else None
+            if effect:
+                problems.append(f"function {name.lower()}() {effect}")
+        _walk(value, problems, review)
 
 
 def _last_name(parts: list) -> str | None:

@@ -7,7 +7,10 @@ becomes one line that points to `--debug`, which shows the traceback instead.
 
 from __future__ import annotations
 
+import errno
+import json
 import sys
+import traceback
 from typing import Annotated
 
 import typer
@@ -15,33 +18,68 @@ from typer.core import TyperGroup
 
 from civicq_ops import __version__
 from civicq_ops.cli.session import Session, report_error
-from civicq_ops.core.errors import CivicqError, ExitCode
+from civicq_ops.core.errors import CivicqError, ExitCode, first_line
+from civicq_ops.core.redaction import redact
+from civicq_ops.core.units import UnitError
 
 
 class _Handled(TyperGroup):
-    """The root group: turns library errors into one line and an exit code."""
+    """The root group: turns errors into one line and an exit code. `--debug` adds the traceback
+    (redacted like every other output) and changes nothing else: the exit code stays the same."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except CivicqError as e:
-            if _debug(ctx):
-                raise
-            report_error(e.message, e.hint)
-            raise typer.Exit(int(e.exit_code)) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as e:
-            if _debug(ctx) or type(e).__module__.startswith(("typer", "click")):
-                raise
-            report_error(f"unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                         "run again with --debug to see the traceback")
-            raise typer.Exit(int(ExitCode.EXECUTION_ERROR)) from None
+            if type(e).__module__.startswith(("typer", "click")):
+                raise  # usage errors: click prints them with the usage line, exit 2
+            code, message, hint = describe(e)
+            if _debug(ctx):
+                sys.stderr.write(redact("".join(traceback.format_exception(e))))
+                hint = None
+            report_error(message, hint)
+            raise typer.Exit(int(code)) from None
 
 
 def _debug(ctx) -> bool:
     obj = ctx.find_object(Session) if ctx else None
     return bool(obj and obj.debug) or "--debug" in sys.argv
+
+
+def describe(e: BaseException) -> tuple[ExitCode, str, str | None]:
+    """The exit code and one-line message for an error: civicq-ops' own, or one a library raised
+    (a lost or read-only server, a file that cannot be read or written, a bad value) that no
+    lower layer wrapped. Only a real bug stays `unexpected`."""
+    if isinstance(e, CivicqError):
+        return e.exit_code, e.message, e.hint
+    kind = type(e)
+    module = kind.__module__
+    if module.startswith("psycopg"):
+        sqlstate = getattr(e, "sqlstate", None) or ""
+        if sqlstate == "25006":
+            return ExitCode.EXECUTION_ERROR, f"the target is read-only (a standby?): {first_line(e)}", None
+        if sqlstate == "42501":
+            return ExitCode.EXECUTION_ERROR, f"permission denied on the target: {first_line(e)}", \
+                "this command needs a role with more privileges than the one connected"
+        if kind.__name__ in ("OperationalError", "InterfaceError") or sqlstate.startswith(("08", "57")):
+            return ExitCode.EXECUTION_ERROR, f"the database connection failed: {first_line(e)}", None
+        return ExitCode.EXECUTION_ERROR, f"the database refused: {first_line(e)}", None
+    if module == "sqlite3":
+        return ExitCode.EXECUTION_ERROR, f"the state store failed: {e}", None
+    if isinstance(e, OSError):
+        path = f"{e.filename}: " if e.filename else ""
+        bad_path = e.errno in (errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM,
+                               errno.ENAMETOOLONG, errno.EEXIST, errno.ELOOP)
+        code = ExitCode.INVALID_INPUT if bad_path and e.filename else ExitCode.EXECUTION_ERROR
+        return code, f"{path}{e.strerror or e}", None
+    if isinstance(e, UnitError) or module.startswith("yaml") or isinstance(e, (UnicodeError, json.JSONDecodeError)):
+        return ExitCode.INVALID_INPUT, f"invalid value: {str(e).splitlines()[0] if str(e) else kind.__name__}", None
+    if isinstance(e, MemoryError):
+        return ExitCode.EXECUTION_ERROR, "out of memory", None
+    text = str(e).splitlines()[0] if str(e) else ""
+    return ExitCode.EXECUTION_ERROR, f"unexpected {kind.__name__}: {text}", "run again with --debug to see the traceback"
 
 
 app = typer.Typer(

@@ -107,6 +107,10 @@ def migrate(
     from civicq_ops.civicq import migrations
 
     s = _session(ctx)
+    if not revision.strip():
+        from civicq_ops.core.errors import InputError
+
+        raise InputError("db migrate needs a revision (default: head)")
     if sql_only:
         typer.echo(migrations.migration_sql(s.project, revision), nl=False)
         return

@@ -122,7 +122,7 @@ def apply(
 
 def audit(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0)] = 50,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json")] = "text",
 ) -> None:
     """The append-only record of every action: who, which policy, SQL, timings, result, before/after.
@@ -145,7 +145,7 @@ def audit(
 def history(
     ctx: typer.Context,
     finding: Annotated[str | None, typer.Option("--finding", help="A finding id: its values over time.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0)] = 20,
 ) -> None:
     """Recent runs, or one finding's values over time.
 

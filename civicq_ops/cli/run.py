@@ -12,7 +12,7 @@ import typer
 
 from civicq_ops.cli.common import colour_on, emit, exit_with, parse_params
 from civicq_ops.cli.interact import progress
-from civicq_ops.cli.session import session_of
+from civicq_ops.cli.session import report_error, report_notice, session_of
 
 if TYPE_CHECKING:
     from civicq_ops.engine.run import Selection
@@ -35,6 +35,10 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
     with progress(s.quiet, "checks") as show:
         delivered = run_and_report(s.project, s.targets(), request, progress=show)
     emit(delivered.text)
+    for message in delivered.errors:
+        report_error(message)
+    for message in delivered.notices:
+        report_notice(message)
     exit_with(delivered.result.exit_code)
 
 

@@ -63,6 +63,10 @@ def raise_usage(message: str) -> None:
     raise InputError(message)
 
 
+def report_notice(message: str) -> None:
+    typer.echo(f"notice: {redact(message)}", err=True)
+
+
 def report_error(message: str, hint: str | None = None) -> None:
     typer.echo(f"error: {redact(message)}", err=True)
     if hint:

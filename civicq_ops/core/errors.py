@@ -89,10 +89,13 @@ def first_line(exc: BaseException) -> str:
         return redact(primary)
     text = str(exc).strip()
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    # libpq prefixes "connection to server at ... failed:"; keep the cause.
-    reason = lines[-1] if lines else type(exc).__name__
-    if len(lines) > 1 and lines[0].startswith("connection to server"):
-        reason = lines[0].split("failed:", 1)[-1].strip() or reason
-        if reason == "" or reason.endswith("failed"):
-            reason = lines[-1]
+    if not lines:
+        return type(exc).__name__
+    # psycopg prefixes libpq's "connection to server at "H", port P failed: REASON" with
+    # "connection failed: "; keep libpq's line (it names the host and port), not the hint after it.
+    reason = lines[0]
+    for prefix in ("connection failed: ", "connection is bad: "):
+        reason = reason.removeprefix(prefix)
+    if reason.rstrip().endswith("failed:") and len(lines) > 1:
+        reason = f"{reason.rstrip()} {lines[1].strip()}"
     return redact(reason.strip())

@@ -43,11 +43,44 @@ def redact(text: str) -> str:
     return text
 
 
+# Connection parameters that hold secrets.
+SECRET_KEYS = ("password", "sslpassword")
+
+
 def register_url_secrets(url: str) -> None:
-    """Register the password of a URL or conninfo string, if it has one."""
+    """Register the secrets of a URL or conninfo string, read with libpq's own parser (through
+    psycopg.conninfo) so that every form libpq accepts is understood. A string libpq refuses is
+    still a connection string a user meant: its likely password (what follows `user:` up to the
+    last `@`, or `password=` up to the next `key=`) is registered whole and by fragments, since
+    libpq's error messages quote fragments of it (`missing "=" after "SECRETPART"`)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except ProgrammingError:
+        params = {}
+        for candidate in _malformed_secrets(url):
+            register_secret(candidate)
+            for fragment in re.split(r"[\s'\"]+", candidate):
+                if len(fragment) >= 4:
+                    register_secret(fragment)
+    for key in SECRET_KEYS:
+        if params.get(key):
+            register_secret(str(params[key]))
     for pattern in (_URL_PASSWORD, _CONNINFO_PASSWORD, _QUERY_PASSWORD):
         for m in pattern.finditer(url):
             pw = m["pw"].strip("'")
             register_secret(pw)
             # A percent-encoded password is also seen decoded by libpq and in server messages.
             register_secret(unquote(pw))
+
+
+_MALFORMED_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@]*:(?P<pw>.*)@", re.DOTALL)
+_MALFORMED_KEY = re.compile(r"\b(?:ssl)?password\s*=\s*(?P<pw>.*?)(?=\s+\w+\s*=|$)", re.IGNORECASE | re.DOTALL)
+
+
+def _malformed_secrets(text: str) -> list[str]:
+    found = [m["pw"] for m in _MALFORMED_URL.finditer(text.strip())]
+    found += [m["pw"].strip().strip("'") for m in _MALFORMED_KEY.finditer(text)]
+    return [f for f in found if f]

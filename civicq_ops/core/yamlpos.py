@@ -4,6 +4,16 @@ PyYAML silently keeps the last of two duplicate keys and turns `2027-02-01` into
 wrong for configuration reviewed in pull requests. This loader composes the node tree itself,
 reports duplicate keys, keeps timestamps as strings (JSON Schema checks their format) and records
 the position of every value under its JSON path.
+
+It also bounds the work a hostile file can cause (the "billion laughs": anchors whose aliases
+expand exponentially, deep nesting, huge files). Before anything is built, one pass over the parse
+events computes the size the document would have once every alias is expanded, its nesting depth
+and its alias count, and refuses the file at the first event that crosses a limit, with its line:
+
+- `MAX_FILE_BYTES`   (2 MiB) : the whole shipped catalogue is ~110 kB;
+- `MAX_NODES`        (200,000 nodes once aliases are expanded);
+- `MAX_ALIASES`      (1,000 alias uses per file);
+- `MAX_DEPTH`        (64 levels of nested mappings and sequences).
 """
 
 from __future__ import annotations
@@ -17,6 +27,19 @@ import yaml
 from civicq_ops.core.diagnostics import Diagnostic
 
 JsonPath = tuple[str | int, ...]
+
+MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_NODES = 200_000
+MAX_ALIASES = 1_000
+MAX_DEPTH = 64
+
+
+class _TooBig(Exception):
+    """A limit was crossed at (line, col)."""
+
+    def __init__(self, line: int, col: int, message: str) -> None:
+        super().__init__(message)
+        self.line, self.col, self.message = line, col, message
 
 
 # libyaml's parser when PyYAML was built with it (the wheels are): several times faster.
@@ -65,6 +88,9 @@ def load_text(text: str, path: str) -> LoadedDocument:
     doc = LoadedDocument(path=path, data=None)
     loader = None
     try:
+        if len(text) > MAX_FILE_BYTES:
+            raise _TooBig(1, 1, f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+        _check_limits(text)
         loader = _StrictLoader(text)
         node = loader.get_single_node()
         if node is None:
@@ -80,6 +106,9 @@ def load_text(text: str, path: str) -> LoadedDocument:
     except yaml.YAMLError as e:  # ReaderError and friends carry no mark
         doc.diagnostics.append(Diagnostic(path, 1, 1, "yaml-syntax", f"invalid YAML: {e}".splitlines()[0]))
         doc.data = None
+    except _TooBig as e:
+        doc.diagnostics.append(Diagnostic(path, e.line, e.col, "yaml-too-large", e.message))
+        doc.data = None
     except RecursionError:
         doc.diagnostics.append(Diagnostic(path, 1, 1, "yaml-syntax", "invalid YAML: nested too deeply"))
         doc.data = None
@@ -92,6 +121,9 @@ def load_text(text: str, path: str) -> LoadedDocument:
 def load_file(path: str | Path) -> LoadedDocument:
     p = Path(path)
     try:
+        if p.is_file() and p.stat().st_size > MAX_FILE_BYTES:  # refuse before reading it
+            return LoadedDocument(str(p), None, diagnostics=[Diagnostic(
+                str(p), 1, 1, "yaml-too-large", f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")])
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         return LoadedDocument(str(p), None, diagnostics=[Diagnostic(str(p), 0, 0, "file-missing", "no such file")])
@@ -102,6 +134,50 @@ def load_file(path: str | Path) -> LoadedDocument:
     except OSError as e:
         return LoadedDocument(str(p), None, diagnostics=[Diagnostic(str(p), 0, 0, "file-unreadable", e.strerror or str(e))])
     return load_text(text, str(p))
+
+
+def _check_limits(text: str) -> None:
+    """One pass over the parse events: the expanded size (every alias counted as the size of its
+    anchor), the nesting depth and the alias count, each bounded. Linear in the file's events, so
+    a bomb is refused before it is built."""
+    sizes: dict[str, int] = {}  # anchor -> expanded size
+    stack: list[list] = [[0, None]]  # [expanded size so far, anchor] per open collection
+    total = aliases = 0
+    loader = _StrictLoader(text)
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            mark = event.start_mark
+            where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                if len(stack) > MAX_DEPTH:
+                    raise _TooBig(*where, f"nested more than {MAX_DEPTH} levels deep")
+                stack.append([0, event.anchor])
+                added = 1
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                size, anchor = stack.pop()
+                if anchor is not None:
+                    sizes[anchor] = size
+                stack[-1][0] += size
+                continue
+            elif isinstance(event, yaml.ScalarEvent):
+                added = 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            elif isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_ALIASES:
+                    raise _TooBig(*where, f"more than {MAX_ALIASES} aliases (*name)")
+                added = sizes.get(event.anchor, 1)
+            else:
+                continue
+            stack[-1][0] += added
+            total += added
+            if total > MAX_NODES:
+                raise _TooBig(*where, f"more than {MAX_NODES:,} values once aliases are expanded "
+                                      "(an alias bomb?)")
+    finally:
+        loader.dispose()
 
 
 def _construct(loader: yaml.SafeLoader, node: yaml.Node, jpath: JsonPath, doc: LoadedDocument) -> Any:

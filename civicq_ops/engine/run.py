@@ -12,20 +12,21 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-import yaml
 
 from civicq_ops.catalog.model import Catalog, Check
+from civicq_ops.catalog.params import ParamValueError, read_value, violation
+from civicq_ops.catalog.sqlcheck import inspect_query
 from civicq_ops.config import Project, Target
 from civicq_ops.core.capabilities import Capabilities, unmet_requirement
-from civicq_ops.core.errors import CivicqError, ExitCode, InputError, first_line
+from civicq_ops.core.errors import CivicqError, ExitCode, InputError, TargetUnreachable, first_line
 from civicq_ops.core.thresholds import SEVERITY
 from civicq_ops.engine.baseline import is_new_or_worse, load_baseline
 from civicq_ops.engine.evaluate import evaluate_rows
@@ -33,6 +34,8 @@ from civicq_ops.engine.facts import FactContext, FactProvider, gather
 from civicq_ops.engine.findings import Finding, Summary
 from civicq_ops.engine.waivers import apply_waivers
 from civicq_ops.postgres.connect import connect, open_pool, pooled
+from civicq_ops.postgres.deadline import GRACE_S
+from civicq_ops.postgres.deadline import deadline as query_deadline
 from civicq_ops.postgres.probe import probe
 from civicq_ops.templating.render import RenderedQuery, render_query
 
@@ -106,21 +109,19 @@ Progress = Callable[[str, int, int], None]
 
 
 def resolve_params(check: Check, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Defaults, then overrides (strings from the command line are read as YAML scalars)."""
+    """Defaults, then overrides (strings from the command line are read as YAML scalars), each
+    checked against its declared type, minimum/maximum, enum and pattern: a bad value is exit 2."""
     params = check.default_params()
     for name, raw in overrides.items():
         if name not in check.params:
             raise InputError(f"check '{check.id}' has no param '{name}' (it has: {', '.join(check.params) or 'none'})")
-        value = yaml.safe_load(raw) if isinstance(raw, str) else raw
-        kind = check.params[name].type
-        if kind == "array" and not isinstance(value, list):
-            value = [v.strip() for v in str(raw).split(",") if v.strip()]
-        if kind == "integer" and not (isinstance(value, int) and not isinstance(value, bool)):
-            raise InputError(f"--param {check.id}.{name}: {raw!r} is not an integer")
-        if kind == "number" and not isinstance(value, (int, float)):
-            raise InputError(f"--param {check.id}.{name}: {raw!r} is not a number")
-        if kind in ("string", "duration", "bytes"):
-            value = str(raw) if isinstance(raw, str) else value
+        try:
+            value = read_value(check.params[name], raw)
+            problem = violation(check.params[name], value)
+        except ParamValueError as e:
+            problem = str(e)
+        if problem:
+            raise InputError(f"--param {check.id}.{name}: {problem}")
         params[name] = value
     return params
 
@@ -148,13 +149,17 @@ def run_checks(
     """Run the selected checks on every target (concurrently) and decide the gate."""
     started = datetime.now(UTC)
     t0 = time.monotonic()
+    if options.budget_s is not None and options.budget_s <= 0:
+        raise InputError(f"--budget must be more than 0s, not {options.budget_s:g}s")
     checks = selection.pick(catalog)
-    for check_id in options.params:
+    targets = list({t.name: t for t in targets}.values())  # `--target a,a` runs `a` once
+    for check_id, overrides in options.params.items():
         if check_id not in catalog.checks:
             raise InputError(f"--param names unknown check '{check_id}'")
+        resolve_params(catalog.checks[check_id], overrides)  # every value is checked, selected or not
     params = {c.id: resolve_params(c, options.params.get(c.id, {})) for c in checks}
     baseline = load_baseline(options.baseline) if options.baseline else None
-    deadline = t0 + options.budget_s if options.budget_s else None
+    deadline = t0 + options.budget_s if options.budget_s is not None else None
     counter = _Counter(len(checks) * len(targets), progress)
 
     def one(target: Target) -> tuple[TargetRun, list[Finding], list[dict]]:
@@ -165,7 +170,7 @@ def run_checks(
     else:
         with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
             outcomes = list(pool.map(one, targets))
-    findings = [f for _, fs, _ in outcomes for f in fs]
+    findings = unique_findings([f for _, fs, _ in outcomes for f in fs])
     errors = [e for _, _, es in outcomes for e in es]
     today = (options.now or started).date()
     notices = apply_waivers(findings, catalog.waivers, today, {c.id for c in checks})
@@ -176,6 +181,27 @@ def run_checks(
     result.exit_code = decide_exit(result)
     result.duration_s = round(time.monotonic() - t0, 3)
     return result
+
+
+def unique_findings(findings: list[Finding]) -> list[Finding]:
+    """One finding per id. Two rows with the same subject (a check whose subject columns do not
+    identify a row, e.g. pg_stat_statements keyed by queryid alone while it keeps a row per role)
+    would give two findings with one id, which history and baselines cannot tell apart: the first
+    is kept and becomes an error that names the check and the subject."""
+    kept: dict[str, Finding] = {}
+    extra: dict[str, int] = {}
+    for f in findings:
+        if f.id in kept:
+            extra[f.id] = extra.get(f.id, 1) + 1
+        else:
+            kept[f.id] = f
+    for fid, count in extra.items():
+        f = kept[fid]
+        columns = ", ".join(f.subject) if f.subject else "none"
+        f.reason = (f"check '{f.check}' returned {count} rows for the subject {f.subject_text()}: its subject "
+                    f"columns ({columns}) do not identify one row")
+        f.status, f.message = "error", f"{f.title}: {f.reason}"
+    return list(kept.values())
 
 
 def gate_failures(findings: list[Finding], fail_on: str, baseline: dict[str, str] | None) -> list[str]:
@@ -215,6 +241,7 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
                 options: RunOptions, deadline: float | None,
                 counter: _Counter) -> tuple[TargetRun, list[Finding], list[dict]]:
     run = TargetRun(name=target.name)
+    health = _TargetHealth()
 
     def failed(message: str) -> tuple[TargetRun, list[Finding], list[dict]]:
         for c in checks:
@@ -226,12 +253,14 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     relations = sorted({r for req in needs for r in req.get("relations", [])})
     settings = sorted({s for req in needs for s in (req.get("settings") or {})})
     try:
-        with connect(project, target, autocommit=False) as first:
-            try:
-                caps = probe(first, name=target.name, environment=target.environment, local=target.embedded,
-                             relations=relations, settings=settings, expected_role=target.role)
-            except psycopg.Error as e:
-                return failed(f"probing target '{target.name}' failed: {first_line(e)}")
+        with connect(project, target, autocommit=False, timeout=_left(deadline)) as first:
+            with query_deadline(first, min(PROBE_LIMIT_S, _left(deadline) or PROBE_LIMIT_S)) as watch:
+                try:
+                    caps = probe(first, name=target.name, environment=target.environment, local=target.embedded,
+                                 relations=relations, settings=settings, expected_role=target.role)
+                except psycopg.Error as e:
+                    why = watch.describe() if watch.fired else first_line(e)
+                    return failed(f"probing target '{target.name}' failed: {why}")
             needed = {name for c in checks if unmet_requirement(c.requires, caps) is None for name in c.facts}
             facts, missing = gather(needed, options.facts, FactContext(project, target, caps, first))
     except CivicqError as e:
@@ -239,10 +268,23 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     run.server_version, run.role, run.system_identifier = caps.version_text, caps.role, caps.system_identifier
     pool = open_pool(project, target, options.pool_size)
 
+    @contextmanager
+    def conn_from_pool() -> Iterator[psycopg.Connection]:
+        if health.dead:
+            raise TargetUnreachable(f"not run: {health.dead}")
+        try:
+            with pooled(pool, target) as conn:
+                yield conn
+        except TargetUnreachable as e:
+            health.dead = health.dead or e.message
+            raise
+
     def work(check: Check) -> list[Finding]:
         try:
-            return _run_one(check, params[check.id], caps, facts, missing, lambda: pooled(pool, target),
-                            deadline, options.now)
+            return _run_one(check, params[check.id], caps, facts, missing, conn_from_pool, deadline, options.now,
+                            health)
+        except CivicqError as e:  # never lose the other findings of this target
+            return [_skipped(check, caps, e.message, "error")]
         finally:
             counter.tick(check.id)
 
@@ -251,8 +293,23 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
         with ThreadPoolExecutor(max_workers=workers) as executor:
             results = list(executor.map(work, checks))
     finally:
-        pool.close()
+        pool.close(timeout=1.0)
     return run, [f for fs in results for f in fs], []
+
+
+PROBE_LIMIT_S = 30.0
+
+
+@dataclass
+class _TargetHealth:
+    """Shared by a target's workers: once its server stopped answering (a client-side deadline
+    fired, or reconnecting failed), the remaining checks are reported at once, not waited on."""
+
+    dead: str | None = None
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _skipped(check: Check, caps: Capabilities, reason: str, status: str = "skipped") -> Finding:
@@ -263,7 +320,7 @@ def _skipped(check: Check, caps: Capabilities, reason: str, status: str = "skipp
 
 def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: dict[str, dict[str, Any]],
              missing: dict[str, tuple[str, str]], get_conn: Callable[[], AbstractContextManager[psycopg.Connection]],
-             deadline: float | None, now: datetime | None) -> list[Finding]:
+             deadline: float | None, now: datetime | None, health: _TargetHealth | None = None) -> list[Finding]:
     reason = unmet_requirement(check.requires, caps)
     if reason:
         return [_skipped(check, caps, reason)]
@@ -281,10 +338,17 @@ def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: di
         rendered = render_check(check, params, caps, facts)
     except CivicqError as e:
         return [_skipped(check, caps, e.message, "error")]
+    # The final SQL is judged again: a `| sql_unsafe` value or a `--param` could have brought in
+    # what `validate` refused in the template (e.g. a call that signals a backend).
+    verdict = inspect_query(rendered.numbered(), review=False)
+    if verdict.problem:
+        return [_skipped(check, caps, f"refused before running: {verdict.problem}", "error")]
+    watch = None
     try:
-        with get_conn() as conn, conn.transaction():
-            # Committed, not rolled back: a read-only commit changes nothing, and rollbacks would
-            # inflate the rollback ratio that a check of this catalogue watches.
+        # Committed, not rolled back: a read-only commit changes nothing, and rollbacks would
+        # inflate the rollback ratio that a check of this catalogue watches. The client-side
+        # deadline (a little after statement_timeout) catches a server that stopped answering.
+        with get_conn() as conn, query_deadline(conn, timeout + GRACE_S) as watch, conn.transaction():
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
                          (f"{max(1, int(timeout * 1000))}ms", f"{LOCK_TIMEOUT_MS}ms"))
@@ -302,5 +366,9 @@ def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: di
     except psycopg.errors.ReadOnlySqlTransaction as e:
         return [_skipped(check, caps, f"the query tried to write in a READ ONLY transaction: {first_line(e)}", "error")]
     except psycopg.Error as e:  # a broken connection goes back to the pool, which replaces it
+        if watch is not None and watch.fired:
+            if health is not None:
+                health.dead = health.dead or f"the target stopped answering ({watch.describe()})"
+            return [_skipped(check, caps, watch.describe(), "error")]
         return [_skipped(check, caps, f"query failed: {first_line(e)}", "error")]
     return evaluate_rows(check, rows, params, caps, now, facts)

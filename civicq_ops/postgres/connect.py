@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import ProgrammingError, sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from civicq_ops.config import Project, Target
@@ -19,6 +21,13 @@ from civicq_ops.core.redaction import register_secret
 from civicq_ops.postgres.local_cluster import OS_USER, LocalCluster, _ensure_os_user, _first_untraversable
 
 APPLICATION_NAME = "civicq-ops"
+
+# A dead host or a cut network is noticed within about half a minute rather than the kernel's
+# two hours: TCP keepalives on an idle connection, and tcp_user_timeout (ms) for data the peer
+# never acknowledges. A frozen server process whose kernel still answers is caught by the
+# client-side deadline of postgres/deadline.py instead. A URL may override each of them.
+TCP_DEFAULTS = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+                "tcp_user_timeout": 30_000}
 
 
 def local_cluster(project: Project, target: Target) -> LocalCluster:
@@ -55,26 +64,56 @@ def connect_kwargs(project: Project, target: Target, dbname: str | None = None) 
         kw = {"conninfo": target.url or ""}
         if dbname:
             kw["dbname"] = dbname
-    kw.setdefault("application_name", APPLICATION_NAME)
-    kw.setdefault("connect_timeout", target.connect_timeout)
+    given = url_params(target.url) if not target.embedded else {}
+    for key, value in {**TCP_DEFAULTS, "application_name": APPLICATION_NAME,
+                       "connect_timeout": target.connect_timeout}.items():
+        if key not in given:
+            kw.setdefault(key, value)
     return kw
 
 
+_LIBPQ_PREFIX = re.compile(r'^connection to server (at "[^"]*"(?: \([^)]*\))?, port \d+|on socket "[^"]*") failed: ')
+
+
+def url_params(url: str | None) -> dict[str, str]:
+    """A URL's or conninfo string's parameters, read by libpq's parser ({} if it cannot read it:
+    connecting then reports why)."""
+    try:
+        return {k: str(v) for k, v in conninfo_to_dict(url or "").items()}
+    except ProgrammingError:
+        return {}
+
+
+def where(kw: dict[str, Any]) -> str:
+    """host:port (and database) that `kw` points at, for messages; never the password."""
+    params = {**url_params(str(kw.get("conninfo", ""))), **{k: str(v) for k, v in kw.items() if k != "conninfo"}}
+    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "the local socket"
+    port = params.get("port") or os.environ.get("PGPORT") or "5432"
+    dbname = params.get("dbname") or os.environ.get("PGDATABASE")
+    return f"{host}:{port}" + (f" (database {dbname})" if dbname else "")
+
+
 def connect(
-    project: Project, target: Target, *, dbname: str | None = None, autocommit: bool = False
+    project: Project, target: Target, *, dbname: str | None = None, autocommit: bool = False,
+    timeout: float | None = None,
 ) -> psycopg.Connection:
-    """Open a connection; failures become TargetUnreachable with a redacted one-line reason."""
-    return open_connection(connect_kwargs(project, target, dbname), what=f"target '{target.name}'",
-                           autocommit=autocommit)
+    """Open a connection; failures become TargetUnreachable with a redacted one-line reason that
+    names the host and port. `timeout` shortens connect_timeout (e.g. to what a run budget has left)."""
+    kw = connect_kwargs(project, target, dbname)
+    if timeout is not None:
+        kw["connect_timeout"] = max(1, min(int(kw.get("connect_timeout") or target.connect_timeout), int(timeout + 0.999)))
+    return open_connection(kw, what=f"target '{target.name}'", autocommit=autocommit)
 
 
 def open_connection(kwargs: dict[str, Any], *, what: str, autocommit: bool = False) -> psycopg.Connection:
     """psycopg.connect(**kwargs): the one place where a failed connection becomes an error naming
-    `what` ("target 'prod'", "the state store") with a one-line reason (redacted when printed)."""
+    `what` ("target 'prod'", "the state store") and the host and port, with a one-line reason
+    (redacted when printed)."""
     try:
         return psycopg.connect(autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as e:
-        raise TargetUnreachable(f"cannot connect to {what}: {first_line(e)}") from e
+        reason = _LIBPQ_PREFIX.sub("", first_line(e))  # it repeats the host and port named here
+        raise TargetUnreachable(f"cannot connect to {what} at {where(kwargs)}: {reason}") from e
     except psycopg.ProgrammingError as e:  # a malformed URL
         raise TargetUnreachable(f"{what} has an invalid connection string: {first_line(e)}") from e
 

@@ -6,10 +6,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
+from pathlib import Path
 from urllib.parse import quote
 
+from psycopg import ProgrammingError
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from civicq_ops.config import Project, Target
-from civicq_ops.core.errors import InputError
+from civicq_ops.core.errors import InputError, first_line
 from civicq_ops.core.redaction import redact
 from civicq_ops.postgres.binaries import find_client
 from civicq_ops.postgres.connect import connect_kwargs, ensure_database, local_cluster
@@ -64,22 +69,39 @@ def target_url(project: Project, target: Target, show_password: bool = False) ->
     return link if show_password else redact(link)
 
 
-def psql_command(project: Project, target: Target, extra: list[str]) -> tuple[list[str], dict[str, str]]:
-    """argv and environment for psql on the target (the password in PGPASSWORD, never in argv for
-    an embedded target)."""
-    kw = connect_kwargs(project, target)
+def psql_environment(kw: dict, embedded: bool) -> tuple[dict[str, str], list[str], str | None]:
+    """psql's environment, arguments and service-file text for a target: secrets never on its
+    command line, where `ps` shows them to every local user; the password goes in PGPASSWORD
+    (readable only by this user), the rest as a conninfo argument without secrets."""
     env = dict(os.environ)
-    if target.embedded:
+    env["PGAPPNAME"] = "civicq-ops psql"
+    if embedded:
         env.update(PGHOST=str(kw["host"]), PGPORT=str(kw["port"]), PGUSER=str(kw["user"]),
                    PGPASSWORD=str(kw["password"]), PGDATABASE=str(kw["dbname"]))
-        args: list[str] = []
-    else:
-        args = [str(kw["conninfo"])]
-    env["PGAPPNAME"] = "civicq-ops psql"
-    return [str(find_client("psql")), *args, *extra], env
+        return env, [], None
+    try:
+        params = conninfo_to_dict(str(kw["conninfo"]))
+    except ProgrammingError as e:
+        raise InputError(f"the target's connection string is invalid: {first_line(e)}") from e
+    if kw.get("dbname"):
+        params["dbname"] = kw["dbname"]
+    password = params.pop("password", None)
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    ssl_password = params.pop("sslpassword", None)
+    service = f"[civicq-ops]\nsslpassword={ssl_password}\n" if ssl_password is not None else None
+    return env, [make_conninfo(**params)] if params else [], service
 
 
 def run_psql(project: Project, target: Target, extra: list[str]) -> int:
-    """Run psql on the target in the foreground; its exit code."""
-    argv, env = psql_command(project, target, extra)
-    return subprocess.run(argv, env=env).returncode
+    """Run psql on the target in the foreground; its exit code. Secrets libpq has no variable for
+    (sslpassword) go in a 0600 service file that lives as long as psql."""
+    env, args, secrets = psql_environment(connect_kwargs(project, target), target.embedded)
+    program = find_client("psql")
+    with tempfile.TemporaryDirectory(prefix="civicq-psql-") as folder:
+        if secrets:
+            service = Path(folder) / "pg_service.conf"
+            service.touch(mode=0o600)
+            service.write_text(secrets)
+            env.update(PGSERVICEFILE=str(service), PGSERVICE="civicq-ops")
+        return subprocess.run([str(program), *args, *extra], env=env).returncode

@@ -41,6 +41,8 @@ class RunRequest:
 class Delivered:
     result: RunResult
     text: str  # standard output, in the requested format
+    errors: list[str] = field(default_factory=list)  # for stderr too, as every error is (README)
+    notices: list[str] = field(default_factory=list)  # for stderr: e.g. the run could not be recorded
 
 
 def run_and_report(project: Project, targets: list[Target], request: RunRequest,
@@ -52,22 +54,28 @@ def run_and_report(project: Project, targets: list[Target], request: RunRequest,
         raise InputError("--fail-on must be warning or critical")
     out_specs = parse_outputs(request.outputs)
     try:
-        budget_s = parse_duration(request.budget) if request.budget else None
+        budget_s = parse_duration(request.budget) if request.budget is not None else None
     except ValueError as e:
         raise InputError(f"--budget: {e}") from e
+    if request.pool is not None and request.pool < 1:
+        raise InputError(f"--pool must be at least 1, not {request.pool}")
+    if request.baseline is not None and not request.baseline.strip():
+        raise InputError("--baseline needs a file")
     catalog = project_catalog(project).catalog
     options = RunOptions(params=request.params, fail_on=request.fail_on, budget_s=budget_s,
                          baseline=request.baseline, pool_size=request.pool or DEFAULT_POOL, facts=default_providers(project))
     result = run_checks(project, targets, catalog, request.selection, options, progress=progress)
-    record_run(project, result)
+    # The report first: rendered and written before history is recorded, which is best effort.
     text = render(result, request.fmt, colour=request.colour, verbose=request.verbose)
     write_outputs(result, out_specs, stdout_format=request.fmt)
-    return Delivered(result, text)
+    notice = record_run(project, result)
+    return Delivered(result, text, errors=[e["message"] for e in result.errors],
+                     notices=[notice] if notice else [])
 
 
-def record_run(project: Project, result: RunResult) -> None:
-    """Keep the run in the state store for `history`; a store that cannot be opened (or written)
-    is a notice in the report, never a lost report."""
+def record_run(project: Project, result: RunResult) -> str | None:
+    """Keep the run in the state store for `history`. A store that cannot be opened or written
+    (read-only, full disk, server gone) gives a notice to print, never a lost report."""
     try:
         store = open_store(project)
         try:
@@ -76,8 +84,8 @@ def record_run(project: Project, result: RunResult) -> None:
             store.close()
     except (CivicqError, OSError) as e:
         message = e.message if isinstance(e, CivicqError) else str(e)
-        result.notices.append({"code": "state-store", "message": f"the run was not recorded: {message}",
-                               "path": "-", "line": 0})
+        return f"the run was not recorded in the state store: {message}"
+    return None
 
 
 def write_run_baseline(project: Project, targets: list[Target], selection: Selection, path: str) -> int:

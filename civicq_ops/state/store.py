@@ -22,7 +22,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -108,11 +108,13 @@ class StateStore:
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
-        """A store that cannot be read or written (locked, read-only, gone) is an ExecutionError."""
+        """A read-only or full store, or one whose server went away, is an ExecutionError that
+        names the store (callers that only keep history turn it into a notice)."""
         try:
             yield
-        except (sqlite3.Error, psycopg.Error) as e:
-            raise ExecutionError(f"the state store failed: {first_line(e)}") from e
+        except (sqlite3.Error, psycopg.Error, OSError) as e:
+            where = "the state store" if self.kind == "sqlite" else "the PostgreSQL state store"
+            raise ExecutionError(f"{where} failed: {first_line(e)}") from e
 
     @property
     def version(self) -> int:
@@ -132,7 +134,7 @@ class StateStore:
         if self.version == SCHEMA_VERSION:
             return
         while True:
-            with self._transaction():
+            with self._transaction(migration=True):
                 current = self.version  # read again under the lock: another runner may have upgraded
                 if current > SCHEMA_VERSION:
                     raise ExecutionError(
@@ -146,19 +148,22 @@ class StateStore:
                 self.execute("INSERT INTO schema_version (version) VALUES (?)", (current + 1,))
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One upgrade step: all of it or nothing, and one upgrader at a time."""
+    def _transaction(self, migration: bool = False) -> Iterator[None]:
+        """All of it or nothing (and one sync, not one per statement); a migration step also takes
+        a lock so that one runner upgrades at a time."""
         if self.kind == "sqlite":
             self.execute("BEGIN IMMEDIATE")  # takes the write lock now
             try:
                 yield
             except BaseException:
-                self.execute("ROLLBACK")
+                with suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
                 raise
             self.execute("COMMIT")
         else:
-            with self._conn.transaction():
-                self.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+            with self._errors(), self._conn.transaction():
+                if migration:
+                    self.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
                 yield
 
     def close(self) -> None:
@@ -167,7 +172,12 @@ class StateStore:
     # -- runs and findings ------------------------------------------------------------------
 
     def record_run(self, result) -> None:
-        """Keep a run and the value of each finding, for `history`."""
+        """Keep a run and the value of each finding, for `history`: all of it or nothing (one
+        transaction, also one sync instead of one per finding)."""
+        with self._transaction():
+            self._record_run(result)
+
+    def _record_run(self, result) -> None:
         at = result.started_at.isoformat()
         self.execute("INSERT INTO runs (id, started_at, duration_s, targets, summary, exit_code, fail_on) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?)",

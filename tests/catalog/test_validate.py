@@ -111,8 +111,9 @@ def test_unit_that_does_not_fit_the_value_is_an_error(tmp_path):
     assert any(d.code == "bad-unit" and "5min" in d.message for d in validate(tmp_path, text))
 
 
-def test_sql_unsafe_is_reported_as_a_notice(tmp_path):
+def test_sql_unsafe_on_a_bounded_param_is_reported_as_a_notice(tmp_path):
     text = GOOD_CHECK.replace("> {{ params.min_bytes }}", "> {{ params.min_bytes | sql_unsafe }}")
+    text = text.replace("default: 1000}", "default: 1000, pattern: '[0-9]+'}")
     diags = validate(tmp_path, text)
     assert [d.level for d in diags if d.code == "sql-unsafe"] == ["notice"]
     assert not [d for d in diags if d.level == "error"]
