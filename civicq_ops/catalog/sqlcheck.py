@@ -126,7 +126,7 @@ def _walk(node, problems: list[str], review: bool) -> None:
         elif key == "FuncCall" and isinstance(value, dict):
             name = _last_name(value.get("funcname", []))
             effect = side_effect(name, review) if name else None
-            if effect:
+            if effect and name:
                 problems.append(f"function {name.lower()}() {effect}")
         _walk(value, problems, review)
 

@@ -151,7 +151,7 @@ def _check_limits(text: str) -> None:
             where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
             if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 if len(stack) > MAX_DEPTH:
-                    raise _TooBig(*where, f"nested more than {MAX_DEPTH} levels deep")
+                    raise _TooBig(where[0], where[1], f"nested more than {MAX_DEPTH} levels deep")
                 stack.append([0, event.anchor])
                 added = 1
             elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
@@ -167,14 +167,14 @@ def _check_limits(text: str) -> None:
             elif isinstance(event, yaml.AliasEvent):
                 aliases += 1
                 if aliases > MAX_ALIASES:
-                    raise _TooBig(*where, f"more than {MAX_ALIASES} aliases (*name)")
-                added = sizes.get(event.anchor, 1)
+                    raise _TooBig(where[0], where[1], f"more than {MAX_ALIASES} aliases (*name)")
+                added = sizes.get(event.anchor or "", 1)
             else:
                 continue
             stack[-1][0] += added
             total += added
             if total > MAX_NODES:
-                raise _TooBig(*where, f"more than {MAX_NODES:,} values once aliases are expanded "
+                raise _TooBig(where[0], where[1], f"more than {MAX_NODES:,} values once aliases are expanded "
                                       "(an alias bomb?)")
     finally:
         loader.dispose()

@@ -90,7 +90,7 @@ def psql_environment(kw: dict, embedded: bool) -> tuple[dict[str, str], list[str
         env["PGPASSWORD"] = str(password)
     ssl_password = params.pop("sslpassword", None)
     service = f"[civicq-ops]\nsslpassword={ssl_password}\n" if ssl_password is not None else None
-    return env, [make_conninfo(**params)] if params else [], service
+    return env, [make_conninfo("", **params)] if params else [], service
 
 
 def run_psql(project: Project, target: Target, extra: list[str]) -> int:
