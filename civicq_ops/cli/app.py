@@ -31,6 +31,12 @@ class _Handled(TyperGroup):
             raise typer.Exit(int(e.exit_code)) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # The reader of our output went away (`| head`): stop quietly, as a tool killed by SIGPIPE does.
+            from civicq_ops.cli.common import silence_stdout
+
+            silence_stdout()
+            raise typer.Exit(128 + 13) from None
         except Exception as e:
             if _debug(ctx) or type(e).__module__.startswith(("typer", "click")):
                 raise

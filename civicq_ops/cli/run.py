@@ -23,7 +23,7 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
     from civicq_ops.core.errors import InputError
     from civicq_ops.core.units import parse_duration
     from civicq_ops.engine.run import RunOptions, Selection, run_checks
-    from civicq_ops.report.formats import RUN_FORMATS, parse_outputs, render, write_outputs
+    from civicq_ops.report.formats import RUN_FORMATS, parse_outputs, render_safely, write_outputs
 
     s: Session = ctx.find_object(Session)
     if fmt not in RUN_FORMATS:
@@ -43,9 +43,22 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
     with progress(s.quiet, "checks") as show:
         result = run_checks(s.project, targets, catalog, selection, options, progress=show)
     _record(s, result)
-    emit(render(result, fmt, colour=colour_on(), verbose=verbose))
-    write_outputs(result, out_specs, stdout_format=fmt)
-    exit_with(result.exit_code)
+    failures: list = []
+    text = render_safely(result, fmt, f"standard output ({fmt})", failures, colour=colour_on(), verbose=verbose)
+    if text is not None:
+        emit(text)
+    failures += write_outputs(result, out_specs, stdout_format=fmt)
+    exit_with(_delivered(result.exit_code, failures))
+
+
+def _delivered(exit_code: int, failures: list) -> int:
+    """Name every output that failed (the others were written); a lost output is an execution error."""
+    from civicq_ops.cli.session import report_error
+    from civicq_ops.core.errors import ExitCode
+
+    for failure in failures:
+        report_error(f"output {failure.name} was not written: {failure.message}")
+    return int(ExitCode.EXECUTION_ERROR) if failures else exit_code
 
 
 def _record(s: Session, result) -> None:
@@ -66,9 +79,9 @@ def _split(values: list[str] | None) -> list[str]:
 @app.command("checks")
 def run_checks_cmd(
     ctx: typer.Context,
-    check: Annotated[list[str] | None, typer.Option("--check", help="Check id(s); repeatable or comma-separated.")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only checks with this tag.")] = None,
-    category: Annotated[list[str] | None, typer.Option("--category", help="Only checks in this category.")] = None,
+    check: Annotated[list[str] | None, typer.Option("--check", help="Check id(s); repeatable or comma-separated (any of them).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Checks with any of these tags.")] = None,
+    category: Annotated[list[str] | None, typer.Option("--category", help="Checks in any of these categories.")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", help="CHECK.PARAM=VALUE, repeatable.")] = None,
     fail_on: Annotated[str, typer.Option("--fail-on", help="Gate level: warning or critical.")] = "critical",
     fmt: FormatOpt = "text",
@@ -79,6 +92,10 @@ def run_checks_cmd(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List ok findings too.")] = False,
 ) -> None:
     """Run the checks against the target(s) and report; the exit code is the gate.
+
+    Selectors: the values of one kind are a union (--tag a,b: tagged a or b); different kinds
+    intersect (--category vacuum --tag quick: the quick vacuum checks). A value that matches nothing,
+    or a selection of no check, is exit 2.
 
     Example: civicq-ops run checks --fail-on warning --format sarif -o junit=report.xml
     """
@@ -129,7 +146,7 @@ def baseline_write(
 
         raise ExecutionError("some checks could not run; the baseline was not written: "
                              + "; ".join(e["message"] for e in result.errors) or "see `run checks`")
-    count = write_baseline(result.findings, path)
+    count = write_baseline(result.findings, path, result.targets)
     emit(f"wrote {path}: {count} accepted finding(s)\n")
 
 

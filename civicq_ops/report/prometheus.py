@@ -8,6 +8,7 @@ subject. Scrape it from a textfile collector, or serve it with any HTTP server.
 from __future__ import annotations
 
 from civicq_ops.engine.run import RunResult
+from civicq_ops.report.safe import number
 
 _STATUS = {"ok": 0, "warning": 1, "critical": 2, "error": 3, "skipped": -1}
 
@@ -25,8 +26,8 @@ def render(result: RunResult) -> str:
             for f in result.findings:
                 subject = f.subject_text() if f.subject else ""
                 status.add_metric([f.check, f.category, f.target, subject, str(f.waived).lower()], _STATUS[f.status])
-                if isinstance(f.value, (int, float)) and not isinstance(f.value, bool):
-                    value.add_metric([f.check, f.target, subject, f.unit or ""], float(f.value))
+                if number(f.value) is not None:  # NaN, infinities and numbers no float holds are left out
+                    value.add_metric([f.check, f.target, subject, f.unit or ""], number(f.value))
             yield status
             yield value
             totals = GaugeMetricFamily("civicq_findings", "Findings of the run by status", labels=["status"])
