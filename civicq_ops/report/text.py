@@ -74,7 +74,8 @@ def render(result: RunResult, colour: bool = False, verbose: bool = False) -> st
     if todo:
         lines.append("== what to do")
         for i, f in enumerate(todo, 1):
-            lines.append(printable(f"{i}. [{f.status}] {f.check} {_subject(f)}: {f.recommendation}"))
+            where = f" {_subject(f)}" if f.subject else ""
+            lines.append(printable(f"{i}. [{f.status}] {f.check}{where}: {f.recommendation}"))
         lines.append("")
     for e in result.errors:
         lines.append(printable(f"error: {e['message']}"))

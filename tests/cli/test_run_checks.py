@@ -11,7 +11,7 @@ import pytest
 
 from tests.fixtures.pg import REPO, failed_concurrent_index
 
-SARIF_SCHEMA = REPO.parent / "shared" / "schemas" / "sarif-schema-2.1.0.json"
+SARIF_SCHEMA = REPO / "tests" / "fixtures" / "sarif-schema-2.1.0.json"  # the official OASIS schema, vendored
 
 
 @pytest.fixture

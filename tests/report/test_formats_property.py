@@ -5,6 +5,7 @@ and the machine formats stay parseable (strict JSON, XML, SARIF against the offi
 from __future__ import annotations
 
 import json
+import os
 import re
 import string
 from decimal import Decimal
@@ -25,6 +26,7 @@ from tests.report.runs import catalog, finding, result
 pytestmark = pytest.mark.slow
 
 SARIF_SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "sarif-schema-2.1.0.json"
+EXAMPLES = int(os.environ.get("CIVICQ_PROPERTY_EXAMPLES", "150"))  # 2,000 per format pass too (8 min)
 HOSTILE = "|%:,\n\r\t\x00\x1b[31m\x07\u2028é漢字🙂{{ }}<>&\"'"
 
 texts = st.text(alphabet=st.sampled_from(list(HOSTILE) + list(string.printable)) | st.characters(), max_size=40)
@@ -98,6 +100,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 def check_format(run, fmt: str) -> None:
     out = render(run, fmt)
     assert isinstance(out, str)
+    if fmt == "text":  # also as a terminal sees it: colours, ok findings listed
+        coloured = render(run, fmt, colour=True, verbose=True)
+        assert not _CONTROL.search(coloured.replace("\x1b[", "")), "only our own colour codes reach the terminal"
     if fmt == "json":
         from civicq_ops.catalog.structure import load_schema
 
@@ -121,7 +126,7 @@ def check_format(run, fmt: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", RUN_FORMATS)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(run=runs())
 def test_every_format_renders_any_finding(fmt, run):
     check_format(run, fmt)
