@@ -44,7 +44,7 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
         result = run_checks(s.project, targets, catalog, selection, options, progress=show)
     _record(s, result)
     failures: list = []
-    text = render_safely(result, fmt, f"standard output ({fmt})", failures, colour=colour_on(), verbose=verbose)
+    text = render_safely(result, fmt, f"{fmt} (standard output)", failures, colour=colour_on(), verbose=verbose)
     if text is not None:
         emit(text)
     failures += write_outputs(result, out_specs, stdout_format=fmt)

@@ -178,3 +178,26 @@ def test_waiver_notices_reach_github_on_a_real_run(cli, problem_db, tmp_path):
     result = cli("--config", str(config), "run", "checks", "--check", "invalid-index", "--format", "github",
                  env={"CIVICQ_DATABASE_URL": problem_db.url})
     assert any(ln.startswith("::notice file=") and "waiver-stale" in ln for ln in result.stdout.splitlines()), result.output
+
+
+def test_a_crashing_text_report_still_writes_the_json_file(problem_db, tmp_path, monkeypatch):
+    """The reported case: the text renderer crashed and `-o json=FILE` wrote nothing."""
+    from typer.testing import CliRunner
+
+    from civicq_ops.cli.app import app
+    from civicq_ops.report import formats
+
+    real = formats.render
+
+    def text_crashes(result, fmt, **kw):
+        if fmt == "text":
+            raise ValueError("invalid literal for int() with base 10: '5,000'")
+        return real(result, fmt, **kw)
+
+    monkeypatch.setattr(formats, "render", text_crashes)
+    monkeypatch.setenv("CIVICQ_DATABASE_URL", problem_db.url)
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(app, ["--config", CONFIG, "run", "checks", "--check", FIVE, "-o", f"json={out}"])
+    assert result.exit_code == 3
+    assert "error: output text (standard output) was not written: ValueError" in result.output
+    assert json.loads(out.read_text())["run"]["exit_code"] == 1
