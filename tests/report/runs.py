@@ -35,3 +35,17 @@ def result(findings: list[Finding], *, targets: list[TargetRun] | None = None, e
                                                    system_identifier="7")],
                      findings=findings, checks=checks, errors=errors or [], notices=notices or [],
                      gate_failures=gate_failures or [], exit_code=exit_code)
+
+
+def break_format(monkeypatch, broken: str, message: str = "renderer bug") -> None:
+    """Make one format's renderer raise, as a renderer bug would; the others render as usual."""
+    from civicq_ops.report import formats
+
+    real = formats.render
+
+    def render(result, fmt, **kw):
+        if fmt == broken:
+            raise ValueError(message)
+        return real(result, fmt, **kw)
+
+    monkeypatch.setattr(formats, "render", render)

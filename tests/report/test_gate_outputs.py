@@ -13,11 +13,10 @@ import jsonschema
 from civicq_ops.core.diagnostics import Diagnostic
 from civicq_ops.engine.baseline import Comparison, Entry
 from civicq_ops.engine.run import TargetRun
-from civicq_ops.report import formats
 from civicq_ops.report.formats import render, write_outputs
 from civicq_ops.report.sarif import template_outline
 from civicq_ops.report.validation import render as render_diagnostics
-from tests.report.runs import finding, result
+from tests.report.runs import break_format, finding, result
 
 SARIF_SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "sarif-schema-2.1.0.json"
 UNREACHABLE = "cannot connect to target 'env': connection refused"
@@ -30,14 +29,7 @@ def test_a_failing_output_is_named_and_the_others_are_written(tmp_path, monkeypa
     blocked.write_text("a file where a folder should be")
     outputs = [("junit", str(blocked / "report.xml")), ("json", str(tmp_path / "out.json")),
                ("markdown", str(tmp_path / "pr.md"))]
-    real_render = formats.render
-
-    def broken_markdown(result, fmt, **kw):
-        if fmt == "markdown":
-            raise ValueError("renderer bug")
-        return real_render(result, fmt, **kw)
-
-    monkeypatch.setattr(formats, "render", broken_markdown)
+    break_format(monkeypatch, "markdown")
     failures = write_outputs(run, outputs)
     assert [f.name for f in failures] == [f"junit={blocked / 'report.xml'}", f"markdown={tmp_path / 'pr.md'}"]
     assert "ValueError: renderer bug" in failures[1].message

@@ -185,16 +185,9 @@ def test_a_crashing_text_report_still_writes_the_json_file(problem_db, tmp_path,
     from typer.testing import CliRunner
 
     from civicq_ops.cli.app import app
-    from civicq_ops.report import formats
+    from tests.report.runs import break_format
 
-    real = formats.render
-
-    def text_crashes(result, fmt, **kw):
-        if fmt == "text":
-            raise ValueError("invalid literal for int() with base 10: '5,000'")
-        return real(result, fmt, **kw)
-
-    monkeypatch.setattr(formats, "render", text_crashes)
+    break_format(monkeypatch, "text", "invalid literal for int() with base 10: '5,000'")
     monkeypatch.setenv("CIVICQ_DATABASE_URL", problem_db.url)
     out = tmp_path / "r.json"
     result = CliRunner().invoke(app, ["--config", CONFIG, "run", "checks", "--check", FIVE, "-o", f"json={out}"])
