@@ -30,6 +30,14 @@ def render(result: RunResult) -> str:
                     value.add_metric([f.check, f.target, subject, f.unit or ""], number(f.value))
             yield status
             yield value
+            if result.comparison is not None:
+                changed = GaugeMetricFamily("civicq_check_baseline_new", "1 for a finding new or worse than the "
+                                            "baseline (state: new or worse)", labels=["check", "target", "subject", "state"])
+                for f in result.findings:
+                    state = result.comparison.states.get(f.id)
+                    if state in ("new", "worse"):
+                        changed.add_metric([f.check, f.target, f.subject_text() if f.subject else "", state], 1)
+                yield changed
             totals = GaugeMetricFamily("civicq_findings", "Findings of the run by status", labels=["status"])
             for name, count in result.summary.to_dict().items():
                 totals.add_metric([name], count)

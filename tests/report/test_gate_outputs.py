@@ -92,6 +92,10 @@ def test_baseline_states_in_text_markdown_json_and_sarif():
     jsonschema.Draft4Validator(json.loads(SARIF_SCHEMA.read_text())).validate(sarif)
     states = sorted(r["baselineState"] for r in sarif["runs"][0]["results"])
     assert states == ["absent", "new"] + ["unchanged"] * 12 + ["updated"]
+    junit = render(run, "junit")
+    assert "s is nearly used up (new since the baseline)" in junit and "accepted by the baseline (unchanged" in junit
+    metrics = render(run, "prometheus")
+    assert 'civicq_check_baseline_new{check="sequence-exhaustion",state="new",subject="public.s",target="env"} 1.0' in metrics
 
 
 # 20. Waiver notices in GitHub, SARIF and Markdown; one escaping; readable rule help.
