@@ -7,6 +7,7 @@ first (then new ones, then the worst): the limit can hide only what does not dec
 
 from __future__ import annotations
 
+from civicq_ops.engine.baseline import FAILING_STATES
 from civicq_ops.engine.run import RunResult
 from civicq_ops.report.safe import printable
 
@@ -31,34 +32,30 @@ def command(kind: str, message: object, **props: object) -> str:
     return f"::{kind}{' ' + shown if shown else ''}::{escape_data(message)}"
 
 
-def _order(result: RunResult):
-    gate = set(result.gate_failures)
-    states = result.comparison.states if result.comparison else {}
-
-    def key(f):
-        return (f.id not in gate, states.get(f.id) not in ("new", "worse"), f.status != "critical")
-    return key
-
-
 def render(result: RunResult) -> str:
-    lines = []
-    shown = {"error": 0, "warning": 0}
-    hidden = {"error": 0, "warning": 0}
     states = result.comparison.states if result.comparison else {}
     gate = set(result.gate_failures)
-    for f in sorted(result.findings, key=_order(result)):
+    # Errors of the run (an unreachable target) first: they decide the exit code and count towards
+    # the same ten error annotations.
+    lines = [command("error", e["message"], title="civicq-ops") for e in result.errors]
+    shown = {"error": len(lines), "warning": 0}
+    hidden = {"error": 0, "warning": 0}
+    hidden_failing = {"error": 0, "warning": 0}
+    order = sorted(result.findings, key=lambda f: (f.id not in gate, states.get(f.id) not in FAILING_STATES,
+                                                    f.status != "critical"))
+    for f in order:
         if f.status not in _COMMAND or f.waived:
             continue
         level = _COMMAND[f.status]
         if shown[level] >= MAX_PER_LEVEL:
             hidden[level] += 1
+            hidden_failing[level] += f.id in gate
             continue
         shown[level] += 1
         check = result.checks.get(f.check)
-        mark = states.get(f.id)
         title = f"{f.check} [{f.target}] {f.subject_text() if f.subject else ''}".strip()
-        if mark in ("new", "worse"):
-            title += f" ({mark})"
+        if states.get(f.id) in FAILING_STATES:
+            title += f" ({states[f.id]})"
         if f.id in gate:
             title += " fails the gate"
         body = f.message if f.status != "error" else f"{f.title}: {f.reason}"
@@ -68,21 +65,11 @@ def render(result: RunResult) -> str:
                              line=check.source.line if check else None, title=title))
     for level, count in hidden.items():
         if count:
-            lines.append(command(level, f"{count} more {level} annotations not shown (none of them fails the gate)"
-                                 if not _hidden_gate(result, level, shown) else
-                                 f"{count} more {level} annotations not shown", title="civicq-ops"))
-    for e in result.errors:
-        lines.append(command("error", e["message"], title="civicq-ops"))
+            which = f"{hidden_failing[level]} of them fail the gate" if hidden_failing[level] else "none fails the gate"
+            lines.append(command(level, f"{count} more {level} annotations not shown ({which})", title="civicq-ops"))
     for n in result.notices:
         lines.append(command(_NOTICE_LEVEL.get(n.get("code", ""), "notice"), n["message"],
                              file=n.get("path") if n.get("line") else None, line=n.get("line") or None,
                              title=f"civicq-ops {n.get('code', 'notice')}"))
     lines.append(command("notice", result.summary.line(), title="civicq-ops"))
     return "\n".join(lines) + "\n"
-
-
-def _hidden_gate(result: RunResult, level: str, shown: dict) -> bool:
-    """Whether some gate-failing findings of this level did not fit (more than ten fail the gate)."""
-    gate = set(result.gate_failures)
-    failing = sum(1 for f in result.findings if f.id in gate and _COMMAND.get(f.status) == level and not f.waived)
-    return failing > shown[level]
