@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -75,7 +76,7 @@ class Comparison:
         return self.states.get(finding.id, "new") in FAILING_STATES
 
 
-def _identities(targets: list[TargetIdentity] | None) -> dict[str, tuple[str | None, str | None]]:
+def _identities(targets: Sequence[TargetIdentity] | None) -> dict[str, tuple[str | None, str | None]]:
     return {t.name: (t.system_identifier, t.database) for t in targets or []}
 
 
@@ -84,7 +85,7 @@ def _key(f: Finding, ids: dict[str, tuple[str | None, str | None]]) -> str:
     return identity_key(server, database, f.target, f.check, f.subject)
 
 
-def baseline_document(findings: list[Finding], targets: list[TargetIdentity] | None = None) -> dict:
+def baseline_document(findings: list[Finding], targets: Sequence[TargetIdentity] | None = None) -> dict:
     ids = _identities(targets)
     entries = {}
     for f in sorted(findings, key=lambda f: f.id):
@@ -96,7 +97,7 @@ def baseline_document(findings: list[Finding], targets: list[TargetIdentity] | N
     return {"format_version": BASELINE_VERSION, "findings": entries}
 
 
-def write_baseline(findings: list[Finding], path: str | Path, targets: list[TargetIdentity] | None = None) -> int:
+def write_baseline(findings: list[Finding], path: str | Path, targets: Sequence[TargetIdentity] | None = None) -> int:
     """Write the warning and critical findings as accepted; `targets` gives their server identities."""
     doc = baseline_document(findings, targets)
     write_atomic(path, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
@@ -123,7 +124,7 @@ def load_baseline(path: str | Path) -> Baseline:
         raise InputError(f"{path}: not a civicq-ops baseline ({e.__class__.__name__}: {e})") from e
 
 
-def compare(baseline: Baseline, findings: list[Finding], targets: list[TargetIdentity],
+def compare(baseline: Baseline, findings: list[Finding], targets: Sequence[TargetIdentity],
             checks_run: set[str]) -> Comparison:
     """Mark every warning and critical finding new, worse, better or unchanged; list what cleared.
 

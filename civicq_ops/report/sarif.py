@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from civicq_ops import __version__
 from civicq_ops.engine.run import RunResult
@@ -74,7 +75,7 @@ def render(result: RunResult) -> str:
             continue
         check = result.checks[f.check]
         text = f.message if f.status != "error" else f"{f.title}: {f.reason}"
-        res = {
+        res: dict[str, Any] = {
             "ruleId": f.check,
             "ruleIndex": index[f.check],
             "level": _LEVEL[f.status],
@@ -94,7 +95,7 @@ def render(result: RunResult) -> str:
         if comparison is not None:
             state = comparison.states.get(f.id, "new")
             res["baselineState"] = _BASELINE_STATE[state]
-            res["properties"]["baseline"] = state
+            res["properties"] |= {"baseline": state}
         if f.waiver:
             res["suppressions"] = [{"kind": "external", "status": "accepted",
                                     "justification": f"{f.waiver['reason']} (owner {f.waiver['owner']}, "

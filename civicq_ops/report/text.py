@@ -23,7 +23,7 @@ def _since(result: RunResult, f: Finding) -> str:
     """What the baseline accepted, when the finding changed since: ` [baseline: warning, 5,000]`."""
     comparison = result.comparison
     before = comparison.previous.get(f.id) if comparison else None
-    if before is None or comparison.states.get(f.id) == "unchanged" and before.value == f.value:
+    if comparison is None or before is None or (comparison.states.get(f.id) == "unchanged" and before.value == f.value):
         return ""
     value = shown_value(before.value, before.unit or f.unit)
     return f" [baseline: {before.status}{', ' + value if value else ''}]"
