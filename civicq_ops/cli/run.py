@@ -12,7 +12,7 @@ from civicq_ops.cli.session import Session
 
 app = typer.Typer(help="Run checks against targets.", no_args_is_help=True)
 
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="text, json, junit, sarif, github or markdown (standard output).")]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="text, json, junit, sarif, github, markdown or prometheus (standard output).")]
 OutputOpt = Annotated[list[str] | None, typer.Option("--output", "-o", help="FORMAT=PATH, repeatable: also write this format.")]
 
 
@@ -93,9 +93,7 @@ def run_checks_cmd(
 ) -> None:
     """Run the checks against the target(s) and report; the exit code is the gate.
 
-    Selectors: the values of one kind are a union (--tag a,b: tagged a or b); different kinds
-    intersect (--category vacuum --tag quick: the quick vacuum checks). A value that matches nothing,
-    or a selection of no check, is exit 2.
+    Selectors: the values of one kind are a union (--tag a,b: tagged a or b); different kinds intersect (--category vacuum --tag quick: the quick vacuum checks). A value that matches nothing, or a selection of no check, is exit 2.
 
     Example: civicq-ops run checks --fail-on warning --format sarif -o junit=report.xml
     """
