@@ -95,7 +95,7 @@ monitor-locks: $(STAMP)
 monitor-cache: $(STAMP)
 	$(OPS) $(T) run checks --category cache --verbose
 monitor-bloat: $(STAMP)
-	$(OPS) $(T) run checks --category bloat --check table-dead-tuples --verbose
+	$(OPS) $(T) run checks --tag bloat --verbose
 indexes-unused: $(STAMP)
 	$(OPS) $(T) run checks --check unused-indexes --verbose
 indexes-missing: $(STAMP)

@@ -32,6 +32,12 @@ class _Handled(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # The reader of our output went away (`| head`): stop quietly, as a tool killed by SIGPIPE does.
+            from civicq_ops.cli.common import silence_stdout
+
+            silence_stdout()
+            raise typer.Exit(128 + 13) from None
         except Exception as e:
             if type(e).__module__.startswith(("typer", "click")):
                 raise  # usage errors: click prints them with the usage line, exit 2

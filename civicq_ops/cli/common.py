@@ -10,8 +10,22 @@ from civicq_ops.core.errors import ExitCode
 
 
 def emit(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    """Write to standard output; a reader that went away (`| head`) ends the output quietly, as
+    other Unix tools do, and the command goes on (files still written, the gate's exit code kept)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+
+
+def silence_stdout() -> None:
+    """Point standard output at /dev/null, so Python's final flush cannot complain about the pipe."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def colour_on() -> bool:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Run checks against targets.", no_args_is_help=True)
 
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="text, json, junit, sarif, github or markdown (standard output).")]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="text, json, junit, sarif, github, markdown or prometheus (standard output).")]
 OutputOpt = Annotated[list[str] | None, typer.Option("--output", "-o", help="FORMAT=PATH, repeatable: also write this format.")]
 
 
@@ -39,7 +39,7 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
         report_error(message)
     for message in delivered.notices:
         report_notice(message)
-    exit_with(delivered.result.exit_code)
+    exit_with(delivered.exit_code)
 
 
 def _selection(checks: list[str] | None, tags: list[str] | None, categories: list[str] | None) -> Selection:
@@ -55,9 +55,9 @@ def _split(values: list[str] | None) -> list[str]:
 @app.command("checks")
 def run_checks_cmd(
     ctx: typer.Context,
-    check: Annotated[list[str] | None, typer.Option("--check", help="Check id(s); repeatable or comma-separated.")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only checks with this tag.")] = None,
-    category: Annotated[list[str] | None, typer.Option("--category", help="Only checks in this category.")] = None,
+    check: Annotated[list[str] | None, typer.Option("--check", help="Check id(s); repeatable or comma-separated (any of them).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Checks with any of these tags.")] = None,
+    category: Annotated[list[str] | None, typer.Option("--category", help="Checks in any of these categories.")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", help="CHECK.PARAM=VALUE, repeatable.")] = None,
     fail_on: Annotated[str, typer.Option("--fail-on", help="Gate level: warning or critical.")] = "critical",
     fmt: FormatOpt = "text",
@@ -68,6 +68,8 @@ def run_checks_cmd(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List ok findings too.")] = False,
 ) -> None:
     """Run the checks against the target(s) and report; the exit code is the gate.
+
+    Selectors: the values of one kind are a union (--tag a,b: tagged a or b); different kinds intersect (--category vacuum --tag quick: the quick vacuum checks). A value that matches nothing, or a selection of no check, is exit 2.
 
     Example: civicq-ops run checks --fail-on warning --format sarif -o junit=report.xml
     """

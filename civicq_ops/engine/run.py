@@ -28,7 +28,7 @@ from civicq_ops.config import Project, Target
 from civicq_ops.core.capabilities import Capabilities, unmet_requirement
 from civicq_ops.core.errors import CivicqError, ExitCode, InputError, TargetUnreachable, first_line
 from civicq_ops.core.thresholds import SEVERITY
-from civicq_ops.engine.baseline import is_new_or_worse, load_baseline
+from civicq_ops.engine.baseline import Comparison, compare, load_baseline
 from civicq_ops.engine.evaluate import evaluate_rows
 from civicq_ops.engine.facts import FactContext, FactProvider, gather
 from civicq_ops.engine.findings import Finding, Summary
@@ -45,14 +45,23 @@ DEFAULT_POOL = 2
 
 @dataclass
 class Selection:
+    """Which checks run. Each selector kind is a union of its values (`--tag a,b`: tagged a or b);
+    different kinds intersect (`--category bloat --tag quick`: quick checks of the bloat category).
+    A value that names nothing, or a combination that leaves no check, is invalid input: a gate
+    that runs no check must not pass."""
+
     checks: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
 
     def pick(self, catalog: Catalog) -> list[Check]:
-        unknown = [c for c in self.checks if c not in catalog.checks]
-        if unknown:
-            raise InputError(f"unknown check {', '.join(unknown)} (see `civicq-ops checks list`)")
+        known = {"check": set(catalog.checks), "tag": {t for c in catalog.checks.values() for t in c.tags},
+                 "category": {c.category for c in catalog.checks.values()}}
+        asked = {"check": self.checks, "tag": self.tags, "category": self.categories}
+        problems = [_unknown(kind, value, known[kind]) for kind, values in asked.items()
+                    for value in values if value not in known[kind]]
+        if problems:
+            raise InputError("; ".join(problems) + " (see `civicq-ops checks list`)")
         chosen = []
         for check in catalog.checks.values():
             if self.checks and check.id not in self.checks:
@@ -62,7 +71,21 @@ class Selection:
             if self.categories and check.category not in self.categories:
                 continue
             chosen.append(check)
+        if not chosen:
+            if not catalog.checks:
+                raise InputError("the catalogue has no checks (see paths.checks in civicq-ops.yaml)")
+            given = " and ".join(f"--{kind} {','.join(values)}" for kind, values in asked.items() if values)
+            raise InputError(f"{given} together select no check: selectors of different kinds intersect "
+                             "(run the selections separately, or list the checks with --check)")
         return chosen
+
+
+def _unknown(kind: str, value: str, known: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(value, sorted(known), n=3, cutoff=0.8)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return f"unknown {kind} {value}{hint}"
 
 
 @dataclass
@@ -83,6 +106,7 @@ class TargetRun:
     role: str | None = None
     system_identifier: str | None = None
     error: str | None = None
+    database: str | None = None
 
 
 @dataclass
@@ -99,10 +123,14 @@ class RunResult:
     baseline: str | None = None
     gate_failures: list[str] = field(default_factory=list)
     exit_code: ExitCode = ExitCode.OK
+    comparison: Comparison | None = None  # against the baseline, when there is one
 
     @property
     def summary(self) -> Summary:
-        return Summary.of(self.findings)
+        """The findings by status; a target that could not be reached or probed counts as an error."""
+        summary = Summary.of(self.findings)
+        summary.error += sum(1 for t in self.targets if t.error)
+        return summary
 
 
 Progress = Callable[[str, int, int], None]
@@ -177,7 +205,9 @@ def run_checks(
     result = RunResult(id=uuid.uuid4().hex[:12], started_at=started, duration_s=0.0, fail_on=options.fail_on,
                        targets=[o[0] for o in outcomes], findings=findings, checks={c.id: c for c in checks},
                        errors=errors, notices=notices, baseline=options.baseline)
-    result.gate_failures = gate_failures(findings, options.fail_on, baseline)
+    if baseline is not None:
+        result.comparison = compare(baseline, findings, result.targets, set(result.checks))
+    result.gate_failures = gate_failures(findings, options.fail_on, result.comparison)
     result.exit_code = decide_exit(result)
     result.duration_s = round(time.monotonic() - t0, 3)
     return result
@@ -204,13 +234,13 @@ def unique_findings(findings: list[Finding]) -> list[Finding]:
     return list(kept.values())
 
 
-def gate_failures(findings: list[Finding], fail_on: str, baseline: dict[str, str] | None) -> list[str]:
+def gate_failures(findings: list[Finding], fail_on: str, comparison: Comparison | None) -> list[str]:
     level = SEVERITY[fail_on]
     failing = []
     for f in findings:
         if f.waived or f.status == "error" or SEVERITY[f.status] < level:
             continue
-        if baseline is not None and not is_new_or_worse(f, baseline):
+        if comparison is not None and not comparison.fails(f):
             continue
         failing.append(f.id)
     return failing
@@ -266,6 +296,7 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     except CivicqError as e:
         return failed(e.message)
     run.server_version, run.role, run.system_identifier = caps.version_text, caps.role, caps.system_identifier
+    run.database = caps.database
     pool = open_pool(project, target, options.pool_size)
 
     @contextmanager

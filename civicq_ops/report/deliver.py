@@ -10,12 +10,12 @@ from typing import Any
 
 from civicq_ops.catalog.load import project_catalog
 from civicq_ops.config import Project, Target
-from civicq_ops.core.errors import CivicqError, ExecutionError, InputError
+from civicq_ops.core.errors import CivicqError, ExecutionError, ExitCode, InputError
 from civicq_ops.core.units import parse_duration
 from civicq_ops.engine.baseline import write_baseline
 from civicq_ops.engine.run import DEFAULT_POOL, Progress, RunOptions, RunResult, Selection, run_checks
 from civicq_ops.facts import default_providers
-from civicq_ops.report.formats import RUN_FORMATS, parse_outputs, render, write_outputs
+from civicq_ops.report.formats import RUN_FORMATS, OutputFailure, parse_outputs, render_safely, write_outputs
 from civicq_ops.state.store import open_store
 
 FAIL_ON = ("warning", "critical")
@@ -41,6 +41,7 @@ class RunRequest:
 class Delivered:
     result: RunResult
     text: str  # standard output, in the requested format
+    exit_code: ExitCode  # the run's, or 3 when an output could not be written
     errors: list[str] = field(default_factory=list)  # for stderr too, as every error is (README)
     notices: list[str] = field(default_factory=list)  # for stderr: e.g. the run could not be recorded
 
@@ -66,11 +67,16 @@ def run_and_report(project: Project, targets: list[Target], request: RunRequest,
                          baseline=request.baseline, pool_size=request.pool or DEFAULT_POOL, facts=default_providers(project))
     result = run_checks(project, targets, catalog, request.selection, options, progress=progress)
     # The report first: rendered and written before history is recorded, which is best effort.
-    text = render(result, request.fmt, colour=request.colour, verbose=request.verbose)
-    write_outputs(result, out_specs, stdout_format=request.fmt)
+    # Each output on its own: one that fails is named, the others are still written (exit 3).
+    failures: list[OutputFailure] = []
+    text = render_safely(result, request.fmt, f"{request.fmt} (standard output)", failures,
+                         colour=request.colour, verbose=request.verbose)
+    failures += write_outputs(result, out_specs, stdout_format=request.fmt)
     notice = record_run(project, result)
-    return Delivered(result, text, errors=[e["message"] for e in result.errors],
-                     notices=[notice] if notice else [])
+    errors = [e["message"] for e in result.errors]
+    errors += [f"output {failure.name} was not written: {failure.message}" for failure in failures]
+    return Delivered(result, text or "", ExitCode.EXECUTION_ERROR if failures else result.exit_code,
+                     errors=errors, notices=[notice] if notice else [])
 
 
 def record_run(project: Project, result: RunResult) -> str | None:
@@ -97,4 +103,4 @@ def write_run_baseline(project: Project, targets: list[Target], selection: Selec
         reasons = [e["message"] for e in result.errors] + [f"{f.check}: {f.reason}" for f in result.findings
                                                            if f.status == "error"]
         raise ExecutionError("some checks could not run; the baseline was not written: " + "; ".join(reasons))
-    return write_baseline(result.findings, path)
+    return write_baseline(result.findings, path, result.targets)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
-from civicq_ops.core.errors import InputError
+from civicq_ops.core.errors import InputError, first_line
 from civicq_ops.core.fileio import write_atomic
 
 RUN_FORMATS = ("text", "json", "junit", "sarif", "github", "markdown", "prometheus")
@@ -35,13 +36,42 @@ def parse_outputs(specs: list[str], allowed=RUN_FORMATS) -> list[tuple[str, str]
     return outputs
 
 
-def write_outputs(result, outputs: list[tuple[str, str]], stdout_format: str | None = None) -> None:
-    """Write the extra formats; with GitHub output anywhere, also append the Markdown step summary."""
+@dataclass
+class OutputFailure:
+    """One output that could not be rendered or written; the others are written all the same."""
+
+    name: str
+    message: str
+
+
+def render_safely(result, fmt: str, name: str, failures: list[OutputFailure], **kw) -> str | None:
+    """The rendered text, or None with the failure recorded: one broken format never loses the others."""
+    try:
+        return render(result, fmt, **kw)
+    except Exception as e:  # noqa: BLE001 - a renderer bug must not cost the other outputs
+        failures.append(OutputFailure(name, f"{type(e).__name__}: {first_line(e)}"))
+        return None
+
+
+def write_outputs(result, outputs: list[tuple[str, str]], stdout_format: str | None = None) -> list[OutputFailure]:
+    """Write each extra format on its own (atomically); with GitHub output anywhere, also append the
+    Markdown step summary. Returns what failed, after trying everything."""
+    failures: list[OutputFailure] = []
     for fmt, path in outputs:
-        write_atomic(path, render(result, fmt))
+        text = render_safely(result, fmt, f"{fmt}={path}", failures)
+        if text is None:
+            continue
+        try:
+            write_atomic(path, text)
+        except OSError as e:
+            failures.append(OutputFailure(f"{fmt}={path}", e.strerror or str(e)))
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_file and (stdout_format == "github" or any(fmt == "github" for fmt, _ in outputs)):
-        from civicq_ops.report import markdown
-
-        with open(summary_file, "a", encoding="utf-8") as f:
-            f.write(markdown.render(result))
+        text = render_safely(result, "markdown", f"GITHUB_STEP_SUMMARY={summary_file}", failures)
+        try:
+            if text is not None:
+                with open(summary_file, "a", encoding="utf-8") as f:
+                    f.write(text)
+        except OSError as e:
+            failures.append(OutputFailure(f"GITHUB_STEP_SUMMARY={summary_file}", e.strerror or str(e)))
+    return failures

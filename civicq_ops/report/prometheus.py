@@ -8,6 +8,7 @@ subject. Scrape it from a textfile collector, or serve it with any HTTP server.
 from __future__ import annotations
 
 from civicq_ops.engine.run import RunResult
+from civicq_ops.report.safe import number
 
 _STATUS = {"ok": 0, "warning": 1, "critical": 2, "error": 3, "skipped": -1}
 
@@ -25,10 +26,19 @@ def render(result: RunResult) -> str:
             for f in result.findings:
                 subject = f.subject_text() if f.subject else ""
                 status.add_metric([f.check, f.category, f.target, subject, str(f.waived).lower()], _STATUS[f.status])
-                if isinstance(f.value, (int, float)) and not isinstance(f.value, bool):
-                    value.add_metric([f.check, f.target, subject, f.unit or ""], float(f.value))
+                shown = number(f.value)
+                if shown is not None:  # NaN, infinities and numbers no float holds are left out
+                    value.add_metric([f.check, f.target, subject, f.unit or ""], shown)
             yield status
             yield value
+            if result.comparison is not None:
+                changed = GaugeMetricFamily("civicq_check_baseline_new", "1 for a finding new or worse than the "
+                                            "baseline (state: new or worse)", labels=["check", "target", "subject", "state"])
+                for f in result.findings:
+                    state = result.comparison.states.get(f.id)
+                    if state in ("new", "worse"):
+                        changed.add_metric([f.check, f.target, f.subject_text() if f.subject else "", state], 1)
+                yield changed
             totals = GaugeMetricFamily("civicq_findings", "Findings of the run by status", labels=["status"])
             for name, count in result.summary.to_dict().items():
                 totals.add_metric([name], count)

@@ -17,9 +17,10 @@ def render(diagnostics: list[Diagnostic], fmt: str, files: int) -> str:
         return json.dumps({"format_version": "1.0", "files": files,
                            "diagnostics": [d.to_dict() for d in diagnostics]}, indent=2) + "\n"
     if fmt == "github":
-        return "".join(f"::{_GITHUB[d.level]} file={d.path},line={max(d.line, 1)},col={max(d.col, 1)},"
-                       f"title={d.code}::{d.message}" + (f" ({d.hint})" if d.hint else "") + "\n"
-                       for d in diagnostics)
+        from civicq_ops.report.github import command
+
+        return "".join(command(_GITHUB[d.level], d.message + (f" ({d.hint})" if d.hint else ""), file=d.path,
+                               line=max(d.line, 1), col=max(d.col, 1), title=d.code) + "\n" for d in diagnostics)
     if fmt == "sarif":
         codes = sorted({d.code for d in diagnostics})
         doc = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [{

@@ -11,8 +11,7 @@ import pytest
 
 from tests.fixtures.pg import REPO, failed_concurrent_index
 
-# The official SARIF 2.1.0 schema (OASIS), vendored so the test runs in every clone.
-SARIF_SCHEMA = REPO / "tests" / "schemas" / "sarif-schema-2.1.0.json"
+SARIF_SCHEMA = REPO / "tests" / "fixtures" / "sarif-schema-2.1.0.json"  # the official OASIS schema, vendored
 
 
 @pytest.fixture

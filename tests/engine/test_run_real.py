@@ -202,7 +202,7 @@ def test_baseline_fails_only_on_new_findings(db, tmp_path):
     _invalid_index(db)
     first = run_on(db, ["invalid-index", "sequence-exhaustion"], fail_on="warning")
     path = tmp_path / "baseline.json"
-    assert write_baseline(first.findings, path) == 1
+    assert write_baseline(first.findings, path, first.targets) == 1
     assert run_on(db, ["invalid-index", "sequence-exhaustion"], fail_on="warning", baseline=str(path)).exit_code == 0
     with db.connect() as conn:
         conn.execute("CREATE TABLE legacy (id serial PRIMARY KEY)")
