@@ -19,6 +19,7 @@ OutputOpt = Annotated[list[str] | None, typer.Option("--output", "-o", help="FOR
 def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, params=None, fail_on="critical",
             fmt="text", outputs=None, budget=None, baseline=None, pool=2, verbose=False):
     """Shared by `run checks` and `health`: one library call, render, exit code."""
+    from civicq_ops.alerts.process import load_alerting, notify_run
     from civicq_ops.catalog.load import project_catalog
     from civicq_ops.core.errors import InputError
     from civicq_ops.core.units import parse_duration
@@ -37,12 +38,15 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
         raise InputError(f"--budget: {e}") from e
     targets = s.targets()
     catalog = project_catalog(s.project).catalog
+    notifiers = load_alerting(s.project)
     selection = Selection(checks=_split(checks), tags=_split(tags), categories=_split(categories))
     options = RunOptions(params=parse_params(params), fail_on=fail_on, budget_s=budget_s, baseline=baseline,
                          pool_size=pool)
     with progress(s.quiet, "checks") as show:
         result = run_checks(s.project, targets, catalog, selection, options, progress=show)
     _record(s, result)
+    if notifiers is not None:
+        result.notices.extend(notify_run(s.project, catalog, result, notifiers).notices())
     emit(render(result, fmt, colour=colour_on(), verbose=verbose))
     write_outputs(result, out_specs, stdout_format=fmt)
     exit_with(result.exit_code)
