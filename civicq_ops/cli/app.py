@@ -77,7 +77,7 @@ def root(
 
 
 def _register() -> None:
-    from civicq_ops.cli import backup, catalog, db, remediate, run, vacuum
+    from civicq_ops.cli import backup, catalog, db, remediate, run, vacuum, watch
 
     app.add_typer(db.app, name="db")
     backup.register(app)
@@ -86,6 +86,7 @@ def _register() -> None:
     run.register(app)
     remediate.register(app)
     vacuum.register(app)
+    watch.register(app)
 
 
 _register()

@@ -86,7 +86,8 @@ def test_run_checks_goes_on_when_the_receiver_is_down(db, alert_project, cli):
     ("  - {name: A, when: {check: connection-saturation}, labels: {s: '{{ nope }}'}}\n", 3, "'nope'"),
     ("  - {name: A, when: {check: connection-saturation}, expr: 'value >'}\n", 3, "expr"),
     ("  - {name: A, when: {check: connection-saturation}, keep_firing_for: 5 minutes}\n", 3, "does not match"),
-])
+], ids=["for-not-a-duration", "unknown-notifier", "bad-annotation-template", "unknown-label-variable", "bad-expr",
+        "keep-firing-for-not-a-duration"])
 def test_bad_alert_rules_are_validate_errors_with_file_and_line(tmp_path, alert_project, cli, rule, line, message):
     config = alert_project("postgresql://x@127.0.0.1/x", "  am: {type: alertmanager, url: \"http://127.0.0.1:9/\"}\n", rule)
     result = cli("--config", str(config), "validate", str(tmp_path / "policies"))
