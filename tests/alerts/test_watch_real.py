@@ -17,7 +17,6 @@ import pytest
 
 from civicq_ops.catalog.load import project_catalog
 from civicq_ops.config import load_project
-from civicq_ops.state.store import StateStore
 from civicq_ops.watch.watcher import Watcher
 from tests.alerts.conftest import free_port
 from tests.fixtures.pg import MAJORS, start_cluster, stop_cluster
