@@ -145,6 +145,12 @@ class Watcher:
             self.store.record_run(result)
         except Exception as e:  # noqa: BLE001 - history is best effort; alerts and metrics go on
             log("history-not-recorded", logging.WARNING, error=str(e))
+        # A long batch may outlast the lease: renew it (forcing the write) before sending, so a
+        # standby that took over meanwhile is the only one that notifies.
+        self.lease_renewed_at = 0.0
+        if not self._hold_lease(now + (time.monotonic() - started)):
+            log("lease-lost", logging.WARNING, target=target.name)
+            return
         self._alerts(observation_of(result, self.catalog), now)
         errors = sum(1 for f in result.findings if f.status == "error")
         log("checks-ran", logging.DEBUG, target=target.name, checks=len(due), errors=errors,

@@ -132,14 +132,14 @@ def receiver() -> Iterator[Receiver]:
 def alert_project(tmp_path: Path) -> Callable[..., Path]:
     """A project in tmp_path: the repo's checks, the given alert rules, notifiers and target URL."""
 
-    def write(url: str, notifiers: str = "", alerts: str = "", extra: str = "") -> Path:
+    def write(url: str, notifiers: str = "", alerts: str = "", extra: str = "", state_url: str | None = None) -> Path:
         policies = tmp_path / "policies"
         policies.mkdir(exist_ok=True)
         if alerts:
             (policies / "alerts.yaml").write_text("version: 1\nalerts:\n" + alerts)
         text = (f"version: 1\npaths: {{checks: [{REPO / 'checks'}], policies: [{policies}]}}\n"
                 f"targets:\n  db: {{url: \"{url}\", environment: test}}\ndefault_target: db\n"
-                f"state: {{url: \"sqlite:///{tmp_path / 'state.db'}\"}}\n")
+                f"state: {{url: \"{state_url or 'sqlite:///' + str(tmp_path / 'state.db')}\"}}\n")
         if notifiers:
             text += "notifiers:\n" + notifiers
         path = tmp_path / "civicq-ops.yaml"

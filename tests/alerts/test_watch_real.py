@@ -98,8 +98,10 @@ def test_a_killed_server_fires_target_down_and_the_watcher_recovers(tmp_path, al
         stop_cluster(cluster)
 
 
-def test_two_watchers_on_one_store_send_each_alert_once(db, receiver, alert_project):
-    config = alert_project(db.url, f"  hook: {{type: webhook, url: \"{receiver.url}\"}}\n", ALWAYS_RULE)
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_two_watchers_on_one_store_send_each_alert_once(db, receiver, alert_project, store):
+    config = alert_project(db.url, f"  hook: {{type: webhook, url: \"{receiver.url}\"}}\n", ALWAYS_RULE,
+                           state_url=db.url if store == "postgresql" else None)
     first = _watcher(config, ["connection-saturation"])
     second = _watcher(config, ["connection-saturation"])
     now = time.time()
