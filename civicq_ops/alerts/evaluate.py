@@ -40,7 +40,7 @@ class Observation:
 @dataclass
 class Evaluation:
     alerts: dict[str, Alert]  # every alert alive after this evaluation, by fingerprint
-    changed: list[Alert] = field(default_factory=list)  # new, transitioned or updated alerts
+    changed: list[Alert] = field(default_factory=list)  # new alerts and state changes
     removed: list[str] = field(default_factory=list)  # fingerprints to forget
     problems: list[str] = field(default_factory=list)  # templates or expressions that failed at run time
 
@@ -82,7 +82,8 @@ def evaluate(rules: Iterable[AlertRule], obs: Observation, now: float, previous:
     for fp, new in active.items():
         old = previous.get(fp)
         rule = by_rule[new.rule]
-        if old is None or old.state == RESOLVED:
+        was = None if old is None or old.state == RESOLVED else old.state
+        if was is None:
             alert = new
         else:
             alert = old
@@ -92,7 +93,8 @@ def evaluate(rules: Iterable[AlertRule], obs: Observation, now: float, previous:
             alert.state, alert.fired_at = FIRING, now
         _stamp(alert, now)
         out.alerts[fp] = alert
-        out.changed.append(alert)
+        if alert.state != was:
+            out.changed.append(alert)
     for fp, old in previous.items():
         if fp in active:
             continue
@@ -153,7 +155,7 @@ def _matches(rule: AlertRule, f: Finding, unit: str | None, problems: list[str])
             return False
     if rule.expr is not None:
         try:
-            return bool(_expression(rule.expr)(**_context(rule, f.target, f.check, f.subject, f.value, f.status,
+            return bool(_expression(rule.expr)(**_context(f.target, f.check, f.subject, f.value, f.status,
                                                           _finding_ctx(f), {})))
         except Exception as e:  # noqa: BLE001 - a sandbox or type error in a rule is reported, not raised
             problems.append(f"alert {rule.name}: expr failed: {e}")
@@ -178,7 +180,7 @@ def _expression(text: str):
     return environment().compile_expression(text)
 
 
-def _context(rule: AlertRule, target: str, check: str, subject: dict | None, value: Any, level: str,
+def _context(target: str, check: str, subject: dict | None, value: Any, level: str,
              finding: dict, labels: dict) -> dict:
     return {"subject": dict(subject or {}), "value": value, "level": level, "target": target, "check": check,
             "finding": finding, "labels": labels, "params": {}, "row": {}, "now": None}
@@ -188,7 +190,7 @@ def _activate(active: dict[str, Alert], rule: AlertRule, target: str, check: str
               finding: dict, value: Any, level: str, now: float, problems: list[str]) -> None:
     from civicq_ops.templating.render import render_text
 
-    ctx = _context(rule, target, check, subject, value, level, finding, {})
+    ctx = _context(target, check, subject, value, level, finding, {})
     ctx["now"] = iso(now)
     severity = rule.severity or rule.labels.get("severity") or (level if level in ("warning", "critical") else "warning")
     labels = {"alertname": rule.name, "target": target, "severity": severity}
