@@ -108,11 +108,16 @@ def compare_scrapes(label: str, url: str, folder: Path) -> None:
               "postgres_exporter not installed (scripts/ensure-deps.sh), no comparison")
         return
     eport = free_port()
+    # lib/pq (the exporter's driver) defaults to sslmode=require; the local cluster has no TLS.
     exporter = subprocess.Popen([EXPORTER, f"--web.listen-address=127.0.0.1:{eport}"],
-                                env=dict(env, DATA_SOURCE_NAME=url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                env=dict(env, DATA_SOURCE_NAME=url + "?sslmode=disable"),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_http(f"http://127.0.0.1:{eport}/metrics")
         theirs, their_series = scrape(f"http://127.0.0.1:{eport}/metrics")
+        with urllib.request.urlopen(f"http://127.0.0.1:{eport}/metrics", timeout=60) as r:  # noqa: S310
+            if _sample(r.read().decode(), "pg_up") != 1.0:
+                raise SystemExit("postgres_exporter could not reach the database (pg_up != 1)")
     finally:
         stop(exporter)
     print(f"{label}: watch /metrics {ours * 1000:.1f} ms ({our_series} series) vs postgres_exporter "
