@@ -107,6 +107,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_checks.py
 	$(BIN)/python bench/seed.py
 	$(BIN)/python bench/backup.py
+	$(BIN)/python bench/watch.py
 
 # The seed's backup targets.
 backup: $(STAMP)

@@ -120,11 +120,19 @@ class Policy:
 
 @dataclass
 class AlertRule:
+    """A Prometheus-style alert over a check's findings: active where `when` (and `expr`) hold."""
+
     name: str
     check: str
     source: Source
     level: str | None = None
+    value: dict | None = None
+    subject: dict = field(default_factory=dict)
+    expr: str | None = None
     for_s: float = 0.0
+    keep_firing_for_s: float = 0.0
+    severity: str | None = None
+    description: str = ""
     labels: dict = field(default_factory=dict)
     annotations: dict = field(default_factory=dict)
     notify: list[str] = field(default_factory=list)
@@ -132,8 +140,11 @@ class AlertRule:
     @classmethod
     def from_dict(cls, data: dict, source: Source) -> AlertRule:
         when = data["when"]
-        return cls(name=data["name"], check=when["check"], level=when.get("level"), source=source,
+        return cls(name=data["name"], check=when["check"], level=when.get("level"), value=when.get("value"),
+                   subject=dict(when.get("subject") or {}), expr=data.get("expr"), source=source,
                    for_s=parse_duration(data["for"]) if "for" in data else 0.0,
+                   keep_firing_for_s=parse_duration(data["keep_firing_for"]) if "keep_firing_for" in data else 0.0,
+                   severity=data.get("severity"), description=data.get("description", ""),
                    labels=dict(data.get("labels") or {}), annotations=dict(data.get("annotations") or {}),
                    notify=list(data.get("notify", [])))
 

@@ -26,7 +26,7 @@ from civicq_ops.templating.render import NullFact, environment, render_query
 MAX_WAIVER_DAYS = 180
 QUERY_NAMES = {"params", "target", "facts"}
 MESSAGE_NAMES = {"params", "target", "facts", "subject", "value", "row", "check", "now"}
-ALERT_NAMES = MESSAGE_NAMES | {"labels", "finding"}
+ALERT_NAMES = MESSAGE_NAMES | {"labels", "finding", "level"}
 
 _SAMPLES = {"integer": 1, "number": 1.5, "string": "x", "boolean": True, "array": ["x"], "duration": "1s",
             "bytes": "1MB"}
@@ -75,6 +75,7 @@ def check_catalog(result, *, notifiers: set[str] | None = None, today: date | No
                                           f"civicq-ops.yaml ({', '.join(sorted(notifiers)) or 'none defined'})"))
         for key, text in alert.annotations.items():
             out.extend(_template(doc, ("alerts", idx, "annotations", key), text, ALERT_NAMES, None))
+        out.extend(_alert_extras(doc, idx, alert, cat.checks.get(alert.check)))
     for waiver in cat.waivers:
         doc, idx = result.documents[waiver.source.path], waiver.source.index
         if waiver.check not in cat.checks:
@@ -103,6 +104,35 @@ def check_catalog(result, *, notifiers: set[str] | None = None, today: date | No
     return out
 
 
+
+
+def _alert_extras(doc, idx: int, alert, check: Check | None) -> list[Diagnostic]:
+    """Label templates, the `expr` expression, the value condition and subject keys of an alert rule."""
+    from jinja2 import TemplateSyntaxError
+
+    from civicq_ops.core.thresholds import Condition
+    from civicq_ops.templating.render import environment
+
+    out: list[Diagnostic] = []
+    for key, text in alert.labels.items():
+        out.extend(_template(doc, ("alerts", idx, "labels", key), text, ALERT_NAMES - {"labels"}, None))
+    if alert.expr is not None:
+        try:
+            environment().compile_expression(alert.expr)
+        except TemplateSyntaxError as e:
+            out.append(doc.diagnostic(("alerts", idx, "expr"), "template-syntax", f"expr is not an expression: {e.message}"))
+    if alert.value is not None:
+        try:
+            Condition.parse(alert.value, check.unit if check else None)
+        except (ValueError, TypeError) as e:
+            out.append(doc.diagnostic(("alerts", idx, "when", "value"), "bad-unit", f"when.value: {e}"))
+    if check is not None and alert.subject:
+        unknown = set(alert.subject) - set(check.subject)
+        if unknown:
+            out.append(doc.diagnostic(("alerts", idx, "when", "subject"), "unknown-subject-key",
+                                      f"subject key(s) {', '.join(sorted(unknown))} are not in the subject of check "
+                                      f"'{check.id}' ({', '.join(check.subject) or 'none'})"))
+    return out
 
 
 def _check_check(doc, check: Check, idx: int, parse_sql: bool = True) -> list[Diagnostic]:

@@ -121,7 +121,7 @@ def root(
 
 
 def _register() -> None:
-    from civicq_ops.cli import backup, catalog, db, remediate, run, vacuum
+    from civicq_ops.cli import backup, catalog, db, remediate, run, vacuum, watch
 
     app.add_typer(db.app, name="db")
     backup.register(app)
@@ -130,6 +130,7 @@ def _register() -> None:
     run.register(app)
     remediate.register(app)
     vacuum.register(app)
+    watch.register(app)
 
 
 _register()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from civicq_ops.alerts.process import load_alerting, notify_run
 from civicq_ops.catalog.load import project_catalog
 from civicq_ops.config import Project, Target
 from civicq_ops.core.errors import CivicqError, ExecutionError, ExitCode, InputError
@@ -63,9 +64,12 @@ def run_and_report(project: Project, targets: list[Target], request: RunRequest,
     if request.baseline is not None and not request.baseline.strip():
         raise InputError("--baseline needs a file")
     catalog = project_catalog(project).catalog
+    notifiers = load_alerting(project)
     options = RunOptions(params=request.params, fail_on=request.fail_on, budget_s=budget_s,
                          baseline=request.baseline, pool_size=request.pool or DEFAULT_POOL, facts=default_providers(project))
     result = run_checks(project, targets, catalog, request.selection, options, progress=progress)
+    if notifiers is not None:  # bounded by each notifier's timeout; failures are notices
+        result.notices.extend(notify_run(project, catalog, result, notifiers).notices())
     # The report first: rendered and written before history is recorded, which is best effort.
     # Each output on its own: one that fails is named, the others are still written (exit 3).
     failures: list[OutputFailure] = []

@@ -74,7 +74,7 @@ def run_tests(paths: list[Path], *, today=None) -> TestReport:
         tested.add(doc.data.get("check") or doc.data.get("policy") or doc.data.get("alert"))
     report.untested_checks = sorted(set(loaded.catalog.checks) - tested)
     report.untested_policies = sorted({p.id for p in loaded.catalog.policies} - tested)
-    report.untested_alerts = sorted({a.name for a in loaded.catalog.alerts} - tested)
+    report.untested_alerts = sorted(({a.name for a in loaded.catalog.alerts} | alert_builtins()) - tested)
     return report
 
 
@@ -104,12 +104,8 @@ def run_test_file(doc: LoadedDocument, loaded: LoadResult) -> list[CaseResult]:
             result.skipped = case["skip"]
             results.append(result)
             continue
-        if "alert" in data:
-            result.failures.append("alert rules have no evaluation engine yet: this case cannot run")
-            results.append(result)
-            continue
         try:
-            run = _run_check_case if "check" in data else _run_policy_case
+            run = _run_check_case if "check" in data else _run_policy_case if "policy" in data else _run_alert_case
             result.failures = run(data, case, loaded)
         except CivicqError as e:
             result.failures = [f"the case could not run: {e.message}"]
@@ -179,6 +175,19 @@ def _run_policy_case(data: dict, case: dict, loaded: LoadResult) -> list[str]:
             failures.append(f"expected {exp['object']} blocked ({exp.get('reason_contains', '')}), "
                             f"blocked: {[(b.object_name, b.reason) for b in blocked]}")
     return failures
+
+
+def alert_builtins() -> set[str]:
+    from civicq_ops.alerts.model import BUILTIN_RULES
+
+    return set(BUILTIN_RULES)
+
+
+def _run_alert_case(data: dict, case: dict, loaded: LoadResult) -> list[str]:
+    """Runs at t0, t1, ... in; the rule's alerts (pending, firing, resolved) at the stated times out."""
+    from civicq_ops.alerts.testcase import run_alert_case
+
+    return run_alert_case(data, case, loaded.catalog)
 
 
 def compare(expected: list[dict], actual: list[Finding]) -> list[str]:

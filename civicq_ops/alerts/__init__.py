@@ -1,0 +1,1 @@
+"""Alert rules over findings (Prometheus semantics: pending, firing, resolved), their state and notifiers."""

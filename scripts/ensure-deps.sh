@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The system tools the test suite runs for real: Alertmanager (alert delivery), promtool (metrics
+# lint) and postgres_exporter (the /metrics benchmark). Idempotent: apt only runs when a binary is
+# missing, and only as root with apt-get available; otherwise the tests that need it skip loudly.
+set -euo pipefail
+declare -A packages=(
+  [prometheus-alertmanager]=prometheus-alertmanager
+  [promtool]=prometheus
+  [prometheus-postgres-exporter]=prometheus-postgres-exporter
+)
+missing=()
+for binary in "${!packages[@]}"; do
+  command -v "$binary" >/dev/null 2>&1 || missing+=("${packages[$binary]}")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "ensure-deps: missing ${missing[*]} and cannot install (need root and apt-get); those tests will skip" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The Debian packages start their services; the tests run their own instances on free ports.
+for service in prometheus-alertmanager prometheus prometheus-postgres-exporter; do
+  (command -v systemctl >/dev/null 2>&1 && systemctl disable --now "$service" >/dev/null 2>&1) || true
+done
