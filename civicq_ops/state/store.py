@@ -64,8 +64,24 @@ def _v2_run_gate_and_check_history(store: StateStore) -> None:
     store.execute("CREATE INDEX IF NOT EXISTS findings_by_check ON findings (check_id, target, at)")
 
 
+def _v3_alert_state(store: StateStore) -> None:
+    """Alert state (so `for:` holds across runs and watch restarts), dead letters of notifications
+    that failed every attempt, and leases (one active `watch` per store)."""
+    for statement in (
+        """CREATE TABLE IF NOT EXISTS alert_states (
+            fingerprint TEXT PRIMARY KEY, rule TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL,
+            data TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS alert_dead_letters (
+            id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL, notifier TEXT NOT NULL, attempts INTEGER NOT NULL,
+            error TEXT NOT NULL, payload TEXT NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS leases (
+            name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)""",
+    ):
+        store.execute(statement)
+
+
 # MIGRATIONS[n - 1] brings a store from version n - 1 to version n.
-MIGRATIONS: list[Callable[[StateStore], None]] = [_v1_initial, _v2_run_gate_and_check_history]
+MIGRATIONS: list[Callable[[StateStore], None]] = [_v1_initial, _v2_run_gate_and_check_history, _v3_alert_state]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
