@@ -188,7 +188,8 @@ def _sql(doc, jpath, check: Check, text: str) -> list[Diagnostic]:
                 else "sql-syntax" if "parse" in verdict.problem else "not-one-statement"
             out.append(doc.diagnostic(jpath, code, verdict.problem))
         elif verdict.columns is not None:
-            wanted = [*check.subject, *([check.value] if check.value else [])]
+            wanted = [*check.subject, *([check.value] if check.value else []),
+                      *(check.object.columns() if check.object else [])]
             missing = [c for c in wanted if c not in verdict.columns]
             if missing and "missing" not in seen_problems:
                 seen_problems.add("missing")
