@@ -14,6 +14,7 @@ from civicq_ops.catalog.sqlcheck import inspect_query
 from civicq_ops.core.capabilities import Capabilities
 from civicq_ops.core.diagnostics import Diagnostic
 from civicq_ops.core.errors import TemplateError
+from civicq_ops.core.units import parse_duration
 from civicq_ops.core.version import Version, version_matches
 
 MAX_WAIVER_DAYS = 180
@@ -49,8 +50,13 @@ def check_catalog(result, *, notifiers: set[str] | None = None, today: date | No
             out.extend(_timezone(doc, ("policies", idx, "window", "timezone"), policy.window["timezone"]))
         for key in ("lock_timeout", "statement_timeout", "cooldown", "max_relation_size"):
             if key in policy.limits:
-                out.extend(_unit(doc, ("policies", idx, "limits", key), policy.limits[key],
-                                 "bytes" if key == "max_relation_size" else "seconds"))
+                problems = _unit(doc, ("policies", idx, "limits", key), policy.limits[key],
+                                 "bytes" if key == "max_relation_size" else "seconds")
+                out.extend(problems)
+                if not problems and key in ("lock_timeout", "statement_timeout") and \
+                        parse_duration(policy.limits[key]) <= 0:
+                    out.append(doc.diagnostic(("policies", idx, "limits", key), "bad-unit",
+                                              f"{key} 0 means no timeout: an action would wait forever"))
     names: set[str] = set()
     for alert in cat.alerts:
         doc, idx = result.documents[alert.source.path], alert.source.index

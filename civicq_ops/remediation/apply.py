@@ -27,7 +27,7 @@ from psycopg import sql
 
 from civicq_ops.catalog.model import Catalog
 from civicq_ops.config import Project, Target
-from civicq_ops.core.errors import CivicqError, PlanRefused
+from civicq_ops.core.errors import CivicqError, ExitCode, PlanRefused
 from civicq_ops.core.units import parse_duration
 from civicq_ops.engine.findings import Finding
 from civicq_ops.postgres.connect import connect
@@ -72,11 +72,11 @@ class ApplyResult:
     @property
     def exit_code(self) -> int:
         if any(s.result == "failed" for s in self.steps):
-            return 3
+            return ExitCode.EXECUTION_ERROR
         if any(s.result == "refused" or (s.result == "skipped" and not s.detail.startswith("already"))
                for s in self.steps):
-            return 5  # a guard or a precondition stopped a step
-        return 0
+            return ExitCode.APPLY_REFUSED  # a guard or a precondition stopped a step
+        return ExitCode.OK
 
 
 @dataclass

@@ -83,3 +83,14 @@ checks:
     object: {kind: backend, name: pid}
 """)
     assert result.exit_code == 2 and "object: 'pid' is a required property" in result.stdout, result.output
+
+
+def test_a_zero_lock_timeout_is_an_error(tmp_path, cli):
+    result = _validate(tmp_path, cli, """version: 1
+policies:
+  - id: waits-forever
+    when: {check: table-dead-tuples}
+    action: vacuum
+    limits: {lock_timeout: 0s}
+""")
+    assert result.exit_code == 2 and "lock_timeout 0 means no timeout" in result.stdout, result.output
