@@ -41,6 +41,28 @@ class Variant:
     source: Source | None = None
 
 
+@dataclass(frozen=True)
+class CheckObject:
+    """What a remediation of this check acts on: a kind, and the output columns naming the object
+    (schema and name, or a backend's pid) and holding its size. Declared, never guessed."""
+
+    kind: str  # table | index | matview | backend | database
+    schema: str | None = None
+    name: str | None = None
+    pid: str | None = None
+    size: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> CheckObject | None:
+        if not data:
+            return None
+        return cls(kind=data["kind"], schema=data.get("schema"), name=data.get("name"), pid=data.get("pid"),
+                   size=data.get("size"))
+
+    def columns(self) -> list[str]:
+        return [c for c in (self.schema, self.name, self.pid, self.size) if c]
+
+
 @dataclass
 class Check:
     id: str
@@ -65,6 +87,7 @@ class Check:
     message: str | None = None
     recommendation: str | None = None
     remediation: str | None = None
+    object: CheckObject | None = None
     raw: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -86,7 +109,7 @@ class Check:
             on_empty=data.get("on_empty", "ok"), on_null=data.get("on_null", "ok"),
             timeout_s=parse_duration(data["timeout"]) if "timeout" in data else DEFAULT_TIMEOUT_S,
             message=data.get("message"), recommendation=data.get("recommendation"),
-            remediation=data.get("remediation"), raw=data,
+            remediation=data.get("remediation"), object=CheckObject.from_dict(data.get("object")), raw=data,
         )
 
     def default_params(self) -> dict[str, Any]:

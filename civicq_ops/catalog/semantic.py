@@ -19,7 +19,7 @@ from civicq_ops.catalog.sqlcheck import inspect_query
 from civicq_ops.core.capabilities import Capabilities
 from civicq_ops.core.diagnostics import Diagnostic
 from civicq_ops.core.errors import TemplateError
-from civicq_ops.core.units import UnitError, parse_quantity
+from civicq_ops.core.units import UnitError, parse_duration, parse_quantity
 from civicq_ops.core.version import Version, version_matches
 from civicq_ops.templating.render import NullFact, environment, render_query
 
@@ -56,8 +56,13 @@ def check_catalog(result, *, notifiers: set[str] | None = None, today: date | No
             out.extend(_timezone(doc, ("policies", idx, "window", "timezone"), policy.window["timezone"]))
         for key in ("lock_timeout", "statement_timeout", "cooldown", "max_relation_size"):
             if key in policy.limits:
-                out.extend(_unit(doc, ("policies", idx, "limits", key), policy.limits[key],
-                                 "bytes" if key == "max_relation_size" else "seconds"))
+                problems = _unit(doc, ("policies", idx, "limits", key), policy.limits[key],
+                                 "bytes" if key == "max_relation_size" else "seconds")
+                out.extend(problems)
+                if not problems and key in ("lock_timeout", "statement_timeout") and \
+                        parse_duration(policy.limits[key]) <= 0:
+                    out.append(doc.diagnostic(("policies", idx, "limits", key), "bad-unit",
+                                              f"{key} 0 means no timeout: an action would wait forever"))
     names: set[str] = set()
     for alert in cat.alerts:
         doc, idx = result.documents[alert.source.path], alert.source.index
@@ -260,7 +265,8 @@ def _sql(doc, jpath, check: Check, text: str) -> list[Diagnostic]:
                 else "sql-syntax" if "parse" in verdict.problem else "not-one-statement"
             out.append(doc.diagnostic(jpath, code, verdict.problem))
         elif verdict.columns is not None:
-            wanted = [*check.subject, *([check.value] if check.value else [])]
+            wanted = [*check.subject, *([check.value] if check.value else []),
+                      *(check.object.columns() if check.object else [])]
             missing = [c for c in wanted if c not in verdict.columns]
             if missing and "missing" not in seen_problems:
                 seen_problems.add("missing")

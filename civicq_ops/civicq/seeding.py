@@ -67,13 +67,18 @@ def _require_schema(conn) -> None:
         raise InputError("the CivicQ schema is missing: run `civicq-ops db migrate` first")
 
 
-def reset(project: Project, target: Target) -> SeedResult:
-    """Drop the target database, create it again, migrate and seed. Development targets only."""
-    if not (target.embedded or target.environment == "development"):
+def check_resettable(target: Target) -> None:
+    """Refuse a reset of production (embedded or not) and of anything but embedded or development targets."""
+    if target.environment == "production" or not (target.embedded or target.environment == "development"):
         raise InputError(
             f"refusing to reset target '{target.name}' (environment: {target.environment}): "
-            f"db reset works only on embedded targets or ones with environment: development"
+            f"db reset works only on non-production embedded targets or ones with environment: development"
         )
+
+
+def reset(project: Project, target: Target) -> SeedResult:
+    """Drop the target database, create it again, migrate and seed. Development targets only."""
+    check_resettable(target)
     with connect(project, target, dbname="postgres", autocommit=True) as conn:
         name = sql.Identifier(target.database)
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))

@@ -123,16 +123,25 @@ def migrate(
 def rollback(
     ctx: typer.Context,
     steps: Annotated[int, typer.Option("--steps", "-n", help="How many revisions to undo.")] = 1,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (not enough for production: see --confirm).")] = False,
+    confirm: Annotated[str | None, typer.Option("--confirm", metavar="TARGET",
+                                                help="Production only: the target's name, to confirm.")] = None,
 ) -> None:
-    """Undo the last migration(s).
+    """Undo the last migration(s). On production: only with --confirm TARGET, after a safety backup.
 
-    Example: civicq-ops db rollback --steps 2
+    Example: civicq-ops db rollback --steps 2        (production: civicq-ops --target prod db rollback --confirm prod)
     """
-    from civicq_ops.civicq import migrations
+    from civicq_ops.civicq import commands
 
     s = _session(ctx)
-    result = migrations.rollback(s.project, s.target(), steps)
-    typer.echo(f"rolled back {s.target().name}: {result.before or '<empty>'} -> {result.after or '<empty>'}")
+    target = s.target()
+    if commands.is_production(target):
+        confirm_or_refuse(f"Roll back {steps} migration(s) on production target {target.name}?", yes=yes,
+                          name=target.name, confirm=confirm)
+    result = commands.rollback(s.project, target, steps, confirmed=target.name)
+    if result.safety_backup:
+        typer.echo(f"safety backup {result.safety_backup} taken first (civicq-ops restore {result.safety_backup})")
+    typer.echo(f"rolled back {target.name}: {result.before or '<empty>'} -> {result.after or '<empty>'}")
 
 
 @app.command()
@@ -177,11 +186,11 @@ def seed_cmd(
     ctx: typer.Context,
     scale: Annotated[int, typer.Option("--scale", help="Also add N generated load units (10,000 votes each).")] = 0,
 ) -> None:
-    """Load the CivicQ development data (idempotent: a second run adds nothing).
+    """Load the CivicQ development data (idempotent: a second run adds nothing). Never into production.
 
     Example: civicq-ops db seed            (or: civicq-ops db seed --scale 100 for a million votes)
     """
-    from civicq_ops.civicq.seeding import seed
+    from civicq_ops.civicq.commands import seed
 
     s = _session(ctx)
     result = seed(s.project, s.target(), scale)
@@ -195,14 +204,16 @@ def reset(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Drop, migrate and seed the target database (embedded or development targets only).
+    """Drop, migrate and seed the target database (embedded or development targets only; never production).
 
     Example: civicq-ops db reset --yes
     """
+    from civicq_ops.civicq.seeding import check_resettable
     from civicq_ops.civicq.seeding import reset as do_reset
 
     s = _session(ctx)
     target = s.target()
+    check_resettable(target)  # production is refused before anyone is asked
     confirm_or_refuse(f"Drop and recreate database {target.database} on target {target.name}?", yes=yes)
     result = do_reset(s.project, target)
     typer.echo(f"reset {target.name}: migrated and seeded {result.total} rows in {result.seconds:.1f}s")

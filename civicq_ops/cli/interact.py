@@ -2,7 +2,8 @@
 
 A confirmation is asked only on a terminal; unattended (no TTY, or CI) a command that needs one is
 refused with exit 5 unless `--yes` was given, and a "no" at the prompt is a refusal too (exit 5:
-exit 1 is reserved for a failed gate). Progress goes to stderr through rich, and only when stderr
+exit 1 is reserved for a failed gate). A production target needs its name instead: `--confirm NAME`
+unattended, or the name typed at the prompt. Progress goes to stderr through rich, and only when stderr
 is a terminal, so logs and pipes get no `\\r` noise.
 """
 
@@ -26,14 +27,33 @@ def attended() -> bool:
     return sys.stdin.isatty() and not os.environ.get("CI")
 
 
-def confirm_or_refuse(question: str, *, yes: bool, unattended_hint: str = "pass --yes") -> None:
-    """Return when the action may go ahead; raise PlanRefused (exit 5) otherwise."""
+def confirm_or_refuse(question: str, *, yes: bool, unattended_hint: str = "pass --yes", name: str | None = None,
+                      confirm: str | None = None) -> None:
+    """Return when the action may go ahead; raise PlanRefused (exit 5) otherwise.
+
+    With `name` (a production target), only the name itself confirms: `--confirm NAME`, or NAME typed
+    at the prompt; `--yes` alone is not enough."""
+    if name is not None:
+        _confirm_named(question, name, confirm)
+        return
     if yes:
         return
     if not attended():
         raise PlanRefused(f"{question.rstrip('?')}: needs a terminal to confirm, or {unattended_hint}")
     if not typer.confirm(question):
         raise PlanRefused("declined at the prompt: nothing was done")
+
+
+def _confirm_named(question: str, name: str, confirm: str | None) -> None:
+    if confirm == name:
+        return
+    hint = f"target '{name}' is production: confirm with --confirm {name} (--yes is not enough)"
+    if confirm is not None:
+        raise PlanRefused(f"--confirm {confirm} does not name the target: {hint}")
+    if not attended():
+        raise PlanRefused(f"{question.rstrip('?')}: {hint}")
+    if typer.prompt(f"{question} Type the target name ({name}) to confirm", default="", show_default=False) != name:
+        raise PlanRefused(f"the name typed is not {name}: nothing was done")
 
 
 class progress:

@@ -20,38 +20,29 @@ def _s(ctx) -> Session:
 
 def _make_plan(s: Session, unattended: bool = False):
     from civicq_ops.catalog.load import project_catalog
-    from civicq_ops.engine.run import RunOptions, Selection, run_checks
-    from civicq_ops.facts import default_providers
-    from civicq_ops.remediation.apply import target_identity
-    from civicq_ops.remediation.plan import make_plan
+    from civicq_ops.remediation.plan import plan_target
     from civicq_ops.state.store import open_store
 
     target = s.target()
     catalog = project_catalog(s.project).catalog
-    checks = sorted({p.check for p in catalog.policies})
-    result = run_checks(s.project, [target], catalog, Selection(checks=checks),
-                        RunOptions(facts=default_providers(s.project)))
-    if result.errors:
-        from civicq_ops.core.errors import ExecutionError
-
-        raise ExecutionError(result.errors[0]["message"])
     store = open_store(s.project)
-    store.record_run(result)
-    plan = make_plan(s.project, target, catalog, result.findings, target_identity(s.project, target), store=store,
-                     unattended=unattended)
-    return plan, catalog, store, target
+    return plan_target(s.project, target, catalog, store, unattended=unattended).plan, catalog, store, target
 
 
 def render_plan(plan) -> str:
     lines = [f"plan {plan.id} for {plan.target['name']} ({plan.target['database']}, PostgreSQL "
              f"{plan.target['server_version']}), valid until {plan.expires_at[:19]} UTC"]
+    for e in plan.errors:
+        lines.append(f"error: check {e['check']} failed, so the plan may miss actions: {e['message']}")
     if not plan.actions:
-        lines.append("no actions")
+        lines.append("no actions" + (" (but a check failed: see above)" if plan.errors else ""))
     for a in plan.actions:
         f = a.finding
         lines.append(f"\n{a.step}. {a.action} {a.object_name}  [policy {a.policy}, mode {a.mode}]")
         lines.append(f"   why:  {f['check']} is {f['status']}: {f['message']}")
         lines.append(f"   lock: {a.lock}" + ("" if a.in_transaction else " (runs outside a transaction)"))
+        if a.note:
+            lines.append(f"   note: {a.note}")
         for statement in a.sql:
             lines.append(f"   sql:  {statement};")
     if plan.blocked:
@@ -73,12 +64,15 @@ def plan(
     """
     from civicq_ops.remediation.plan import write_plan
 
-    p, _catalog, _store, _target = _make_plan(_s(ctx))
+    s = _s(ctx)
+    p, _catalog, _store, _target = _make_plan(s)
     if output:
-        write_plan(p, output)
+        write_plan(p, output, s.project)
     emit(json.dumps(p.to_dict(), indent=2, default=str) + "\n" if fmt == "json" else render_plan(p))
     if output and fmt != "json":
         emit(f"\nwrote {output}: apply it with `civicq-ops apply {output}`\n")
+    if p.errors:  # a check that failed outranks "the plan has actions" and "nothing to do"
+        exit_with(ExitCode.EXECUTION_ERROR)
     exit_with(ExitCode.PLAN_HAS_ACTIONS if detailed_exitcode and p.actions else ExitCode.OK)
 
 
@@ -99,8 +93,9 @@ def apply(
 
     s = _s(ctx)
     if plan_file:
-        plan_obj = read_plan(plan_file)
-        target = s.project.target(plan_obj.target.get("name"))
+        plan_obj = read_plan(plan_file, s.project)
+        # --target must name the plan's own target (check_plan refuses another one, exit 5).
+        target = s.target() if s.target_names else s.project.target(plan_obj.target.get("name"))
         catalog = project_catalog(s.project).catalog
         store = open_store(s.project)
     else:

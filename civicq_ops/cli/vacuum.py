@@ -13,17 +13,22 @@ from civicq_ops.cli.session import session_of
 
 def _context(ctx):
     from civicq_ops.catalog.load import project_catalog
-    from civicq_ops.remediation.apply import target_identity
     from civicq_ops.state.store import open_store
 
     s = session_of(ctx)
     target = s.target()
     catalog = project_catalog(s.project).catalog
-    return s, target, catalog, target_identity(s.project, target), open_store(s.project)
+    return s, target, catalog, open_store(s.project)
+
+
+def _identity(s, target) -> dict:
+    from civicq_ops.remediation.plan import target_identity
+
+    return target_identity(s.project, target)
 
 
 def _run(s, target, catalog, plan, store, yes: bool) -> None:
-
+    """Show the plan, confirm, and apply it in this process (requests run only from here, never from a file)."""
     from civicq_ops.cli.remediate import render_plan
     from civicq_ops.remediation.apply import apply_plan
 
@@ -31,7 +36,7 @@ def _run(s, target, catalog, plan, store, yes: bool) -> None:
     if not plan.actions:
         return
     confirm_or_refuse(f"Run these {len(plan.actions)} action(s) on {target.name}?", yes=yes)
-    result = apply_plan(s.project, target, catalog, plan, store,
+    result = apply_plan(s.project, target, catalog, plan, store, requests=True,
                         progress=lambda st: emit(f"{st.step}. {st.action} {st.object_name}: {st.result} ({st.detail})\n"))
     exit_with(result.exit_code)
 
@@ -47,10 +52,11 @@ def vacuum(
 
     Example: civicq-ops vacuum --table public.votes --yes
     """
-    from civicq_ops.remediation.vacuum_commands import request_plan
+    from civicq_ops.remediation.vacuum_commands import parse_table, request_plan
 
-    s, target, catalog, identity, store = _context(ctx)
-    plan = request_plan(s.project, target, catalog, identity, "vacuum_full" if full else "vacuum", table,
+    parse_table(table)  # an empty --table is exit 2 before anything connects
+    s, target, catalog, store = _context(ctx)
+    plan = request_plan(s.project, target, catalog, _identity(s, target), "vacuum_full" if full else "vacuum", table,
                         {"analyze": analyze})
     _run(s, target, catalog, plan, store, yes)
 
@@ -64,10 +70,12 @@ def analyze_cmd(
 
     Example: civicq-ops analyze --yes
     """
-    from civicq_ops.remediation.vacuum_commands import request_plan
+    from civicq_ops.remediation.vacuum_commands import parse_table, request_plan
 
-    s, target, catalog, identity, store = _context(ctx)
-    _run(s, target, catalog, request_plan(s.project, target, catalog, identity, "analyze", table), store, yes)
+    parse_table(table)
+    s, target, catalog, store = _context(ctx)
+    _run(s, target, catalog, request_plan(s.project, target, catalog, _identity(s, target), "analyze", table), store,
+         yes)
 
 
 def vacuum_candidates(
@@ -81,8 +89,8 @@ def vacuum_candidates(
     from civicq_ops.cli.remediate import render_plan
     from civicq_ops.remediation.vacuum_commands import candidates_plan
 
-    s, target, catalog, identity, store = _context(ctx)
-    emit(render_plan(candidates_plan(s.project, target, catalog, identity, store, level)))
+    s, target, catalog, store = _context(ctx)
+    emit(render_plan(candidates_plan(s.project, target, catalog, store, level)))
 
 
 def vacuum_auto(
@@ -94,10 +102,11 @@ def vacuum_auto(
 
     Example: civicq-ops vacuum-auto --level critical --yes
     """
-    from civicq_ops.remediation.vacuum_commands import candidates_plan
+    from civicq_ops.remediation.vacuum_commands import builtin_catalog, candidates_plan
 
-    s, target, catalog, identity, store = _context(ctx)
-    _run(s, target, catalog, candidates_plan(s.project, target, catalog, identity, store, level), store, yes)
+    s, target, catalog, store = _context(ctx)
+    _run(s, target, builtin_catalog(catalog, level), candidates_plan(s.project, target, catalog, store, level), store,
+         yes)
 
 
 def register(root: typer.Typer) -> None:

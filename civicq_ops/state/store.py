@@ -225,11 +225,14 @@ class StateStore:
         """Record that this runner takes a plan step; False when another runner already has it.
 
         One INSERT that the primary key lets succeed once: SQLite and PostgreSQL both decide it
-        atomically, so no lock or read-then-write is needed."""
+        atomically, so no lock or read-then-write is needed. A step recorded 'not-run' (its runner
+        could not connect, or its re-check failed: nothing ran) may be claimed again."""
         with self._lock, self._errors():
             cur = self._conn.execute(self._sql(
                 "INSERT INTO actions (plan_id, step, target, policy, action, object, sql, lock, runner, claimed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plan_id, step) DO NOTHING"),
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plan_id, step) DO UPDATE SET "
+                "runner = excluded.runner, claimed_at = excluded.claimed_at, finished_at = NULL, result = NULL, "
+                "detail = NULL WHERE actions.result = 'not-run'"),
                 (plan_id, step, target, policy, action, obj, sql, lock, runner, now_iso()))
             return cur.rowcount == 1
 

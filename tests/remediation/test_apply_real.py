@@ -17,48 +17,15 @@ import psycopg
 import pytest
 
 from civicq_ops.catalog.load import project_catalog
-from civicq_ops.config import load_project
 from civicq_ops.core.errors import PlanRefused
 from civicq_ops.engine.run import RunOptions, Selection, run_checks
 from civicq_ops.facts import default_providers
 from civicq_ops.remediation.actions import build
-from civicq_ops.remediation.apply import _execute, apply_plan, target_identity
-from civicq_ops.remediation.plan import PlannedAction, make_plan, read_plan, write_plan
+from civicq_ops.remediation.apply import _execute, apply_plan
+from civicq_ops.remediation.plan import PlannedAction, read_plan, write_plan
 from civicq_ops.state.store import open_store
-from tests.fixtures.pg import REPO, failed_concurrent_index
-
-ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"}
-
-
-def make_project(tmp_path, url: str, policies: str | None = None):
-    pdir = tmp_path / "policies"
-    pdir.mkdir(exist_ok=True)
-    if policies is None:
-        for f in (REPO / "policies").glob("*.yaml"):
-            (pdir / f.name).write_text(f.read_text())
-    else:
-        (pdir / "p.yaml").write_text(policies)
-    (tmp_path / "civicq-ops.yaml").write_text(
-        f"version: 1\npaths: {{checks: ['{REPO / 'checks'}'], policies: [policies]}}\n"
-        f"targets:\n  db: {{url: '{url}', environment: staging}}\nstate: {{url: 'sqlite:///state.db'}}\n")
-    project = load_project(tmp_path / "civicq-ops.yaml", env={})
-    return project, project.target("db")
-
-
-def plan_for(project, target, checks: list[str], now=None):
-    catalog = project_catalog(project).catalog
-    result = run_checks(project, [target], catalog, Selection(checks=checks), RunOptions(facts=default_providers(project)))
-    return make_plan(project, target, catalog, result.findings, target_identity(project, target), now=now,
-                     store=open_store(project)), catalog
-
-
-def bloat(db, name: str = "bloated", rows: int = 40000) -> None:
-    with db.connect() as conn:
-        conn.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, pad text) WITH (autovacuum_enabled = false)")
-        conn.execute(f"INSERT INTO {name} SELECT g, md5(g::text) FROM generate_series(1, {rows}) g")
-        conn.execute(f"DELETE FROM {name} WHERE id % 2 = 0")
-        conn.execute("SELECT pg_stat_force_next_flush()")
-    time.sleep(0.2)
+from tests.fixtures.pg import failed_concurrent_index
+from tests.remediation.support import ALWAYS, bloat, make_project, plan_for
 
 
 def dead_tuples_of(project, target, name: str):
@@ -77,8 +44,8 @@ def test_bloated_table_is_vacuumed_by_apply_and_the_finding_clears(tmp_path, db)
     plan, catalog = plan_for(project, target, ["table-dead-tuples"])
     [action] = [a for a in plan.actions if a.object_name == "public.bloated"]
     assert action.sql == ['VACUUM (VERBOSE, ANALYZE) "public"."bloated"'] and action.lock == "SHARE UPDATE EXCLUSIVE"
-    write_plan(plan, tmp_path / "plan.json")
-    result = apply_plan(project, target, catalog, read_plan(tmp_path / "plan.json"), open_store(project))
+    write_plan(plan, tmp_path / "plan.json", project)
+    result = apply_plan(project, target, catalog, read_plan(tmp_path / "plan.json", project), open_store(project))
     assert [(s.result, "verified: the finding cleared" in s.detail) for s in result.steps] == [("done", True)]
     assert dead_tuples_of(project, target, "bloated").status == "ok"
     [record] = open_store(project).audit()
@@ -145,7 +112,7 @@ def test_two_apply_processes_run_each_step_once(tmp_path, db):
     project, target = make_project(tmp_path, db.url)
     plan, _ = plan_for(project, target, ["table-dead-tuples"])
     path = tmp_path / "plan.json"
-    write_plan(plan, path)
+    write_plan(plan, path, project)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CIVICQ_", "PG", "CI"))}
     cmd = [sys.executable, "-m", "civicq_ops", "--config", str(tmp_path / "civicq-ops.yaml"), "apply", str(path)]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from civicq_ops.catalog.model import Catalog, Policy, Source
+from civicq_ops.catalog.model import Policy, Source
 from civicq_ops.config import Target
 from civicq_ops.engine.findings import Finding
 from civicq_ops.remediation.plan import decide, in_window
+from tests.fixtures.pg import shipped_catalog
 
 LA = "America/Los_Angeles"
+CATALOG = shipped_catalog()  # the checks declare the objects their remediations act on
 
 
 def test_window_uses_its_time_zone_and_days():
@@ -29,7 +31,7 @@ def test_overnight_window_belongs_to_the_day_it_starts():
 
 def _plan(policy: Policy, finding: Finding, now: datetime, environment: str = "production", last=None, unattended=False):
     target = Target(name="t", url="x", environment=environment)
-    return decide([finding], [policy], Catalog(), target, now, last, unattended)
+    return decide([finding], [policy], CATALOG, target, now, last, unattended)
 
 
 def _finding(**kw) -> Finding:
@@ -78,7 +80,7 @@ def test_reindex_concurrently_is_refused_on_14_0_to_14_3():
     policy = Policy(id="r", check="index-bloat", action="reindex", source=Source("p.yaml", 1))
     f = _finding(check="index-bloat", subject={"schemaname": "public", "indexname": "votes_pkey"})
     target = Target(name="t", url="x")
-    actions, blocked = decide([f], [policy], Catalog(), target, datetime.now(UTC), server_version=(14, 2))
+    actions, blocked = decide([f], [policy], CATALOG, target, datetime.now(UTC), server_version=(14, 2))
     assert actions == [] and "14.0 to 14.3" in blocked[0].reason
-    actions, _ = decide([f], [policy], Catalog(), target, datetime.now(UTC), server_version=(14, 4))
+    actions, _ = decide([f], [policy], CATALOG, target, datetime.now(UTC), server_version=(14, 4))
     assert actions[0].sql == ['REINDEX INDEX CONCURRENTLY "public"."votes_pkey"']

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from civicq_ops.core.thresholds import SEVERITY
 from civicq_ops.engine.baseline import Comparison, Entry
-from civicq_ops.engine.findings import STATUSES
 from civicq_ops.engine.run import TargetRun
 from civicq_ops.report.formats import RUN_FORMATS, render
 from tests.report.runs import catalog, finding, result
@@ -46,7 +46,7 @@ check_ids = st.sampled_from(["table-dead-tuples", "sequence-exhaustion", "databa
 @st.composite
 def findings(draw):
     return finding(draw(check_ids), target=draw(st.sampled_from(["env", "pröd|1", "a%b\nc"])),
-                   subject=draw(subjects), status=draw(st.sampled_from(STATUSES)), value=draw(values),
+                   subject=draw(subjects), status=draw(st.sampled_from(sorted(SEVERITY))), value=draw(values),
                    unit=draw(units), message=draw(texts), recommendation=draw(st.one_of(st.none(), texts)),
                    reason=draw(st.one_of(st.none(), texts)), waiver=draw(waivers),
                    confidence=draw(st.sampled_from(["high", "low"])), confidence_reason=draw(texts),
