@@ -32,6 +32,7 @@ from civicq_ops.core.capabilities import unmet_requirement  # noqa: E402
 from civicq_ops.engine.run import render_check, resolve_params  # noqa: E402
 from civicq_ops.postgres.connect import connect  # noqa: E402
 from civicq_ops.postgres.probe import probe  # noqa: E402
+from civicq_ops.templating.render import NullFact  # noqa: E402
 
 OPS = [sys.executable, "-m", "civicq_ops"]
 
@@ -51,12 +52,13 @@ def rendered_suite(project, target) -> str:
     with connect(project, target) as conn:
         relations = sorted({r for c in catalog.checks.values() for r in c.requires.get("relations", [])})
         caps = probe(conn, name=target.name, environment=target.environment, local=False, relations=relations)
-    caps.connect_ms, caps.clock_skew_s = 1.0, 0.0
+    # Runner facts are measured by the runner, not by psql: fixed stand-ins for the comparison.
+    facts = {"connection": {"connect_ms": 1.0, "clock_skew_s": 0.0}, "disk": NullFact(), "backups": NullFact()}
     parts = []
     for check in catalog.checks.values():
         if unmet_requirement(check.requires, caps):
             continue
-        parts.append("BEGIN READ ONLY;\n" + render_check(check, resolve_params(check, {}), caps).literal() + ";\nCOMMIT;")
+        parts.append("BEGIN READ ONLY;\n" + render_check(check, resolve_params(check, {}), caps, facts).literal() + ";\nCOMMIT;")
     return "\n".join(parts) + "\n"
 
 
