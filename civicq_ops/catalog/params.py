@@ -29,10 +29,11 @@ def read_value(param: Param, raw: Any) -> Any:
         return raw
     try:
         value = yaml.safe_load(raw)
-    except yaml.YAMLError as e:  # tags such as !!python/object, unclosed brackets...
+    except (yaml.YAMLError, ValueError) as e:  # tags such as !!python/object, brackets, 5,000 digits
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         if param.type != "array":
-            raise ParamValueError(f"{raw!r} is not a {param.type} ({problem})") from None
+            article = "an" if param.type[0] in "aeiou" else "a"
+            raise ParamValueError(f"{raw!r} is not {article} {param.type} ({problem})") from None
         value = None
     if param.type == "array" and not isinstance(value, list):
         value = [v.strip() for v in raw.split(",") if v.strip()]
@@ -57,9 +58,15 @@ def violation(param: Param, value: Any) -> str | None:
     return None
 
 
+# PostgreSQL's bigint: a larger integer cannot be bound.
+INT_RANGE = (-(2**63), 2**63 - 1)
+
+
 def _type_problem(kind: str, value: Any) -> str | None:
     if kind == "integer" and not (isinstance(value, int) and not isinstance(value, bool)):
         return f"{value!r} is not an integer"
+    if kind in ("integer", "number") and isinstance(value, int) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        return "the value is out of range (beyond a 64-bit integer)"
     if kind == "number" and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
         return f"{value!r} is not a number"
     if kind == "boolean" and not isinstance(value, bool):

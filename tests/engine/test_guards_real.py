@@ -87,7 +87,7 @@ def project(tmp_path):
 @pytest.mark.parametrize("param, why", [
     ("rows-in.table=pg_class; COMMIT; CREATE TABLE pwned (a int)", "does not match the pattern"),
     ("rows-in.min=-5", "below the minimum 0"),
-    ("rows-in.min=!!python/object/apply:os.system [id]", "not a integer"),
+    ("rows-in.min=!!python/object/apply:os.system [id]", "not an integer"),
 ])
 def test_cli_refuses_a_bad_param_before_anything_runs(cli, db, project, param, why):
     result = cli("run", "checks", "--param", param, env={"DB_URL": db.url}, cwd=project)

@@ -31,8 +31,10 @@ def make(params: dict) -> Check:
     ({"type": "array", "items": "integer", "default": []}, "[1, x]", "'x' is not an integer"),
     ({"type": "duration", "default": "1s"}, "soon", "not a number with a unit"),
     ({"type": "bytes", "default": "1MB"}, "5min", "bytes"),
-    ({"type": "integer", "default": 1}, "!!python/object/apply:os.system ['id']", "not a integer"),
-    ({"type": "integer", "default": 1}, "[unclosed", "not a integer"),
+    ({"type": "integer", "default": 1}, "!!python/object/apply:os.system ['id']", "not an integer"),
+    ({"type": "integer", "default": 1}, "[unclosed", "not an integer"),
+    ({"type": "integer", "default": 1}, "9" * 5000, "not an integer"),
+    ({"type": "integer", "default": 1}, "9" * 30, "out of range"),
 ])
 def test_bad_values_are_input_errors_naming_the_param(spec, raw, why):
     with pytest.raises(InputError) as e:
