@@ -482,3 +482,63 @@ def test_whole_catalogue_runs_as_a_monitoring_role_without_errors(civicq_db):
     finally:
         with civicq_db.connect() as conn:
             conn.execute(f"DROP ROLE {role}")
+
+
+# --- the catalogue must not disturb what it measures ------------------------------------------------
+
+
+def _block_reads(db: Database, relname: str) -> int:
+    """Buffer accesses (hits + reads, every fork) counted for one table or index, fresh from the stats."""
+    with db.connect() as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT coalesce(heap_blks_hit + heap_blks_read, 0) FROM pg_statio_user_tables WHERE relname = %s "
+            "UNION ALL SELECT idx_blks_hit + idx_blks_read FROM pg_statio_user_indexes WHERE indexrelname = %s",
+            (relname, relname)).fetchone()
+    return int(row[0])
+
+
+def test_bloat_checks_read_only_the_relations_their_estimate_suspects(db):
+    """pgstattuple_approx and pgstatindex run only for candidates: a healthy table and index of the
+    same size are never read (their buffer counters stay still), while the bloated ones are."""
+    with db.connect() as conn:
+        for statement in BLOATED:
+            conn.execute(statement)
+        conn.execute("CREATE INDEX bloated_pad ON bloated (pad)")
+        conn.execute("DELETE FROM bloated WHERE id % 10 >= 6 AND id % 10 < 9")
+        conn.execute("VACUUM bloated")
+        conn.execute("ANALYZE bloated")
+        # Never vacuumed: no page is all-visible, so pgstattuple_approx would read every heap page.
+        conn.execute("CREATE TABLE healthy (id int, pad text) WITH (autovacuum_enabled = false)")
+        conn.execute("INSERT INTO healthy SELECT g, md5(g::text) FROM generate_series(1, 50000) g")
+        conn.execute("CREATE INDEX healthy_pad ON healthy (pad)")
+        conn.execute("ANALYZE healthy")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    time.sleep(0.2)
+    before = {name: _block_reads(db, name) for name in ("healthy", "healthy_pad", "bloated", "bloated_pad")}
+    from tests.fixtures.pg import run_on
+
+    result = run_on(db, ["table-bloat", "index-bloat"], params={"table-bloat": {"min_bytes": 0},
+                                                                "index-bloat": {"min_bytes": 0}})
+    assert {f.subject["relname" if f.check == "table-bloat" else "indexname"] for f in result.findings
+            if f.status != "ok" and f.subject} >= {"bloated", "bloated_pad"}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (_block_reads(db, "bloated") == before["bloated"]
+                                           or _block_reads(db, "bloated_pad") == before["bloated_pad"]):
+        time.sleep(0.1)  # the run's connections flush their statistics when they close
+    after = {name: _block_reads(db, name) for name in before}
+    assert after["bloated"] > before["bloated"] and after["bloated_pad"] > before["bloated_pad"], (before, after)
+    assert (after["healthy"], after["healthy_pad"]) == (before["healthy"], before["healthy_pad"]), (before, after)
+
+
+def test_five_runs_of_the_catalogue_on_an_idle_database_find_what_the_first_found(civicq_db, tmp_path):
+    """The tool's own reads must not turn into findings: runs 2-5 give the same ids and statuses."""
+    from tests.fixtures.pg import run_on
+
+    def findings() -> dict[str, str]:
+        result = run_on(civicq_db)
+        return {f"{f.check} {f.subject or ''}": f.status for f in result.findings}
+
+    first = findings()
+    for run in range(2, 6):
+        assert findings() == first, f"run {run} differs from the first"
