@@ -542,3 +542,79 @@ def test_five_runs_of_the_catalogue_on_an_idle_database_find_what_the_first_foun
     first = findings()
     for run in range(2, 6):
         assert findings() == first, f"run {run} differs from the first"
+
+
+# --- recommendations that are safe to paste ------------------------------------------------------------
+
+
+def _statements(recommendation: str) -> list[str]:
+    from tests.templating.test_recommendation_sql import _sql_segments
+
+    return _sql_segments(recommendation)
+
+
+def test_unused_indexes_keep_the_index_backing_a_foreign_key(db):
+    """Dropping the only index on a foreign key makes every delete on the parent scan the child."""
+    from tests.fixtures.pg import run_on
+
+    with db.connect() as conn:
+        conn.execute("CREATE TABLE parent (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id), note text)")
+        conn.execute("CREATE INDEX child_parent ON child (parent_id)")
+        conn.execute("CREATE INDEX child_note ON child (note)")
+    params = {"unused-indexes": {"min_bytes": 0}}
+    flagged = {f.subject["indexname"] for f in run_on(db, ["unused-indexes"], params=params).findings if f.subject}
+    assert flagged == {"child_note"}
+    with db.connect() as conn:  # a second index on the key: the older one stays, the newer may go
+        conn.execute("CREATE INDEX child_parent_2 ON child (parent_id, id)")
+    flagged = {f.subject["indexname"] for f in run_on(db, ["unused-indexes"], params=params).findings if f.subject}
+    assert flagged == {"child_note", "child_parent_2"}
+
+
+def test_not_valid_constraints_say_how_to_find_the_violating_rows_first(db):
+    """The recommendation's query lists exactly the rows VALIDATE would trip on; once they are fixed,
+    the recommended ALTER TABLE runs as written, on a table whose name needs quoting."""
+    from tests.fixtures.pg import run_on
+
+    with db.connect() as conn:
+        conn.execute('CREATE SCHEMA "Odd Schema"')
+        conn.execute('CREATE TABLE "Odd Schema"."p, 1" (id int PRIMARY KEY)')
+        conn.execute('CREATE TABLE "Odd Schema"."Weird ""nv"" 100%" (a int, b int)')
+        conn.execute('INSERT INTO "Odd Schema"."p, 1" VALUES (1)')
+        conn.execute('INSERT INTO "Odd Schema"."Weird ""nv"" 100%" VALUES (-1, 1), (2, 7), (3, NULL), (NULL, 1)')
+        conn.execute('ALTER TABLE "Odd Schema"."Weird ""nv"" 100%" ADD CONSTRAINT "Positive A" CHECK (a > 0) NOT VALID')
+        conn.execute('ALTER TABLE "Odd Schema"."Weird ""nv"" 100%" ADD CONSTRAINT "b fk" FOREIGN KEY (b) '
+                     'REFERENCES "Odd Schema"."p, 1" (id) NOT VALID')
+    findings = {f.subject["constraint_name"]: f for f in run_on(db, ["not-valid-constraints"]).findings if f.subject}
+    assert set(findings) == {"Positive A", "b fk"}
+    violating = {"Positive A": [(-1, 1)], "b fk": [(2, 7)]}
+    with db.connect() as conn:
+        for name, finding in findings.items():
+            find, validate = _statements(finding.recommendation)
+            assert sorted(conn.execute(find).fetchall()) == violating[name], (name, find)
+            with pytest.raises(psycopg.errors.CheckViolation if name == "Positive A"
+                               else psycopg.errors.ForeignKeyViolation):
+                conn.execute(validate)
+        conn.execute('DELETE FROM "Odd Schema"."Weird ""nv"" 100%" WHERE a < 0 OR b = 7')
+        for finding in findings.values():
+            conn.execute(_statements(finding.recommendation)[1])
+    assert [f.status for f in run_on(db, ["not-valid-constraints"]).findings] == ["ok"]
+
+
+def test_autovacuum_falling_behind_says_when_autovacuum_is_off_for_the_table(db):
+    from tests.fixtures.pg import run_on
+
+    with db.connect() as conn:
+        for table, options in (("lagging_off", "WITH (autovacuum_enabled = false)"), ("lagging_on", "")):
+            conn.execute(f"CREATE TABLE {table} (id int) {options}")
+            conn.execute(f"INSERT INTO {table} SELECT generate_series(1, 20000)")
+            conn.execute(f"DELETE FROM {table} WHERE id > 5000")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    time.sleep(0.1)
+    findings = {f.subject["relname"]: f for f in run_on(db, ["autovacuum-falling-behind"]).findings if f.subject}
+    off = findings["lagging_off"]
+    assert off.status in ("warning", "critical")
+    assert "autovacuum is off" in off.message.lower() and "Autovacuum is off" in off.recommendation
+    assert 'RESET (autovacuum_enabled)' in off.recommendation
+    if "lagging_on" in findings:  # autovacuum may already have cleaned it
+        assert "off" not in findings["lagging_on"].message
