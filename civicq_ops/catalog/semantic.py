@@ -117,6 +117,7 @@ def _check_check(doc, check: Check, idx: int, parse_sql: bool = True) -> list[Di
             out.append(doc.diagnostic(base + ("params", name, "default"), "bad-default",
                                       f"param '{name}' default {param.default!r} is not a {param.type}"))
     declared = set(check.params)
+    out.extend(_delta(doc, base, check))
     queries = [(base + ("query",), check.query, None)]
     for j, variant in enumerate(check.variants):
         queries.append((base + ("variants", j, "query"), variant.query, variant.when))
@@ -136,6 +137,27 @@ def _check_check(doc, check: Check, idx: int, parse_sql: bool = True) -> list[Di
         text = getattr(check, key)
         if text:
             out.extend(_template(doc, base + (key,), text, MESSAGE_NAMES, declared))
+    return out
+
+
+def _delta(doc, base, check: Check) -> list[Diagnostic]:
+    """A delta names a declared param as its minimum and one of its counters as the ratio's numerator."""
+    spec = check.delta
+    if spec is None:
+        return []
+    out = []
+    if spec.min_total and spec.min_total not in check.params:
+        out.append(doc.diagnostic(base + ("delta", "min_total"), "unknown-param",
+                                  f"delta.min_total names no param of check '{check.id}': declare '{spec.min_total}'"))
+    if spec.ratio_of and spec.ratio_of not in spec.counters:
+        out.append(doc.diagnostic(base + ("delta", "ratio_of"), "not-a-counter",
+                                  f"delta.ratio_of '{spec.ratio_of}' is not one of delta.counters"))
+    if spec.ratio_of and not check.value:
+        out.append(doc.diagnostic(base + ("delta", "ratio_of"), "thresholds-need-value",
+                                  "delta.ratio_of writes the check's value column: name it with value:"))
+    if not check.subject:
+        out.append(doc.diagnostic(base + ("delta",), "delta-needs-subject",
+                                  "delta keeps counters per subject: the check needs subject:"))
     return out
 
 
@@ -188,7 +210,9 @@ def _sql(doc, jpath, check: Check, text: str) -> list[Diagnostic]:
                 else "sql-syntax" if "parse" in verdict.problem else "not-one-statement"
             out.append(doc.diagnostic(jpath, code, verdict.problem))
         elif verdict.columns is not None:
-            wanted = [*check.subject, *([check.value] if check.value else [])]
+            computed = check.value if check.delta and check.delta.ratio_of else None  # the engine writes it
+            wanted = [*check.subject, *([check.value] if check.value and check.value != computed else [])]
+            wanted += check.delta.counters if check.delta else []
             missing = [c for c in wanted if c not in verdict.columns]
             if missing and "missing" not in seen_problems:
                 seen_problems.add("missing")

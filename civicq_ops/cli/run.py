@@ -40,8 +40,11 @@ def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, para
     selection = Selection(checks=_split(checks), tags=_split(tags), categories=_split(categories))
     options = RunOptions(params=parse_params(params), fail_on=fail_on, budget_s=budget_s, baseline=baseline,
                          pool_size=pool)
+    options.counters, store_notice = _counters(s)
     with progress(s.quiet, "checks") as show:
         result = run_checks(s.project, targets, catalog, selection, options, progress=show)
+    if store_notice:
+        result.notices.append(store_notice)
     _record(s, result)
     emit(render(result, fmt, colour=colour_on(), verbose=verbose))
     write_outputs(result, out_specs, stdout_format=fmt)
@@ -57,6 +60,19 @@ def _record(s: Session, result) -> None:
         open_store(s.project).record_run(result)
     except (CivicqError, OSError) as e:
         result.notices.append({"code": "state-store", "message": f"the run was not recorded: {e}", "path": "-", "line": 0})
+
+
+def _counters(s: Session):
+    """Previous counters for `delta:` checks; a store that cannot be opened is a notice (they judge nothing)."""
+    from civicq_ops.core.errors import CivicqError
+    from civicq_ops.state.counters import CounterStore
+    from civicq_ops.state.store import open_store
+
+    try:
+        return CounterStore(open_store(s.project)), None
+    except (CivicqError, OSError) as e:
+        return None, {"code": "state-store", "message": f"no previous counters (checks with delta: judge nothing): {e}",
+                      "path": "-", "line": 0}
 
 
 def _split(values: list[str] | None) -> list[str]:

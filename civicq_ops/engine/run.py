@@ -23,6 +23,7 @@ from civicq_ops.core.capabilities import Capabilities, unmet_requirement
 from civicq_ops.core.errors import CivicqError, ExitCode, InputError
 from civicq_ops.core.thresholds import SEVERITY
 from civicq_ops.engine.baseline import is_new_or_worse, load_baseline
+from civicq_ops.engine.delta import Counters, evaluate_delta
 from civicq_ops.engine.evaluate import evaluate_rows
 from civicq_ops.engine.findings import Finding, Summary
 from civicq_ops.engine.waivers import apply_waivers
@@ -62,6 +63,7 @@ class RunOptions:
     pool_size: int = DEFAULT_POOL
     baseline: str | None = None
     now: datetime | None = None
+    counters: Counters | None = None  # previous counters for `delta:` checks (state/counters.py)
 
 
 @dataclass
@@ -254,7 +256,7 @@ def _run_target(project, target, checks, params, options, deadline, counter):
 
     def work(check: Check) -> list[Finding]:
         try:
-            return _run_one(check, params[check.id], caps, conn_for_thread, deadline, options.now)
+            return _run_one(check, params[check.id], caps, conn_for_thread, deadline, options.now, options.counters)
         finally:
             counter.tick(check.id)
 
@@ -277,7 +279,7 @@ def _skipped(check: Check, caps: Capabilities, reason: str, status: str = "skipp
                    message=f"{check.title}: {reason}")
 
 
-def _run_one(check: Check, params, caps: Capabilities, get_conn, deadline, now) -> list[Finding]:
+def _run_one(check: Check, params, caps: Capabilities, get_conn, deadline, now, counters=None) -> list[Finding]:
     import psycopg
 
     from civicq_ops.core.errors import first_line
@@ -321,4 +323,6 @@ def _run_one(check: Check, params, caps: Capabilities, get_conn, deadline, now) 
         if conn.closed or conn.broken:
             get_conn()  # the next check on this thread reconnects
         return [_skipped(check, caps, f"query failed: {first_line(e)}", "error")]
+    if check.delta is not None:
+        return evaluate_delta(check, rows, params, caps, counters, now)
     return evaluate_rows(check, rows, params, caps, now)
