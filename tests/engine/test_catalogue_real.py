@@ -65,18 +65,26 @@ def snapshot_holder(db: Database):
 
 
 @contextlib.contextmanager
-def in_background(db: Database, statement: str, autocommit: bool = True) -> Iterator[None]:
+def in_background(db: Database, statement: str, autocommit: bool = True) -> Iterator[psycopg.Connection]:
     conn = db.connect(autocommit=autocommit)
+    pid = conn.info.backend_pid
     thread = threading.Thread(target=lambda: _quietly(conn, statement), daemon=True)
     thread.start()
     time.sleep(0.5)
     try:
-        yield
+        yield _Pid(pid)
     finally:
         with contextlib.suppress(Exception):
             conn.cancel_safe(timeout=2)
         thread.join(5)
         conn.close()
+
+
+@dataclass
+class _Pid:
+    """What a background set-up yields: the server pid of its connection (busy in another thread)."""
+
+    pid: int
 
 
 def _quietly(conn, statement: str) -> None:
@@ -85,21 +93,21 @@ def _quietly(conn, statement: str) -> None:
 
 
 @contextlib.contextmanager
-def long_query(db: Database) -> Iterator[None]:
-    with in_background(db, "SELECT pg_sleep(5)"):
-        yield
+def long_query(db: Database) -> Iterator[_Pid]:
+    with in_background(db, "SELECT pg_sleep(5)") as query:
+        yield query
 
 
 @contextlib.contextmanager
-def blocked_update(db: Database) -> Iterator[None]:
+def blocked_update(db: Database) -> Iterator[dict]:
     with db.connect() as setup:
         setup.execute("CREATE TABLE ballots_t (id int PRIMARY KEY, v int)")
         setup.execute("INSERT INTO ballots_t VALUES (1, 0)")
     holder = db.connect(autocommit=False)
     holder.execute("UPDATE ballots_t SET v = 1 WHERE id = 1")  # holds the row lock, then goes idle
     try:
-        with in_background(db, "UPDATE ballots_t SET v = 2 WHERE id = 1"):  # waits on the transaction id
-            yield
+        with in_background(db, "UPDATE ballots_t SET v = 2 WHERE id = 1") as waiter:  # waits on the transaction id
+            yield {"holder": holder.info.backend_pid, "waiter": waiter.pid}
     finally:
         holder.close()
 
@@ -346,6 +354,207 @@ CASES: dict[str, Case] = {
                                              "WHERE transcript IS NULL"), seeded=True),
 }
 
+# The value of each finding, computed independently on the same server (or from the provoked state),
+# as (expected, tolerance): a lowered threshold alone proves only that the query returns a number.
+
+
+def one(db: Database, query: str, *args):
+    with db.connect() as conn:
+        return conn.execute(query, args).fetchone()[0]
+
+
+def _stat_db(db: Database, *columns: str) -> list[float]:
+    with db.connect() as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(f"SELECT {', '.join(columns)} FROM pg_stat_database WHERE datname = current_database()")
+        return [float(v) for v in row.fetchone()]
+
+
+def _pid_of(finding) -> int:
+    return int(str(finding.subject.get("pid") or finding.subject.get("blocked_pid") or finding.subject["name"]).split()[0])
+
+
+def _activity_age(column: str):
+    def truth(db, finding, made):
+        pid = made.info.backend_pid if isinstance(made, psycopg.Connection) else made.pid
+        assert _pid_of(finding) == pid, (finding.subject, pid)
+        return float(one(db, f"SELECT extract(epoch FROM now() - {column}) FROM pg_stat_activity WHERE pid = %s", pid)), 1.5
+    return truth
+
+
+def _blocking(db, finding, made):
+    assert finding.subject["blocked_pid"] == made["waiter"] and finding.evidence["head_pid"] == made["holder"]
+    return float(one(db, "SELECT extract(epoch FROM now() - state_change) FROM pg_stat_activity WHERE pid = %s",
+                     made["waiter"])), 1.5
+
+
+def _xmin_holder(db, finding, made):
+    assert _pid_of(finding) == made.info.backend_pid
+    return one(db, "SELECT age(backend_xmin) FROM pg_stat_activity WHERE pid = %s", made.info.backend_pid), 3
+
+
+def _statement(db: Database, finding, column: str) -> float:
+    return float(one(db, f"SELECT {column} FROM pg_stat_statements WHERE queryid::text = %s AND dbid = "
+                         "(SELECT oid FROM pg_database WHERE datname = current_database())", finding.subject["queryid"]))
+
+
+def _slow(db, finding, _):
+    assert "pg_sleep" in finding.evidence["query"] and finding.value >= 20
+    return _statement(db, finding, "mean_exec_time"), 0.01
+
+
+def _top(db, finding, _):
+    assert "pg_sleep" in finding.evidence["query"]
+    total = float(one(db, "SELECT sum(total_exec_time) FROM pg_stat_statements WHERE query !~* '^\\s*/\\* civicq-ops' "
+                          "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"))
+    return _statement(db, finding, "total_exec_time") / total, 0.05
+
+
+def _spill(db, finding, _):
+    assert "generate_series" in finding.evidence["query"]
+    return _statement(db, finding, "temp_blks_written") * 8192, 0
+
+
+def _ratio_of(part: str, other: str):
+    """part / (part + other) of pg_stat_database, from the counters the check saw: each is checked
+    against the server's (they only grow, and this test's own queries move them)."""
+    def truth(db, finding, _):
+        seen_part, seen_other = finding.evidence[part], finding.evidence[other]
+        server_part, server_other = _stat_db(db, part, other)
+        assert 0 < seen_part <= server_part and 0 <= seen_other <= server_other, (finding.evidence, server_part)
+        return seen_part / (seen_part + seen_other), 1e-9
+    return truth
+
+
+def _deadlocks(db, finding, _):
+    with db.connect() as conn:
+        deadlocks, started, now = conn.execute(
+            "SELECT deadlocks, coalesce(stats_reset, pg_postmaster_start_time()), now() FROM pg_stat_database "
+            "WHERE datname = current_database()").fetchone()
+    assert deadlocks >= 1 and finding.evidence["deadlocks"] == deadlocks
+    return deadlocks / max((now - started).total_seconds() / 86400, 1), 1e-6
+
+
+def _checkpoints(db, finding, _):
+    view, timed, requested = (("pg_stat_checkpointer", "num_timed", "num_requested")
+                              if int(one(db, "SHOW server_version_num")) >= 170000
+                              else ("pg_stat_bgwriter", "checkpoints_timed", "checkpoints_req"))
+    with db.connect() as conn:
+        t, r = conn.execute(f"SELECT {timed}, {requested} FROM {view}").fetchone()
+    assert r >= 1
+    return r / (t + r), 0
+
+
+def _saturation(db, finding, _):
+    with db.connect() as conn:
+        used = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").fetchone()[0]
+        settings = dict(conn.execute("SELECT name, setting FROM pg_settings WHERE name IN ('max_connections', "
+                                     "'superuser_reserved_connections', 'reserved_connections')").fetchall())
+    available = int(settings["max_connections"]) - int(settings["superuser_reserved_connections"]) \
+        - int(settings.get("reserved_connections", 0))
+    assert finding.evidence["available"] == available
+    return (used - 1) / available, 2 / available  # minus the connection asking
+
+
+def _locks(db, finding, _):
+    with db.connect() as conn:
+        settings = dict(conn.execute("SELECT name, setting::int FROM pg_settings WHERE name IN ('max_connections', "
+                                     "'max_locks_per_transaction', 'max_prepared_transactions')").fetchall())
+        locks = conn.execute("SELECT count(*) FROM pg_locks").fetchone()[0]
+    capacity = settings["max_locks_per_transaction"] * (settings["max_connections"] + settings["max_prepared_transactions"])
+    assert finding.evidence["capacity"] == capacity
+    return locks / capacity, 10 / capacity
+
+
+def _disk(db, finding, _):
+    import shutil
+
+    usage = shutil.disk_usage(db.cluster.local.data_dir)
+    return usage.used / usage.total, 0.01
+
+
+def _relation(query: str, key: str, tolerance: float = 0):
+    def truth(db, finding, _):
+        return one(db, query, finding.subject[key]), tolerance
+    return truth
+
+
+def _table_age(db, finding, _):
+    return one(db, "SELECT greatest(age(c.relfrozenxid), coalesce(age(t.relfrozenxid), 0)) FROM pg_class c "
+                   "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_class t ON t.oid = c.reltoastrelid "
+                   "WHERE n.nspname = %s AND c.relname = %s", finding.subject["schemaname"], finding.subject["relname"]), 3
+
+
+def _restart(db, finding, _):
+    return float(one(db, "SELECT extract(epoch FROM now() - pg_postmaster_start_time())")), 5
+
+
+def _eol(db, finding, _):
+    import datetime as dt
+
+    assert finding.evidence["major"] == int(one(db, "SHOW server_version_num")) // 10000
+    return (dt.date.fromisoformat(finding.evidence["eol"]) - one(db, "SELECT current_date")).days, 0
+
+
+def _dead(db, finding, _):
+    dead, live = one(db, "SELECT ARRAY[n_dead_tup, n_live_tup] FROM pg_stat_user_tables WHERE relname = %s",
+                     finding.subject["relname"])
+    return dead / (dead + live), 0.001
+
+
+def _seq_ratio(db, finding, _):
+    seq, idx = one(db, "SELECT ARRAY[seq_scan, coalesce(idx_scan, 0)] FROM pg_stat_user_tables WHERE relname = %s",
+                   finding.subject["relname"])
+    return seq / (seq + idx), 0.001
+
+
+def _behind(db, finding, _):
+    dead, tuples = one(db, "SELECT ARRAY[s.n_dead_tup::float8, greatest(c.reltuples, 0)::float8] FROM pg_stat_user_tables s "
+                           "JOIN pg_class c ON c.oid = s.relid WHERE s.relname = %s", finding.subject["relname"])
+    threshold = float(one(db, "SHOW autovacuum_vacuum_threshold"))
+    scale = float(one(db, "SHOW autovacuum_vacuum_scale_factor"))
+    return dead / (threshold + scale * tuples), 0.001
+
+
+TRUTH: dict[str, Callable] = {
+    "server-version-support": _eol,
+    "recent-restart": _restart,
+    "clock-skew": lambda db, f, _: (0.0, 1.0),  # runner and server share a clock here
+    "connection-latency": lambda db, f, _: (50.0, 50.0),  # a loopback connect: more than 0, well under 100 ms
+    "connection-saturation": _saturation,
+    "idle-in-transaction": _activity_age("state_change"),
+    "long-running-queries": _activity_age("query_start"),
+    "long-transactions": _activity_age("xact_start"),
+    "prepared-transactions": lambda db, f, _: (float(one(db, "SELECT extract(epoch FROM now() - prepared) FROM "
+                                                             "pg_prepared_xacts WHERE gid = %s", f.subject["gid"])), 1.5),
+    "xmin-horizon": _xmin_holder,
+    "blocking-sessions": _blocking,
+    "lock-table-usage": _locks,
+    "deadlocks": _deadlocks,
+    "table-dead-tuples": _dead,
+    "database-xid-age": _relation("SELECT age(datfrozenxid) FROM pg_database WHERE datname = %s", "datname", 3),
+    "table-xid-age": _table_age,
+    "database-multixact-age": _relation("SELECT mxid_age(datminmxid) FROM pg_database WHERE datname = %s", "datname"),
+    "table-multixact-age": _relation("SELECT mxid_age(relminmxid) FROM pg_class WHERE relname = %s", "relname"),
+    "autovacuum-falling-behind": _behind,
+    "missing-indexes": _seq_ratio,
+    "slow-queries": _slow,
+    "top-queries-by-total-time": _top,
+    "temp-file-spills": _spill,
+    "statements-evicted": lambda db, f, _: (one(db, "SELECT dealloc FROM pg_stat_statements_info"), 0),
+    "database-cache-hit-ratio": _ratio_of("blks_hit", "blks_read"),
+    "checkpoints-requested": _checkpoints,
+    "rollback-ratio": _ratio_of("xact_rollback", "xact_commit"),
+    "wal-retained-by-slots": _relation("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) FROM pg_replication_slots "
+                                       "WHERE slot_name = %s", "slot_name", 1 << 20),
+    "database-size": _relation("SELECT pg_database_size(%s)", "datname", 1 << 20),
+    "largest-tables": _relation("SELECT pg_total_relation_size(%s::regclass)", "relname"),
+    "largest-indexes": _relation("SELECT pg_relation_size(%s::regclass)", "indexname"),
+    "disk-usage": _disk,
+    "superuser-count": lambda db, f, _: (one(db, "SELECT count(*) FROM pg_roles WHERE rolsuper AND rolcanlogin"), 0),
+}
+
+
 # Conditions this machine cannot create; the test still runs the real query and checks the outcome.
 NOT_PROVOKED = {
     "checksum-failures": ("ok", "needs a page corrupted on disk"),
@@ -394,8 +603,15 @@ def test_check_finds_its_provoked_problem(request, pg_cluster, check_id):
             conn.execute("CREATE TABLE dup (a int)")
             conn.execute("INSERT INTO dup VALUES (1), (1)")
             conn.execute("CREATE UNIQUE INDEX CONCURRENTLY dup_a_key ON dup (a)")
-    with (case.setup(db) if case.setup else contextlib.nullcontext()):
+    with (case.setup(db) if case.setup else contextlib.nullcontext()) as made:
         result = _run(db, check_id, case)
+        truth = [f for f in result.findings if f.status in case.levels]
+        if check_id in TRUTH and truth:
+            subject = case.subject or {}
+            truth = [f for f in truth if all((f.subject or {}).get(k) == v for k, v in subject.items())] or truth
+            expected, tolerance = TRUTH[check_id](db, truth[0], made)
+            assert truth[0].value == pytest.approx(expected, abs=tolerance), \
+                f"{check_id}: {truth[0].subject} value {truth[0].value}, computed on the server: {expected}"
     firing = [f for f in result.findings if f.status in case.levels]
     assert not [f for f in result.findings if f.status == "error"], [f.reason for f in result.findings]
     if case.subject:
