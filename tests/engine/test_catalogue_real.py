@@ -241,6 +241,13 @@ def rollbacks(db: Database) -> Iterator[None]:
     yield
 
 
+@contextlib.contextmanager
+def _cache_misses(db: Database) -> Iterator[None]:
+    """Block reads that miss shared_buffers: a table scanned through a ring buffer (_bulk_load)."""
+    _bulk_load(db, "missed")
+    yield
+
+
 BLOATED = ("CREATE TABLE bloated (id int, pad text) WITH (autovacuum_enabled = false)",
            "INSERT INTO bloated SELECT g, md5(g::text) FROM generate_series(1, 50000) g",
            "DELETE FROM bloated WHERE id % 10 < 6", "VACUUM bloated", "ANALYZE bloated")
@@ -322,7 +329,7 @@ CASES: dict[str, Case] = {
     "top-queries-by-total-time": Case(slow_statements, {"warning": {"gt": 0}}, {"min_total": "0s"}),  # LOWER
     "temp-file-spills": Case(spill, {"warning": {"gt": 0}}),  # LOWER: a small real spill
     "statements-evicted": Case(thresholds={"warning": {"gte": 0}}),  # LOWER: evicting needs 5,000 distinct statements
-    "database-cache-hit-ratio": Case(thresholds={"warning": {"lte": 1}}, params={"min_blocks": 0}),  # LOWER
+    "database-cache-hit-ratio": Case(lambda db: _cache_misses(db), {"warning": {"lte": 1}}, {"min_blocks": 0}),
     "checkpoints-requested": Case(sql("CHECKPOINT"), {"warning": {"gte": 0}}, {"min_checkpoints": 0}),  # LOWER
     "rollback-ratio": Case(rollbacks, {"warning": {"gt": 0}}, {"min_transactions": 0}),  # LOWER
     "inactive-replication-slots": Case(replication_slot),
@@ -942,3 +949,21 @@ def _io_table(db: Database, table: str) -> dict[str, int]:
         heap = conn.execute("SELECT heap_blks_hit, heap_blks_read FROM pg_statio_user_tables WHERE relname = %s",
                             (table,)).fetchone()
     return {"heap_hit": heap[0], "heap_read": heap[1]}
+
+
+@pytest.mark.parametrize(("check_id", "part", "other", "param", "setup"), [
+    ("database-cache-hit-ratio", "blks_hit", "blks_read", "min_blocks", _cache_misses),
+    ("rollback-ratio", "xact_rollback", "xact_commit", "min_transactions", rollbacks),
+])
+def test_minimum_params_gate_on_the_sum_of_both_counters(db, check_id, part, other, param, setup):
+    """min_* counts every event (both counters): the check judges once their sum reaches it, not before."""
+    from tests.fixtures.pg import run_on
+
+    with setup(db):
+        [first] = run_on(db, [check_id], params={check_id: {param: 0}}).findings
+        seen = first.evidence[part] + first.evidence[other]
+        assert first.evidence[part] > 0 and first.evidence[other] > 0, first.evidence
+        [at_the_sum] = run_on(db, [check_id], params={check_id: {param: seen}}).findings
+        assert at_the_sum.value is not None and at_the_sum.evidence[part] + at_the_sum.evidence[other] >= seen
+        [above] = run_on(db, [check_id], params={check_id: {param: 10**12}}).findings
+        assert above.value is None and above.status == "ok"
