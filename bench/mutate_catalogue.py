@@ -54,7 +54,8 @@ EXTRA_TESTS = {
     "index-cache-hit-ratio": ["cache_hit_ratios"],
 }
 # Checks whose real tests live elsewhere.
-OTHER_TEST_FILES = {"backup-freshness": "tests/backup/test_backup_real.py", "backup-size-drop": "tests/backup/test_backup_real.py"}
+OTHER_TEST_FILES = {"backup-freshness": "tests/backup/test_backup_real.py",
+                    "backup-size-drop": "tests/backup/test_backup_real.py"}
 
 
 @dataclass(frozen=True)
