@@ -64,6 +64,21 @@ class CheckObject:
 
 
 @dataclass
+class Delta:
+    """Counters judged over recent activity (engine/delta.py): their increase since the previous run."""
+
+    counters: list[str]
+    min_total: str | None = None  # a param: the fewest accesses (sum of increases) worth judging
+    ratio_of: str | None = None  # value = this counter's increase / the sum of the increases
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> Delta | None:
+        if not data:
+            return None
+        return cls(counters=list(data["counters"]), min_total=data.get("min_total"), ratio_of=data.get("ratio_of"))
+
+
+@dataclass
 class Check:
     id: str
     title: str
@@ -88,6 +103,7 @@ class Check:
     recommendation: str | None = None
     remediation: str | None = None
     object: CheckObject | None = None
+    delta: Delta | None = None
     raw: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -109,7 +125,8 @@ class Check:
             on_empty=data.get("on_empty", "ok"), on_null=data.get("on_null", "ok"),
             timeout_s=parse_duration(data["timeout"]) if "timeout" in data else DEFAULT_TIMEOUT_S,
             message=data.get("message"), recommendation=data.get("recommendation"),
-            remediation=data.get("remediation"), object=CheckObject.from_dict(data.get("object")), raw=data,
+            remediation=data.get("remediation"), object=CheckObject.from_dict(data.get("object")),
+            delta=Delta.from_dict(data.get("delta")), raw=data,
         )
 
     def default_params(self) -> dict[str, Any]:

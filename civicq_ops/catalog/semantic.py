@@ -163,6 +163,7 @@ def _check_check(doc, check: Check, idx: int, parse_sql: bool = True) -> list[Di
                                       f"param '{name}' default: {violation(param, param.default)}"))
     declared = set(check.params)
     facts = set(check.facts)
+    out.extend(_delta(doc, base, check))
     queries: list[tuple[tuple[str | int, ...], str, dict | None]] = [(base + ("query",), check.query, None)]
     for j, variant in enumerate(check.variants):
         queries.append((base + ("variants", j, "query"), variant.query, variant.when))
@@ -182,6 +183,27 @@ def _check_check(doc, check: Check, idx: int, parse_sql: bool = True) -> list[Di
         text = getattr(check, key)
         if text:
             out.extend(_template(doc, base + (key,), text, MESSAGE_NAMES, declared, facts))
+    return out
+
+
+def _delta(doc, base, check: Check) -> list[Diagnostic]:
+    """A delta names a declared param as its minimum and one of its counters as the ratio's numerator."""
+    spec = check.delta
+    if spec is None:
+        return []
+    out = []
+    if spec.min_total and spec.min_total not in check.params:
+        out.append(doc.diagnostic(base + ("delta", "min_total"), "unknown-param",
+                                  f"delta.min_total names no param of check '{check.id}': declare '{spec.min_total}'"))
+    if spec.ratio_of and spec.ratio_of not in spec.counters:
+        out.append(doc.diagnostic(base + ("delta", "ratio_of"), "not-a-counter",
+                                  f"delta.ratio_of '{spec.ratio_of}' is not one of delta.counters"))
+    if spec.ratio_of and not check.value:
+        out.append(doc.diagnostic(base + ("delta", "ratio_of"), "thresholds-need-value",
+                                  "delta.ratio_of writes the check's value column: name it with value:"))
+    if not check.subject:
+        out.append(doc.diagnostic(base + ("delta",), "delta-needs-subject",
+                                  "delta keeps counters per subject: the check needs subject:"))
     return out
 
 
@@ -265,8 +287,10 @@ def _sql(doc, jpath, check: Check, text: str) -> list[Diagnostic]:
                 else "sql-syntax" if "parse" in verdict.problem else "not-one-statement"
             out.append(doc.diagnostic(jpath, code, verdict.problem))
         elif verdict.columns is not None:
-            wanted = [*check.subject, *([check.value] if check.value else []),
+            computed = check.value if check.delta and check.delta.ratio_of else None  # the engine writes it
+            wanted = [*check.subject, *([check.value] if check.value and check.value != computed else []),
                       *(check.object.columns() if check.object else [])]
+            wanted += check.delta.counters if check.delta else []
             missing = [c for c in wanted if c not in verdict.columns]
             if missing and "missing" not in seen_problems:
                 seen_problems.add("missing")

@@ -29,6 +29,7 @@ from civicq_ops.core.capabilities import Capabilities, unmet_requirement
 from civicq_ops.core.errors import CivicqError, ExitCode, InputError, TargetUnreachable, first_line
 from civicq_ops.core.thresholds import SEVERITY
 from civicq_ops.engine.baseline import Comparison, compare, load_baseline
+from civicq_ops.engine.delta import Counters, evaluate_delta
 from civicq_ops.engine.evaluate import evaluate_rows
 from civicq_ops.engine.facts import FactContext, FactProvider, gather
 from civicq_ops.engine.findings import Finding, Summary
@@ -97,6 +98,7 @@ class RunOptions:
     baseline: str | None = None
     now: datetime | None = None
     facts: Mapping[str, FactProvider] = field(default_factory=dict)  # runner facts: name -> provider
+    counters: Counters | None = None  # previous counters for `delta:` checks (state/counters.py)
 
 
 @dataclass
@@ -313,7 +315,7 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     def work(check: Check) -> list[Finding]:
         try:
             return _run_one(check, params[check.id], caps, facts, missing, conn_from_pool, deadline, options.now,
-                            health)
+                            health, options.counters)
         except CivicqError as e:  # never lose the other findings of this target
             return [_skipped(check, caps, e.message, "error")]
         finally:
@@ -351,7 +353,8 @@ def _skipped(check: Check, caps: Capabilities, reason: str, status: str = "skipp
 
 def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: dict[str, dict[str, Any]],
              missing: dict[str, tuple[str, str]], get_conn: Callable[[], AbstractContextManager[psycopg.Connection]],
-             deadline: float | None, now: datetime | None, health: _TargetHealth | None = None) -> list[Finding]:
+             deadline: float | None, now: datetime | None, health: _TargetHealth | None = None,
+             counters: Counters | None = None) -> list[Finding]:
     reason = unmet_requirement(check.requires, caps)
     if reason:
         return [_skipped(check, caps, reason)]
@@ -402,4 +405,6 @@ def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: di
                 health.dead = health.dead or f"the target stopped answering ({watch.describe()})"
             return [_skipped(check, caps, watch.describe(), "error")]
         return [_skipped(check, caps, f"query failed: {first_line(e)}", "error")]
+    if check.delta is not None:
+        return evaluate_delta(check, rows, params, caps, counters, now)
     return evaluate_rows(check, rows, params, caps, now, facts)

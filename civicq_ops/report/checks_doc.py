@@ -49,7 +49,10 @@ def render(catalog: Catalog) -> str:
     lines = ["# The check catalogue", "",
              "Generated from `checks/*.yaml` by `civicq-ops checks doc`; do not edit by hand.", "",
              f"{len(catalog.checks)} checks in {len(by_category)} categories. Run them with "
-             "`civicq-ops run checks`; the quick ones (tag `quick`) with `civicq-ops health`.", ""]
+             "`civicq-ops run checks`; the quick ones (tag `quick`) with `civicq-ops health`.", "",
+             "Recommendations write SQL a DBA may paste between backticks, ending with `;`, with every name "
+             "quoted and schema-qualified (`{{ subject | qident('schemaname', 'relname') }}`); a test parses "
+             "each such statement with pglast for hostile names.", ""]
     for category in sorted(by_category):
         lines.append(f"- [{category}](#{category}) ({len(by_category[category])})")
     lines.append("")

@@ -17,6 +17,7 @@ from civicq_ops.engine.baseline import write_baseline
 from civicq_ops.engine.run import DEFAULT_POOL, Progress, RunOptions, RunResult, Selection, run_checks
 from civicq_ops.facts import default_providers
 from civicq_ops.report.formats import RUN_FORMATS, OutputFailure, parse_outputs, render_safely, write_outputs
+from civicq_ops.state.counters import CounterStore
 from civicq_ops.state.store import open_store
 
 FAIL_ON = ("warning", "critical")
@@ -67,6 +68,7 @@ def run_and_report(project: Project, targets: list[Target], request: RunRequest,
     notifiers = load_alerting(project)
     options = RunOptions(params=request.params, fail_on=request.fail_on, budget_s=budget_s,
                          baseline=request.baseline, pool_size=request.pool or DEFAULT_POOL, facts=default_providers(project))
+    options.counters, counters_notice = _counter_store(project)
     result = run_checks(project, targets, catalog, request.selection, options, progress=progress)
     if notifiers is not None:  # bounded by each notifier's timeout; failures are notices
         result.notices.extend(notify_run(project, catalog, result, notifiers).notices())
@@ -80,7 +82,17 @@ def run_and_report(project: Project, targets: list[Target], request: RunRequest,
     errors = [e["message"] for e in result.errors]
     errors += [f"output {failure.name} was not written: {failure.message}" for failure in failures]
     return Delivered(result, text or "", ExitCode.EXECUTION_ERROR if failures else result.exit_code,
-                     errors=errors, notices=[notice] if notice else [])
+                     errors=errors, notices=[n for n in (counters_notice, notice) if n])
+
+
+def _counter_store(project: Project) -> tuple[CounterStore | None, str | None]:
+    """Previous counters for `delta:` checks; a store that cannot be opened is a notice (those
+    checks then say there is not enough recent activity to judge)."""
+    try:
+        return CounterStore(open_store(project)), None
+    except (CivicqError, OSError) as e:
+        message = e.message if isinstance(e, CivicqError) else str(e)
+        return None, f"no previous counters for checks with delta: ({message})"
 
 
 def record_run(project: Project, result: RunResult) -> str | None:

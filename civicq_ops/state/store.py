@@ -80,8 +80,16 @@ def _v3_alert_state(store: StateStore) -> None:
         store.execute(statement)
 
 
+def _v4_check_counters(store: StateStore) -> None:
+    """The cumulative counters each `delta:` check saw on its previous run (state/counters.py)."""
+    store.execute("""CREATE TABLE IF NOT EXISTS check_counters (
+    target TEXT NOT NULL, check_id TEXT NOT NULL, subject TEXT NOT NULL, counters TEXT NOT NULL, at TEXT NOT NULL,
+    PRIMARY KEY (target, check_id, subject))""")
+
+
 # MIGRATIONS[n - 1] brings a store from version n - 1 to version n.
-MIGRATIONS: list[Callable[[StateStore], None]] = [_v1_initial, _v2_run_gate_and_check_history, _v3_alert_state]
+MIGRATIONS: list[Callable[[StateStore], None]] = [_v1_initial, _v2_run_gate_and_check_history, _v3_alert_state,
+                                                  _v4_check_counters]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -53,6 +53,30 @@ def _sql_unsafe(value: Any) -> UnsafeFragment:
     return UnsafeFragment(str(value))
 
 
+def _qident(value: Any, *keys: str) -> str:
+    """A (schema-qualified) name as text a DBA pastes into psql, quoted as psycopg.sql.Identifier does.
+
+    Every part is double-quoted, embedded double quotes doubled (PostgreSQL's rule, exactly), so any
+    name is safe: `{{ subject | qident('schemaname', 'relname') }}` -> "public"."orders";
+    `{{ row.indexname | qident }}` -> one name, never split on dots; a list gives its parts.
+    For recommendations and messages (plain text); a query names things through `| ident`.
+    """
+    if keys:
+        parts = [value[k] for k in keys]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = [value]
+    if not parts or any(p is None or str(p) == "" or "\x00" in str(p) for p in parts):
+        raise TemplateError(f"invalid identifier {value!r}")
+    return ".".join('"' + str(p).replace('"', '""') + '"' for p in parts)
+
+
+def _qliteral(value: Any) -> str:
+    """A string literal as text to paste (standard_conforming_strings on): quotes doubled."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def _finalize(value: Any) -> Any:
     from jinja2 import Undefined
 
@@ -82,6 +106,7 @@ def environment():
         ident=_ident, sql_unsafe=_sql_unsafe, pct=_pct, bytes=format_bytes, duration=format_duration,
         number=format_number, value=format_value,
     )
+    env.filters.update(qident=_qident, qliteral=_qliteral)  # names and literals in recommendations
     env.globals.clear()  # no range(), lipsum(), dict() ...: templates see only their context
     return env
 

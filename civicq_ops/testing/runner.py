@@ -19,12 +19,14 @@ from civicq_ops.core.diagnostics import Diagnostic
 from civicq_ops.core.errors import CivicqError, ExitCode
 from civicq_ops.core.fileio import write_atomic
 from civicq_ops.core.yamlpos import LoadedDocument
+from civicq_ops.engine.delta import evaluate_delta, target_key
 from civicq_ops.engine.evaluate import evaluate_rows
 from civicq_ops.engine.findings import Finding
 from civicq_ops.engine.run import render_check, resolve_params
 from civicq_ops.remediation.plan import decide
 from civicq_ops.report.catalog_views import Outcome, catalog_paths
 from civicq_ops.report.validation import render as render_diagnostics
+from civicq_ops.state.counters import MemoryCounters, Previous, subject_key
 from civicq_ops.templating.render import NullFact
 
 
@@ -140,8 +142,21 @@ def _run_check_case(data: dict, case: dict, loaded: LoadResult) -> list[str]:
                           status="skipped", reason=reason)]
     else:
         render_check(check, params, caps, facts)  # the template must render with these params, target and facts
-        actual = evaluate_rows(check, case.get("rows", []), params, caps, now, facts)
+        if check.delta is not None:
+            actual = evaluate_delta(check, case.get("rows", []), params, caps, _previous(check, case, caps), now)
+        else:
+            actual = evaluate_rows(check, case.get("rows", []), params, caps, now, facts)
     return compare(case["expect"]["findings"], actual)
+
+
+def _previous(check, case: dict, caps: Capabilities):
+    """`previous: {at: TIME, rows: [...]}`: the counters a previous run saw, for `delta:` checks."""
+    spec = case.get("previous") or {}
+    entries = {subject_key({c: row.get(c) for c in check.subject}):
+               Previous({c: float(row.get(c) or 0) for c in check.delta.counters},
+                        str(spec.get("at", "2025-12-31T23:00:00+00:00")))
+               for row in spec.get("rows", [])}
+    return MemoryCounters({(target_key(caps), check.id): entries})
 
 
 def _run_policy_case(data: dict, case: dict, loaded: LoadResult) -> list[str]:
