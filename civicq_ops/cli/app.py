@@ -77,7 +77,7 @@ def root(
 
 
 def _register() -> None:
-    from civicq_ops.cli import backup, catalog, db, remediate, run, vacuum
+    from civicq_ops.cli import backup, catalog, db, inspect_cmd, remediate, report_cmd, run, vacuum
 
     app.add_typer(db.app, name="db")
     backup.register(app)
@@ -86,6 +86,8 @@ def _register() -> None:
     run.register(app)
     remediate.register(app)
     vacuum.register(app)
+    inspect_cmd.register(app)
+    report_cmd.register(app)
 
 
 _register()
