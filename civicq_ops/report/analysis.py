@@ -37,24 +37,24 @@ SECTIONS = [
     ("other", "Other checks", ()),
 ]
 
-# Listings shown in a section: (section, listing, title, row filter, how many rows).
+# Listings shown in a section: (section, listing, title, row filter, rows shown, columns).
+_TABLE_KINDS = ("table", "partitioned table", "materialized view")
 LISTING_VIEWS = [
-    ("sizes", "sizes", "Largest tables", lambda r: r.get("kind") in ("table", "partitioned table", "materialized view"), 10),
-    ("sizes", "sizes", "Largest indexes", lambda r: r.get("kind") in ("index", "partitioned index"), 10),
-    ("cache", "cache", "Tables reading the most blocks from disk", None, 10),
-    ("bloat", "bloat", "Dead rows per table", None, 10),
-    ("vacuum", "autovacuum", "Autovacuum: dead rows against the trigger point", None, 10),
-    ("connections", "connections", "Server processes", None, 20),
-    ("queries", "slow-queries", "Top statements by total time (pg_stat_statements)", None, None),
+    ("sizes", "sizes", "Largest tables", lambda r: r.get("kind") in _TABLE_KINDS, 10,
+     ["schemaname", "relname", "kind", "total_bytes", "own_bytes", "index_bytes", "toast_bytes", "estimated_rows"]),
+    ("sizes", "sizes", "Largest indexes", lambda r: r.get("kind") not in _TABLE_KINDS, 10,
+     ["schemaname", "relname", "total_bytes", "estimated_rows"]),
+    ("cache", "cache", "Tables reading the most blocks from disk", None, 10,
+     ["schemaname", "relname", "heap_blks_read", "heap_blks_hit", "heap_hit_ratio", "index_hit_ratio"]),
+    ("bloat", "bloat", "Dead rows per table", None, 10,
+     ["schemaname", "relname", "table_bytes", "n_dead_tup", "dead_ratio", "dead_bytes_estimate", "last_vacuum"]),
+    ("vacuum", "autovacuum", "Autovacuum: dead rows against the trigger point", None, 10,
+     ["schemaname", "relname", "n_dead_tup", "vacuum_trigger", "vacuum_due", "last_autovacuum", "last_autoanalyze"]),
+    ("connections", "connections", "Server processes", None, 20,
+     ["pid", "usename", "application_name", "backend_type", "state", "wait_event", "xact_s", "query"]),
+    ("queries", "slow-queries", "Top statements by total time (pg_stat_statements)", None, None,
+     ["queryid", "calls", "total_ms", "mean_ms", "rows", "hit_ratio", "query"]),
 ]
-LISTING_COLUMNS = {
-    "sizes": ["schemaname", "relname", "total_bytes", "own_bytes", "index_bytes", "toast_bytes", "estimated_rows"],
-    "cache": ["schemaname", "relname", "heap_blks_read", "heap_hit_ratio", "index_hit_ratio"],
-    "bloat": ["schemaname", "relname", "table_bytes", "n_dead_tup", "dead_ratio", "dead_bytes_estimate"],
-    "autovacuum": ["schemaname", "relname", "n_dead_tup", "vacuum_trigger", "vacuum_due", "last_autovacuum"],
-    "connections": ["pid", "usename", "application_name", "state", "wait_event", "xact_s", "query"],
-    "slow-queries": ["queryid", "calls", "total_ms", "mean_ms", "rows", "hit_ratio", "query"],
-}
 
 
 @dataclass
@@ -146,7 +146,7 @@ def _top_series(series: list[Series], n: int) -> list[Series]:
     return sorted(series, key=lambda s: -(s.points[-1][1] if s.points else 0))[:n]
 
 
-def _charts(history: History, forecasts: list[Forecast]) -> dict[str, list[Chart]]:
+def _charts(history: History, forecasts: list[Forecast], horizon_s: float) -> dict[str, list[Chart]]:
     charts: dict[str, list[Chart]] = {"sizes": [], "vacuum": [], "capacity": []}
     db = history.of_check("database-size")
     charts["sizes"].append(Chart("Database size", "bytes", [Line(s.label, s.points) for s in db]))
@@ -161,7 +161,11 @@ def _charts(history: History, forecasts: list[Forecast]) -> dict[str, list[Chart
         charts["vacuum"].append(Chart("Multixact age per database", "xids", [Line(s.label, s.points) for s in mxid]))
     for fc in forecasts:
         series = history.series.get(fc.finding_id)
-        if not fc.enough or fc.seconds_left is None or series is None:
+        if not fc.enough or fc.seconds_left is None or series is None or len(series.points) < 2:
+            continue
+        # Drawn only where the projection is near enough to read on the same axis as the history.
+        span = (series.points[-1][0] - series.points[0][0]).total_seconds()
+        if fc.seconds_left > max(3 * span, 0) and fc.seconds_left > horizon_s:
             continue
         unit = "xids" if fc.limit == WRAPAROUND else "ratio"
         fitted = [(datetime.fromtimestamp(x, UTC), y) for x, y in fc.fitted]
@@ -188,7 +192,7 @@ def _problem_charts(findings: list[Finding], history: History, cap: int = 40) ->
 
 def _listing_tables(listings: dict[str, Page | str]) -> dict[str, list[Table]]:
     out: dict[str, list[Table]] = {}
-    for section, name, title, keep, count in LISTING_VIEWS:
+    for section, name, title, keep, count, cols in LISTING_VIEWS:
         page = listings.get(name)
         if page is None:
             continue
@@ -196,7 +200,6 @@ def _listing_tables(listings: dict[str, Page | str]) -> dict[str, list[Table]]:
             out.setdefault(section, []).append(Table(title, [], [], note=page))
             continue
         rows = [r for r in page.rows if keep is None or keep(r)]
-        cols = LISTING_COLUMNS[name]
         shown = rows if count is None else rows[:count]
         out.setdefault(section, []).append(Table(title, cols, [[r.get(c) for c in cols] for r in shown],
                                                  total=len(rows), note=f"`civicq-ops inspect {name}` lists every row"))
@@ -218,7 +221,7 @@ def build_analysis(result: RunResult, history: History, recent: dict[str, Series
     sections = {key: Section(key, title) for key, title, _cats in SECTIONS}
     for f in result.findings:
         sections[_section_of(f.category)].findings.append(f)
-    for key, charts in _charts(history, forecasts).items():
+    for key, charts in _charts(history, forecasts, horizon.warning_s).items():
         sections[key].charts += [c for c in charts if c.lines]
     for key, charts in _problem_charts(result.findings, history).items():
         sections[key].charts += charts

@@ -114,7 +114,8 @@ def forecast(finding_id: str, check: str, target: str, subject: dict | None, poi
     fitted_now = slope * last_x + intercept
     left = max(0.0, (limit - fitted_now) / slope)
     fc.seconds_left = left
-    fc.eta = datetime.fromtimestamp(last_x + left).astimezone()
+    # Beyond a millennium the date means nothing (and overflows time_t): keep only the duration.
+    fc.eta = datetime.fromtimestamp(last_x + left).astimezone() if left < 1000 * 365 * 86400 else None
     fc.seconds_left_range = (
         max(0.0, (limit - fitted_now) / hi) if hi > 0 else None,
         max(0.0, (limit - fitted_now) / lo) if lo > 0 else None,
@@ -169,6 +170,8 @@ def forecast_finding(fc: Forecast, horizon: Horizon) -> Finding:
 def eta_text(fc: Forecast) -> str:
     if fc.seconds_left is None:
         return fc.note
+    if fc.eta is None:
+        return _span(fc.seconds_left)
     return f"{_span(fc.seconds_left)} (around {fc.eta:%Y-%m-%d %H:%M})"
 
 

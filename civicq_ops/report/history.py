@@ -1,9 +1,10 @@
-"""What the report reads from the state store: each finding's values over time, downsampled in SQL.
+"""What the report reads from the state store: each finding's values over time, downsampled.
 
 These few query functions are the only place the report touches the store's tables, so a change in
 how the store keeps values (schema versions, aggregates for ok findings) is adapted here alone.
-Buckets are prefixes of the ISO timestamps (day, hour, minute, second), which SQLite and PostgreSQL
-both group the same way; a bucket's value is the mean of its runs, its time the latest run in it.
+Downsampling picks evenly spaced runs from the small `runs` table and reads only their findings
+through the primary key (run_id, finding_id): months of hourly runs cost a few thousand rows, not
+the whole table, on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-# ISO prefix lengths: '2026-12-01' day, '2026-12-01T22' hour, '...T22:15' minute, '...T22:15:07' second.
-DAY, HOUR, MINUTE, SECOND = 10, 13, 16, 19
+CHUNK = 400  # run ids per IN list (SQLite allows 999 variables by default)
 
 
 @dataclass
 class Series:
-    """One finding's (or one subject's) values over time, oldest first."""
+    """One finding's values over time, oldest first."""
 
     finding_id: str
     check: str
@@ -51,62 +51,59 @@ def parse_at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def bucket_for(first: datetime | None, last: datetime | None, points: int = 150) -> int:
-    """The coarsest ISO prefix that still leaves about `points` buckets over the span."""
-    if first is None or last is None:
-        return SECOND
-    span = (last - first).total_seconds()
-    for length, size in ((DAY, 86400), (HOUR, 3600), (MINUTE, 60)):
-        if span / size >= points / 2:
-            return length
-    return SECOND
-
-
-def run_span(store, target: str) -> tuple[int, datetime | None, datetime | None]:
-    """How many runs touched this target, and when the first and last were."""
-    row = store.execute("SELECT count(DISTINCT run_id), min(at), max(at) FROM findings WHERE target = ?", (target,))
-    count, first, last = row[0] if row else (0, None, None)
-    return int(count or 0), parse_at(first) if first else None, parse_at(last) if last else None
-
-
-def value_series(store, target: str, prefix: int, checks: list[str] | None = None,
-                 since: datetime | None = None) -> dict[str, Series]:
-    """Every finding's numeric values, one point per bucket (the mean), optionally for some checks only."""
-    where = ["target = ?", "value IS NOT NULL"]
-    params: list = [prefix, target]
-    if checks:
-        where.append(f"check_id IN ({', '.join('?' for _ in checks)})")
-        params += checks
+def target_runs(store, target: str, since: datetime | None = None) -> list[tuple[str, datetime]]:
+    """(run id, started at) of every recorded run that covered `target`, oldest first."""
+    where, params = "targets LIKE ?", [f"%{json.dumps(target)}%"]
     if since is not None:
-        where.append("at >= ?")
+        where += " AND started_at >= ?"
         params.append(since.isoformat())
-    rows = store.execute(
-        "SELECT finding_id, substr(at, 1, ?) AS bucket, avg(value), max(at), max(check_id), max(subject) "
-        f"FROM findings WHERE {' AND '.join(where)} GROUP BY 1, 2 ORDER BY 1, 2", tuple(params))
+    rows = store.execute(f"SELECT id, started_at, targets FROM runs WHERE {where} ORDER BY started_at", tuple(params))
+    return [(r[0], parse_at(r[1])) for r in rows if target in json.loads(r[2] or "[]")]
+
+
+def evenly(runs: list[tuple[str, datetime]], points: int) -> list[tuple[str, datetime]]:
+    """At most `points` runs spread evenly over the list, the first and the last always kept."""
+    if len(runs) <= points:
+        return runs
+    step = (len(runs) - 1) / (points - 1)
+    return [runs[round(i * step)] for i in range(points)]
+
+
+def findings_of_runs(store, target: str, run_ids: list[str], checks: list[str] | None = None) -> dict[str, Series]:
+    """The numeric values of these runs' findings on `target`, as one series per finding."""
     out: dict[str, Series] = {}
-    for finding_id, _bucket, value, at, check, subject in rows:
-        series = out.get(finding_id)
-        if series is None:
-            series = out[finding_id] = Series(finding_id, check, json.loads(subject) if subject else None)
-        series.points.append((parse_at(at), float(value)))
+    for start in range(0, len(run_ids), CHUNK):
+        chunk = run_ids[start:start + CHUNK]
+        where = [f"run_id IN ({', '.join('?' for _ in chunk)})", "target = ?", "value IS NOT NULL"]
+        params: list = [*chunk, target]
+        if checks:
+            where.append(f"check_id IN ({', '.join('?' for _ in checks)})")
+            params += checks
+        rows = store.execute(f"SELECT finding_id, check_id, subject, at, value FROM findings WHERE {' AND '.join(where)}",
+                             tuple(params))
+        for finding_id, check, subject, at, value in rows:
+            series = out.get(finding_id)
+            if series is None:
+                series = out[finding_id] = Series(finding_id, check, json.loads(subject) if subject else None)
+            series.points.append((parse_at(at), float(value)))
+    for series in out.values():
+        series.points.sort()
     return out
 
 
-def load_history(store, target: str, points: int = 150) -> History:
-    """The target's history, downsampled to about `points` per finding."""
-    runs, first, last = run_span(store, target)
-    prefix = bucket_for(first, last, points)
-    names = {DAY: "day", HOUR: "hour", MINUTE: "minute", SECOND: "run"}
-    history = History(target, runs, first, last, names[prefix])
-    if runs:
-        history.series = value_series(store, target, prefix)
+def load_history(store, target: str, points: int = 200) -> History:
+    """The target's history: every finding's values at up to `points` evenly spaced runs."""
+    runs = target_runs(store, target)
+    if not runs:
+        return History(target, 0, None, None, "run")
+    chosen = evenly(runs, points)
+    bucket = "run" if len(chosen) == len(runs) else f"{len(runs) / len(chosen):.0f} runs"
+    history = History(target, len(runs), runs[0][1], runs[-1][1], bucket)
+    history.series = findings_of_runs(store, target, [r[0] for r in chosen])
     return history
 
 
-def recent_series(store, target: str, checks: list[str], since: datetime, points: int = 240) -> dict[str, Series]:
+def recent_series(store, target: str, checks: list[str], since: datetime, points: int = 400) -> dict[str, Series]:
     """Finer-grained values of a few checks over a recent window (the forecasts' input)."""
-    runs, first, last = run_span(store, target)
-    if not runs:
-        return {}
-    start = max(since, first) if first else since
-    return value_series(store, target, bucket_for(start, last, points), checks, since)
+    runs = evenly(target_runs(store, target, since), points)
+    return findings_of_runs(store, target, [r[0] for r in runs], checks) if runs else {}
