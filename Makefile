@@ -9,7 +9,7 @@ OPS := $(BIN)/civicq-ops
 	migration-history seed-dev dev-reset schema-doc checks-doc health health-full analyze analyze-json \
 	report monitor-connections monitor-slow-queries monitor-locks monitor-cache monitor-bloat monitor-autovacuum \
 	monitor-table-stats monitor-sizes \
-	indexes-unused indexes-missing indexes-usage bench backup backup-compressed backup-list backup-cleanup \
+	indexes-unused indexes-missing indexes-usage bench bench-indexes backup backup-compressed backup-list backup-cleanup \
 	restore prod-backup vacuum vacuum-table vacuum-full vacuum-auto vacuum-candidates plan daily weekly \
 	prod-maintenance
 
@@ -47,6 +47,7 @@ help:
 	@echo "make indexes-missing      - tables by rows read sequentially (inspect index-usage)"
 	@echo "make indexes-usage        - every index by scans (inspect indexes)"
 	@echo "make bench                - the benchmarks (checks, seed, backup, report, indexes)"
+	@echo "make bench-indexes [SCALE=20] - the index migration's speedups and partial index sizes"
 	@echo "make backup               - a verified-on-write backup (directory format)"
 	@echo "make backup-compressed    - a backup in custom format, gzip level 9"
 	@echo "make backup-list          - the backups"
@@ -163,6 +164,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/backup.py
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/indexes.py
+bench-indexes: $(STAMP)
+	$(BIN)/python bench/indexes.py --scale $(or $(SCALE),20) --runs $(or $(RUNS),25)
 
 # The seed's backup targets.
 backup: $(STAMP)
