@@ -18,9 +18,10 @@ def report(
     top: Annotated[int | None, typer.Option("--top", help="Statements in the queries section (default: report.top_queries or 10).")] = None,
     record: Annotated[bool, typer.Option("--record/--no-record", help="Keep this run in the state store's history.")] = True,
 ) -> None:
-    """Run every check, then write the report: summary and gate, what to do first (SQL and locks),
-    sizes, cache, indexes, bloat, vacuum, connections, queries, replication, backups, trends and
-    forecasts from the state store's history. The exit code is the gate, as for `run checks`.
+    """Run every check and write the analysis report (the seed's analyze); the exit code is the gate.
+
+    Sections: summary and gate, what to do first (SQL and locks), sizes, cache, indexes, bloat,
+    vacuum, connections, queries, replication, backups, forecasts; charts from the history.
 
     Example: civicq-ops report -f html -o json=report.json > report.html
     """

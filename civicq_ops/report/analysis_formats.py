@@ -41,10 +41,17 @@ def markdown(a: Analysis) -> str:
         lines += [f"## {sec.title} ({sec.worst})", ""]
         lines += [f"> {n}" for n in sec.notes]
         if sec.key == "capacity" and a.forecasts:
-            lines += ["### Time to exhaustion", "", "| source | subject | runs out in | points | confidence | how |",
-                      "|---|---|---|---|---|---|"]
-            lines += [f"| `{fc.check}` | {_esc('.'.join(str(v) for v in (fc.subject or {}).values()))} | "
-                      f"{_esc(eta_text(fc))} | {fc.points} | {fc.confidence} | {_esc(fc.note)} |" for fc in a.forecasts]
+            soon = [fc for fc in a.forecasts if fc.soon]
+            lines += ["### Time to exhaustion", ""]
+            if soon:
+                lines += ["| source | subject | runs out in | points | confidence | how |", "|---|---|---|---|---|---|"]
+                lines += [f"| `{fc.check}` | {_esc('.'.join(str(v) for v in (fc.subject or {}).values()))} | "
+                          f"{_esc(eta_text(fc))} | {fc.points} | {fc.confidence} | {_esc(fc.note)} |" for fc in soon]
+            else:
+                lines.append("Nothing runs out within 10 years at the current rates.")
+            rest = len(a.forecasts) - len(soon)
+            if rest:
+                lines += ["", f"{rest} more: not growing, not enough history, or more than 10 years away (see the JSON)."]
             lines.append("")
         problems = sorted((f for f in sec.findings if f.status != "ok"), key=lambda f: (-SEVERITY[f.status], f.check))
         ok = len(sec.findings) - len(problems)
@@ -88,7 +95,7 @@ def document(a: Analysis) -> dict:
         "recommendations": [r.to_dict() for r in a.recommendations],
         "forecasts": [fc.to_dict() for fc in a.forecasts],
         "sections": [{"key": s.key, "title": s.title, "worst": s.worst, "notes": s.notes,
-                      "findings": [f["id"] for f in run["findings"] if f["id"] in {x.id for x in s.findings}],
+                      "findings": [f.id for f in s.findings],
                       "tables": [t.to_dict() for t in s.tables],
                       "charts": [{"title": c.title, "unit": c.unit, "limit": c.limit,
                                   "lines": [{"label": ln.label, "dashed": ln.dashed,

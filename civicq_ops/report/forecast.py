@@ -29,6 +29,9 @@ MIN_POINTS = 5
 MAX_PAIRS_POINTS = 240  # the fit is O(n^2): evenly thinned beyond this
 
 
+SOON_S = 10 * 365 * 86400  # forecasts further out than this are listed apart, as "nothing in sight"
+
+
 @dataclass
 class Horizon:
     """Forecasts closer than these are findings: `critical` first, then `warning`."""
@@ -60,6 +63,11 @@ class Forecast:
     @property
     def enough(self) -> bool:
         return self.slope_per_day is not None
+
+    @property
+    def soon(self) -> bool:
+        """Runs out within SOON_S: worth a row of its own in the report."""
+        return self.seconds_left is not None and self.seconds_left < SOON_S
 
     def to_dict(self) -> dict:
         return {"finding_id": self.finding_id, "check": self.check, "target": self.target, "subject": self.subject,
@@ -124,7 +132,7 @@ def forecast(finding_id: str, check: str, target: str, subject: dict | None, poi
     fc.confidence = "high" if len(recent) >= 10 and not spread_wide and left <= span * 20 else "low"
     fc.note = (f"Theil-Sen over {len(recent)} points in {_span(span)}; 80% of pairwise slopes put it between "
                f"{_span(fc.seconds_left_range[0])} and {_span(fc.seconds_left_range[1])}")
-    if left > span * 20:
+    if span * 20 < left < 100 * 365 * 86400:
         fc.note += f"; a projection {left / span:.0f}x longer than the history behind it"
     fc.fitted = [(xs[0], slope * xs[0] + intercept), (last_x + left, limit)]
     return fc
@@ -141,6 +149,8 @@ def _span(seconds: float | None) -> str:
         return f"{seconds / 3600:.1f} h"
     if seconds < 2 * 365 * 86400:
         return f"{seconds / 86400:.0f} days"
+    if seconds >= 100 * 365 * 86400:
+        return "more than 100 years"
     return f"{seconds / (365 * 86400):.1f} years"
 
 

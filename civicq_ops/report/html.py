@@ -96,14 +96,26 @@ def _section(s: Section, a: Analysis) -> str:
     return "".join(parts) + "</section>"
 
 
-def _forecast_table(a: Analysis) -> str:
-    rows = "".join(
+def _forecast_rows(forecasts) -> str:
+    return "".join(
         f"<tr><td><code>{escape(fc.check)}</code></td><td>{escape('.'.join(str(v) for v in (fc.subject or {}).values()))}"
         f"</td><td class='num'>{escape(format_value(fc.current, 'xids' if fc.limit > 1 else 'ratio'))}</td>"
         f"<td>{escape(eta_text(fc))}</td><td class='num'>{fc.points}</td><td>{escape(fc.confidence)}</td>"
-        f"<td>{escape(fc.note)}</td></tr>" for fc in a.forecasts)
-    return ("<h3>Time to exhaustion</h3><table><thead><tr><th>source</th><th>subject</th><th>now</th><th>runs out in</th>"
-            f"<th>points</th><th>confidence</th><th>how</th></tr></thead><tbody>{rows}</tbody></table>")
+        f"<td>{escape(fc.note)}</td></tr>" for fc in forecasts)
+
+
+def _forecast_table(a: Analysis) -> str:
+    head = ("<table><thead><tr><th>source</th><th>subject</th><th>now</th><th>runs out in</th><th>points</th>"
+            "<th>confidence</th><th>how</th></tr></thead><tbody>")
+    soon = [fc for fc in a.forecasts if fc.soon]
+    rest = [fc for fc in a.forecasts if not fc.soon]
+    out = "<h3>Time to exhaustion</h3>"
+    out += head + _forecast_rows(soon) + "</tbody></table>" if soon else \
+        "<p>Nothing runs out within 10 years at the current rates.</p>"
+    if rest:
+        out += (f"<details><summary>{len(rest)} more: not growing, not enough history, or more than 10 years away"
+                f"</summary>{head}{_forecast_rows(rest)}</tbody></table></details>")
+    return out
 
 
 def _recommendations(a: Analysis) -> str:

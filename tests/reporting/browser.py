@@ -128,7 +128,7 @@ def _pipe_fds(read_fd: int, write_fd: int) -> None:
 
 
 def visit(chromium: str, html: Path, profile: Path, javascript: bool = True, size: tuple[int, int] = (1280, 2400),
-          timeout: float = 60) -> Visit:
+          timeout: float = 60, fragment: str = "") -> Visit:
     """Open a file over the DevTools protocol (--remote-debugging-pipe): with scripts disabled through
     Emulation.setScriptExecutionDisabled, which --dump-dom cannot do (it reads the DOM with a script)."""
     import base64
@@ -183,7 +183,7 @@ def visit(chromium: str, html: Path, profile: Path, javascript: bool = True, siz
         for domain in ("Page", "Runtime", "Log"):
             call(f"{domain}.enable", session=session)
         call("Emulation.setScriptExecutionDisabled", {"value": not javascript}, session=session)
-        call("Page.navigate", {"url": html.resolve().as_uri()}, session=session)
+        call("Page.navigate", {"url": html.resolve().as_uri() + (f"#{fragment}" if fragment else "")}, session=session)
         while not any(e.get("method") == "Page.loadEventFired" for e in events):
             events.append(read_message())
         root = call("DOM.getDocument", {"depth": -1}, session=session)["root"]["nodeId"]

@@ -87,3 +87,19 @@ def test_every_command_in_the_docs_runs(doc, civicq_db, tmp_path):
             assert "Traceback" not in proc.stderr, f"{doc}:{line_no}: `{command}`\n{proc.stderr[-1500:]}"
             ran += 1
     assert ran, f"{doc} ran no command"
+
+
+def test_make_help_lists_every_target_on_one_line():
+    makefile = (REPO / "Makefile").read_text()
+    targets = {m.group(1) for m in re.finditer(r"^([a-z][a-z0-9-]*):", makefile, re.M)}
+    proc = subprocess.run(["make", "-s", "-C", str(REPO), "help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    listed = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("make ")]
+    assert sorted(set(listed)) == sorted(listed), "a target is listed twice"
+    assert set(listed) == targets, (set(listed) ^ targets)
+
+
+def test_monitor_and_index_targets_call_inspect():
+    makefile = (REPO / "Makefile").read_text()
+    for m in re.finditer(r"^((?:monitor|indexes)-[a-z-]+):.*\n\t(.*)$", makefile, re.M):
+        assert " inspect " in m.group(2), m.group(1)

@@ -38,7 +38,7 @@ def test_ninety_days_of_hourly_runs_stay_under_two_megabytes(civicq_db, store, c
         assert len(re.findall(r"[ML]", d)) <= 120
     # The forecasts saw the synthetic growth: keys and xid ages are projected.
     assert any(fc.enough and fc.points > 100 for fc in analysis.forecasts)
-    path = tmp_path / "months.html"
+    path = Path("/tmp/civicq-report-months.html")  # kept for a person to look at
     path.write_text(html)
     seen = visit(chromium, path, tmp_path / "profile", javascript=False)
     assert seen.errors == []
