@@ -26,7 +26,7 @@ def report(
     Example: civicq-ops report -f html -o json=report.json > report.html
     """
     from civicq_ops.catalog.load import project_catalog
-    from civicq_ops.core.errors import InputError
+    from civicq_ops.core.errors import CivicqError, InputError
     from civicq_ops.core.fileio import write_atomic
     from civicq_ops.report.analysis import analyze
     from civicq_ops.report.analysis_formats import FORMATS, render
@@ -47,12 +47,18 @@ def report(
         raise InputError("--top must be at least 1")
     target = s.target()
     catalog = project_catalog(s.project).catalog
-    store = open_store(s.project)
+    try:
+        store = open_store(s.project)
+    except (CivicqError, OSError) as e:  # as for `run checks`: no history is a note, not a failure
+        store = None
+        if not s.quiet:
+            typer.echo(f"note: the state store could not be opened, so no history: {e}", err=True)
     try:
         analysis = analyze(s.project, target, catalog, fail_on=fail_on, horizon=horizon, top=top_n, store=store,
                            record=record)
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     for out_fmt, path in outputs:
         write_atomic(path, render(analysis, out_fmt))
     emit(render(analysis, fmt))
