@@ -79,10 +79,6 @@ class Section:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def problems(self) -> list[Finding]:
-        return [f for f in self.findings if f.status not in ("ok",)]
-
-    @property
     def worst(self) -> str:
         return max((f.status for f in self.findings), key=lambda s: SEVERITY[s], default="ok")
 

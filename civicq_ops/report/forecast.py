@@ -185,12 +185,6 @@ def eta_text(fc: Forecast) -> str:
     return f"{_span(fc.seconds_left)} (around {fc.eta:%Y-%m-%d %H:%M})"
 
 
-def timedelta_text(seconds: float | None) -> str:
-    return _span(seconds) if seconds is not None else ""
-
-
-
-
 def horizon_from(section: dict) -> Horizon:
     """`report: {forecast: {window: 14d, warning: 90d, critical: 30d}}` from civicq-ops.yaml."""
     from civicq_ops.core.errors import ConfigError

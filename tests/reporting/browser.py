@@ -100,10 +100,9 @@ def dump_dom(chromium: str, html: Path, profile: Path) -> Page:
     return Page(proc.stdout, proc.stderr)
 
 
-def screenshot(chromium: str, html: Path, profile: Path, png: Path, size: str = "1280,2400",
-               javascript: bool = True) -> Page:
-    args = [] if javascript else ["--blink-settings=scriptEnabled=false"]
-    proc = _run(chromium, profile, [*args, f"--screenshot={png}", f"--window-size={size}", "--hide-scrollbars",
+def screenshot(chromium: str, html: Path, profile: Path, png: Path, size: str = "1280,2400") -> Page:
+    """--screenshot from the command line (scripts on: like --dump-dom, it needs them; see visit())."""
+    proc = _run(chromium, profile, [f"--screenshot={png}", f"--window-size={size}", "--hide-scrollbars",
                                     html.resolve().as_uri()])
     assert proc.returncode == 0 and png.exists(), proc.stderr[-2000:]
     return Page("", proc.stderr)
