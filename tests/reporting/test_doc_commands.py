@@ -103,3 +103,10 @@ def test_monitor_and_index_targets_call_inspect():
     makefile = (REPO / "Makefile").read_text()
     for m in re.finditer(r"^((?:monitor|indexes)-[a-z-]+):.*\n\t(.*)$", makefile, re.M):
         assert " inspect " in m.group(2), m.group(1)
+
+
+def test_make_weekly_checks_health_before_its_restore_test():
+    """A restore forces checkpoints, counted as requested: health must not judge the weekly job's own work."""
+    makefile = (REPO / "Makefile").read_text()
+    weekly = makefile.split("\nweekly:", 1)[1].split("\n\n", 1)[0]
+    assert weekly.index("health --full") < weekly.index("verify --latest --restore")

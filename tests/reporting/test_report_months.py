@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from pathlib import Path
 from bench.report import synthesize_history
 from tests.fixtures.pg import run_on
 from tests.reporting.browser import visit
+from tests.reporting.test_report_real import validate_analysis
 
 
 def test_ninety_days_of_hourly_runs_stay_under_two_megabytes(civicq_db, store, chromium, tmp_path):
@@ -31,6 +33,7 @@ def test_ninety_days_of_hourly_runs_stay_under_two_megabytes(civicq_db, store, c
     assert history.runs == 2160 and "2160 recorded run(s)" in analysis.history_note
     assert len(html.encode()) < 2_000_000, len(html)
     assert len(json_text(analysis).encode()) < 2_000_000
+    validate_analysis(json.loads(json_text(analysis)))
     assert "90.0 days" in markdown(analysis)
     assert elapsed < 3, elapsed  # the in-process part; bench/report.py times the whole command
     # Every chart is downsampled: no path has more than 120 points.

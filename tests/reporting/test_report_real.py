@@ -12,6 +12,18 @@ from tests.fixtures.pg import shipped_catalog
 from tests.reporting.browser import dump_dom, ink, png_pixels_of, screenshot, visit
 
 
+def validate_analysis(doc: dict) -> None:
+    """The JSON report against `civicq-ops schema analysis` (shipped in the package)."""
+    import json
+
+    import jsonschema
+
+    from civicq_ops.catalog.structure import load_schema
+
+    schema = load_schema("analysis")
+    jsonschema.Draft202012Validator(schema).validate(json.loads(json.dumps(doc, default=str)))
+
+
 def _grow(conn, step: int) -> None:
     """Rows added between runs, so sizes, counts and a sequence move."""
     conn.execute("CREATE TABLE IF NOT EXISTS growth_probe (id serial PRIMARY KEY, pad text)")
@@ -84,6 +96,7 @@ def test_html_report_draws_every_chart_and_reads_without_javascript(civicq_db, s
     # Markdown and JSON carry the same sections and recommendations.
     md = markdown(analysis)
     doc = document(analysis)
+    validate_analysis(doc)
     assert [s["key"] for s in doc["sections"]] == [s.key for s in analysis.sections]
     for section in analysis.sections:
         assert f"## {section.title}" in md
