@@ -121,7 +121,7 @@ def root(
 
 
 def _register() -> None:
-    from civicq_ops.cli import backup, catalog, db, remediate, run, vacuum, watch
+    from civicq_ops.cli import backup, catalog, db, inspect_cmd, remediate, report_cmd, run, vacuum, watch
 
     app.add_typer(db.app, name="db")
     backup.register(app)
@@ -131,6 +131,8 @@ def _register() -> None:
     remediate.register(app)
     vacuum.register(app)
     watch.register(app)
+    inspect_cmd.register(app)
+    report_cmd.register(app)
 
 
 _register()

@@ -28,6 +28,7 @@ from civicq_ops.core.errors import CivicqError, InputError
 from civicq_ops.core.units import parse_duration
 from civicq_ops.engine.findings import Finding
 from civicq_ops.engine.run import RunOptions, Selection, run_checks
+from civicq_ops.facts import default_providers
 from civicq_ops.state.alert_tables import release_lease, take_lease
 from civicq_ops.state.store import StateStore, open_store
 from civicq_ops.watch.logs import log
@@ -123,7 +124,8 @@ class Watcher:
         started = time.monotonic()
         try:
             result = run_checks(self.project, [target], self.catalog, Selection(checks=due),
-                                RunOptions(pool_size=self.pool_size, params=self.params))
+                                RunOptions(pool_size=self.pool_size, params=self.params,
+                                           facts=default_providers(self.project)))
         except CivicqError as e:
             log("run-failed", logging.ERROR, target=target.name, error=e.message)
             return

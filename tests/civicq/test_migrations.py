@@ -19,7 +19,7 @@ def _count(conn, query: str) -> int:
 def test_migrate_creates_the_schema_indexes_and_views(db):
     project, target = db.project()
     result = migrate(project, target)
-    assert (result.before, result.after) == (None, "0003")
+    assert (result.before, result.after) == (None, "0004")
     with db.connect() as conn:
         assert _count(conn, TABLES_SQL) >= 20
         plain = _count(conn, "SELECT count(*) FROM pg_indexes i WHERE schemaname = 'public' AND NOT EXISTS "
@@ -52,19 +52,19 @@ def test_every_foreign_key_has_an_index_leading_with_its_columns(db):
 def test_rollback_to_empty_and_migrate_again_round_trips(db):
     project, target = db.project()
     migrate(project, target)
-    assert rollback(project, target, steps=3).after is None
+    assert rollback(project, target, steps=4).after is None
     with db.connect() as conn:
         assert _count(conn, TABLES_SQL) == 0
     migrate(project, target)
     with db.connect() as conn:
         assert _count(conn, TABLES_SQL) >= 20
-    assert current(project, target) == "0003"
+    assert current(project, target) == "0004"
 
 
 def test_rollback_one_step_drops_only_the_views(db):
     project, target = db.project()
     migrate(project, target)
-    assert rollback(project, target).after == "0002"
+    assert rollback(project, target, steps=2).after == "0002"
     with db.connect() as conn:
         assert _count(conn, "SELECT count(*) FROM pg_matviews WHERE schemaname = 'public'") == 0
         assert _count(conn, TABLES_SQL) >= 20
@@ -95,7 +95,7 @@ def test_history_lists_the_revisions_in_order():
     from tests.fixtures.pg import project_for
 
     project, _ = project_for("postgresql://unused@127.0.0.1:1/x")
-    assert [r.revision for r in history(project)] == ["0001", "0002", "0003"]
+    assert [r.revision for r in history(project)] == ["0001", "0002", "0003", "0004"]
 
 
 def test_migration_sql_needs_no_database_and_shows_concurrent_builds():
@@ -125,5 +125,5 @@ def test_migrate_create_adds_a_numbered_revision(tmp_path):
     (tmp_path / "civicq-ops.yaml").write_text("version: 1\ntargets:\n  local: {embedded: true}\n")
     project = load_project(tmp_path / "civicq-ops.yaml", env={})
     path = create_migration(project, "add city timezones")
-    assert path.name == "0004_add_city_timezones.py"
-    assert "down_revision = '0003'" in path.read_text() or 'down_revision = "0003"' in path.read_text()
+    assert path.name == "0005_add_city_timezones.py"
+    assert "down_revision = '0004'" in path.read_text() or 'down_revision = "0004"' in path.read_text()

@@ -136,7 +136,7 @@ def test_video_answer_stats(civicq_db):
 
 def test_moderation_queue_holds_open_reports_oldest_first(civicq_db):
     with civicq_db.connect() as conn:
-        rows = conn.execute("SELECT report_id, reports_on_target FROM moderation_queue").fetchall()
+        rows = conn.execute("SELECT report_id, reports_on_target FROM moderation_queue WHERE item = 'report'").fetchall()
     assert rows == [(2, 1), (3, 1)]
 
 
