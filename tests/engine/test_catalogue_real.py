@@ -419,6 +419,7 @@ def _top(db, finding, _):
 
 def _spill(db, finding, _):
     assert "generate_series" in finding.evidence["query"]
+    assert finding.evidence["temp_bytes_per_call"] == finding.value // max(finding.evidence["calls"], 1)
     return _statement(db, finding, "temp_blks_written") * 8192, 0
 
 
@@ -439,6 +440,7 @@ def _deadlocks(db, finding, _):
             "SELECT deadlocks, coalesce(stats_reset, pg_postmaster_start_time()), now() FROM pg_stat_database "
             "WHERE datname = current_database()").fetchone()
     assert deadlocks >= 1 and finding.evidence["deadlocks"] == deadlocks
+    assert finding.evidence["days"] == pytest.approx((now - started).total_seconds() / 86400, abs=1e-4)
     return deadlocks / max((now - started).total_seconds() / 86400, 1), 1e-6
 
 
@@ -484,6 +486,17 @@ def _relation(query: str, key: str, tolerance: float = 0):
     def truth(db, finding, _):
         return one(db, query, finding.subject[key]), tolerance
     return truth
+
+
+def _database_age(db, finding, _):
+    assert finding.evidence["wraparound_ratio"] == pytest.approx(finding.value / 2147483647)
+    return one(db, "SELECT age(datfrozenxid) FROM pg_database WHERE datname = %s", finding.subject["datname"]), 3
+
+
+def _stale(db, finding, _):
+    changed, tuples = one(db, "SELECT ARRAY[n_mod_since_analyze::float8, n_live_tup::float8] FROM pg_stat_user_tables "
+                              "WHERE relname = %s", finding.subject["relname"])
+    return changed / max(tuples, 1), 0.001
 
 
 def _table_age(db, finding, _):
@@ -539,7 +552,7 @@ TRUTH: dict[str, Callable] = {
     "lock-table-usage": _locks,
     "deadlocks": _deadlocks,
     "table-dead-tuples": _dead,
-    "database-xid-age": _relation("SELECT age(datfrozenxid) FROM pg_database WHERE datname = %s", "datname", 3),
+    "database-xid-age": _database_age,
     "table-xid-age": _table_age,
     "database-multixact-age": _relation("SELECT mxid_age(datminmxid) FROM pg_database WHERE datname = %s", "datname"),
     "table-multixact-age": _relation("SELECT mxid_age(relminmxid) FROM pg_class WHERE relname = %s", "relname"),
@@ -558,8 +571,54 @@ TRUTH: dict[str, Callable] = {
     "largest-tables": _relation("SELECT pg_total_relation_size(%s::regclass)", "relname"),
     "largest-indexes": _relation("SELECT pg_relation_size(%s::regclass)", "indexname"),
     "disk-usage": _disk,
+    "statistics-stale": _stale,
     "superuser-count": lambda db, f, _: (one(db, "SELECT count(*) FROM pg_roles WHERE rolsuper AND rolcanlogin"), 0),
 }
+
+
+# Negative controls: objects made beside the provoked problem that the check must NOT report (a
+# query that lost a filter reports them), as (statements, subjects that must not fire).
+NEGATIVE: dict[str, tuple[tuple[str, ...], tuple[dict, ...]]] = {
+    "public-schema-create": (("CREATE SCHEMA closed_s",), ({"schemaname": "closed_s"},)),
+    "security-definer-search-path": (
+        ("CREATE FUNCTION safe_definer() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog "
+         "AS 'SELECT 1'", "CREATE FUNCTION invoker() RETURNS int LANGUAGE sql AS 'SELECT 1'"),
+        ({"function_name": "safe_definer"}, {"function_name": "invoker"})),
+    "disabled-triggers": (
+        ("CREATE TABLE trig_ok (a int)",
+         "CREATE FUNCTION trig_ok_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$",
+         "CREATE TRIGGER trig_on BEFORE INSERT ON trig_ok FOR EACH ROW EXECUTE FUNCTION trig_ok_fn()"),
+        ({"trigger_name": "trig_on"},)),
+    "autovacuum-disabled-tables": (("CREATE TABLE auto_on (a int) WITH (autovacuum_enabled = true)",),
+                                   ({"relname": "auto_on"},)),
+    "tables-without-primary-key": (("CREATE TABLE with_pk (a int PRIMARY KEY)",), ({"tablename": "with_pk"},)),
+    "matview-not-populated": (("CREATE MATERIALIZED VIEW filled AS SELECT 1 AS a",), ({"matviewname": "filled"},)),
+    "tables-never-analyzed": (("CREATE TABLE analyzed_t (id int) WITH (autovacuum_enabled = false)",
+                               "INSERT INTO analyzed_t SELECT generate_series(1, 3000)", "ANALYZE analyzed_t"),
+                              ({"relname": "analyzed_t"},)),
+    "tables-never-vacuumed": (("CREATE TABLE vacuumed_t (id int) WITH (autovacuum_enabled = false)",
+                               "INSERT INTO vacuumed_t SELECT generate_series(1, 3000)", "VACUUM vacuumed_t"),
+                              ({"relname": "vacuumed_t"},)),
+    "duplicate-indexes": (("CREATE TABLE two_cols (a int, b int)", "CREATE INDEX two_a ON two_cols (a)",
+                           "CREATE INDEX two_b ON two_cols (b)", "CREATE INDEX two_ab ON two_cols (a, b)"),
+                          ({"indexname": "two_a"}, {"indexname": "two_b"}, {"indexname": "two_ab"})),
+    "redundant-indexes": (("CREATE TABLE other_cols (a int, b int)", "CREATE INDEX other_b ON other_cols (b)",
+                           "CREATE INDEX other_ab ON other_cols (a, b)", "CREATE UNIQUE INDEX other_a ON other_cols (a)"),
+                          ({"indexname": "other_b"}, {"indexname": "other_ab"}, {"indexname": "other_a"})),
+    "integer-key-capacity": (("CREATE TABLE big_ids (id bigint PRIMARY KEY)",
+                              "INSERT INTO big_ids SELECT generate_series(2999999000, 3000000000)", "ANALYZE big_ids",
+                              "CREATE TABLE few_ids (id int PRIMARY KEY)", "INSERT INTO few_ids VALUES (1), (2)",
+                              "ANALYZE few_ids"),
+                             ({"tablename": "big_ids"}, {"tablename": "few_ids"})),
+    "statistics-stale": (("CREATE TABLE fresh_stats (id int) WITH (autovacuum_enabled = false)",
+                          "INSERT INTO fresh_stats SELECT generate_series(1, 3000)", "ANALYZE fresh_stats"),
+                         ({"relname": "fresh_stats"},)),
+}
+NEGATIVE["superuser-count"] = (("DO $$BEGIN CREATE ROLE plain_login_for_tests LOGIN; "
+                                "EXCEPTION WHEN duplicate_object THEN NULL; END$$",), ())  # counted only if super
+# Checks whose provoked problem is the only one there is: a second finding means a lost filter.
+ONLY = {"idle-in-transaction", "long-running-queries", "long-transactions", "xmin-horizon", "blocking-sessions",
+        "prepared-transactions", "public-schema-create", "disabled-triggers", "security-definer-search-path"}
 
 
 # Conditions this machine cannot create; the test still runs the real query and checks the outcome.
@@ -611,8 +670,19 @@ def test_check_finds_its_provoked_problem(request, pg_cluster, check_id):
             conn.execute("CREATE TABLE dup (a int)")
             conn.execute("INSERT INTO dup VALUES (1), (1)")
             conn.execute("CREATE UNIQUE INDEX CONCURRENTLY dup_a_key ON dup (a)")
+    statements, absent = NEGATIVE.get(check_id, ((), ()))
+    if statements:
+        with db.connect() as conn:
+            for statement in statements:
+                conn.execute(statement)
     with (case.setup(db) if case.setup else contextlib.nullcontext()) as made:
         result = _run(db, check_id, case)
+        everything = [f for f in result.findings if f.status in case.levels]
+        for subject in absent:
+            assert not [f for f in everything if all((f.subject or {}).get(k) == v for k, v in subject.items())], \
+                f"{check_id} reports the negative control {subject}"
+        if check_id in ONLY:
+            assert len(everything) == 1, [f.subject for f in everything]
         truth = [f for f in result.findings if f.status in case.levels]
         if check_id in TRUTH and truth:
             subject = case.subject or {}
