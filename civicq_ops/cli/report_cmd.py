@@ -42,7 +42,7 @@ def report(
     s = session_of(ctx)
     section = s.project.section("report")
     horizon = horizon_from(section)
-    top_n = top or int(section.get("top_queries", 10))
+    top_n = top if top is not None else int(section.get("top_queries", 10))
     if top_n < 1:
         raise InputError("--top must be at least 1")
     target = s.target()

@@ -49,6 +49,11 @@ def _selection(checks: list[str] | None, tags: list[str] | None, categories: lis
 
 
 def _split(values: list[str] | None) -> list[str]:
+    """Repeated or comma-separated selector values; a blank one is an error, never "everything"."""
+    if any(not item.strip() for item in values or []):
+        from civicq_ops.core.errors import InputError  # lazy like the rest of the CLI (start-up time)
+
+        raise InputError("--check, --tag and --category need a value: leave the option out to select every check")
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 

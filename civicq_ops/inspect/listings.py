@@ -261,5 +261,7 @@ def inspect_target(project, target, name: str, *, sort: str | None = None, desce
     from civicq_ops.postgres.connect import connect
 
     listing(name)  # an unknown name is an input error before any connection
+    if sort is not None and not sort.strip():
+        raise InputError("--sort needs a column name (see the listing's columns)")
     with connect(project, target) as conn:
         return fetch(conn, name, sort=sort, descending=descending, limit=limit, offset=offset)

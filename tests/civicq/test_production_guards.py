@@ -33,11 +33,16 @@ def test_rollback_on_production_without_the_named_confirmation_is_refused(tmp_pa
         assert conn.execute("SELECT to_regclass('public.votes') IS NOT NULL").fetchone()[0]
 
 
+def _previous(revision: str) -> str:
+    return f"{int(revision) - 1:04d}"
+
+
 def test_rollback_on_production_with_the_named_confirmation_takes_a_safety_backup_first(tmp_path, civicq_db, cli):
     cfg = _project(tmp_path, civicq_db.url)
+    before = _revision(civicq_db)
     result = cli("--config", cfg, "db", "rollback", "--confirm", "prod")
     assert result.exit_code == 0, result.output
-    assert _revision(civicq_db) == "0002"
+    assert _revision(civicq_db) == _previous(before)
     listed = cli("--config", cfg, "backup", "list", "--format", "json")
     backups = json.loads(listed.stdout)
     assert len(backups) == 1 and "safety backup" in result.stdout and backups[0]["id"] in result.stdout, result.output
@@ -45,8 +50,9 @@ def test_rollback_on_production_with_the_named_confirmation_takes_a_safety_backu
 
 def test_rollback_elsewhere_asks_nothing(tmp_path, civicq_db, cli):
     cfg = _project(tmp_path, civicq_db.url, environment="staging")
+    before = _revision(civicq_db)
     result = cli("--config", cfg, "db", "rollback")
-    assert result.exit_code == 0 and _revision(civicq_db) == "0002", result.output
+    assert result.exit_code == 0 and _revision(civicq_db) == _previous(before), result.output
 
 
 def test_seed_into_production_is_refused(tmp_path, civicq_db, cli):

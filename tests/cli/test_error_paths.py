@@ -25,13 +25,14 @@ def both(cli, url, *args, cwd=None):
 
 def test_apply_a_folder_is_bad_input(cli, db, tmp_path):
     result = both(cli, db.url, "apply", str(tmp_path))
-    assert result.exit_code == 2 and "Is a directory" in result.stderr
+    assert result.exit_code == 2 and "directory" in result.stderr.lower()
 
 
-def test_an_output_that_cannot_be_written_is_bad_input(cli, db, tmp_path):
+def test_an_output_that_cannot_be_written_is_named_and_the_run_exits_3(cli, db, tmp_path):
+    # issue 12 point 2: the report still reaches standard output, the lost output is named, exit 3
     (tmp_path / "a-file").write_text("x")
     result = both(cli, db.url, "run", "checks", "--check", "invalid-index", "-o", f"json={tmp_path}/a-file/r.json")
-    assert result.exit_code == 2 and "a-file" in result.stderr  # "File exists" or "Not a directory"
+    assert result.exit_code == 3 and "a-file" in result.stderr and "was not written" in result.stderr
 
 
 def test_a_bad_lock_wait_timeout_is_bad_input(cli, db, tmp_path):
@@ -83,10 +84,13 @@ def test_a_server_killed_mid_command_is_an_execution_error(cli, db, tmp_path):
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
                          "AND pid <> pg_backend_pid()", (db.name,))
 
-    both(cli, db.url, "db", "migrate", cwd=tmp_path)
+    # a development target: `db seed` refuses production, which a bare CIVICQ_DATABASE_URL is
+    config = tmp_path / "civicq-ops.yaml"
+    config.write_text("version: 1\ntargets: {t: {url: '${DB_URL}', environment: development}}\ndefault_target: t\n")
+    cli("--config", str(config), "db", "migrate", env={"DB_URL": db.url}, cwd=tmp_path)
     killer = threading.Thread(target=kill)
     killer.start()
-    result = cli("--config", CONFIG, "db", "seed", "--scale", "50", env={"CIVICQ_DATABASE_URL": db.url}, cwd=tmp_path)
+    result = cli("--config", str(config), "db", "seed", "--scale", "50", env={"DB_URL": db.url}, cwd=tmp_path)
     killer.join()
     assert "unexpected" not in result.output and "Traceback" not in result.output, result.output
     assert result.exit_code in (0, 3), result.output
