@@ -582,7 +582,8 @@ NEGATIVE: dict[str, tuple[tuple[str, ...], tuple[dict, ...]]] = {
     "public-schema-create": (("CREATE SCHEMA closed_s",), ({"schemaname": "closed_s"},)),
     "security-definer-search-path": (
         ("CREATE FUNCTION safe_definer() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog "
-         "AS 'SELECT 1'", "CREATE FUNCTION invoker() RETURNS int LANGUAGE sql AS 'SELECT 1'"),
+         "AS 'SELECT 1'", "CREATE FUNCTION invoker() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+         "CREATE FUNCTION definer_other() RETURNS int LANGUAGE sql SECURITY DEFINER SET work_mem = '1MB' AS 'SELECT 1'"),
         ({"function_name": "safe_definer"}, {"function_name": "invoker"})),
     "disabled-triggers": (
         ("CREATE TABLE trig_ok (a int)",
@@ -616,9 +617,11 @@ NEGATIVE: dict[str, tuple[tuple[str, ...], tuple[dict, ...]]] = {
 }
 NEGATIVE["superuser-count"] = (("DO $$BEGIN CREATE ROLE plain_login_for_tests LOGIN; "
                                 "EXCEPTION WHEN duplicate_object THEN NULL; END$$",), ())  # counted only if super
+# Positive controls made by NEGATIVE's statements: a second object the check must report.
+PRESENT = {"security-definer-search-path": ({"function_name": "definer_other"},)}
 # Checks whose provoked problem is the only one there is: a second finding means a lost filter.
 ONLY = {"idle-in-transaction", "long-running-queries", "long-transactions", "xmin-horizon", "blocking-sessions",
-        "prepared-transactions", "public-schema-create", "disabled-triggers", "security-definer-search-path"}
+        "prepared-transactions", "public-schema-create", "disabled-triggers"}
 
 
 # Conditions this machine cannot create; the test still runs the real query and checks the outcome.
@@ -683,6 +686,9 @@ def test_check_finds_its_provoked_problem(request, pg_cluster, check_id):
                 f"{check_id} reports the negative control {subject}"
         if check_id in ONLY:
             assert len(everything) == 1, [f.subject for f in everything]
+        for subject in PRESENT.get(check_id, ()):
+            assert [f for f in everything if all((f.subject or {}).get(k) == v for k, v in subject.items())], \
+                f"{check_id} misses the positive control {subject}"
         truth = [f for f in result.findings if f.status in case.levels]
         if check_id in TRUTH and truth:
             subject = case.subject or {}
