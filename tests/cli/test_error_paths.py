@@ -31,8 +31,11 @@ def test_apply_a_folder_is_bad_input(cli, db, tmp_path):
 def test_an_output_that_cannot_be_written_is_named_and_the_run_exits_3(cli, db, tmp_path):
     # issue 12 point 2: the report still reaches standard output, the lost output is named, exit 3
     (tmp_path / "a-file").write_text("x")
-    result = both(cli, db.url, "run", "checks", "--check", "invalid-index", "-o", f"json={tmp_path}/a-file/r.json")
+    result = cli("--config", CONFIG, "run", "checks", "--check", "invalid-index", "-o", f"json={tmp_path}/a-file/r.json",
+                 env={"CIVICQ_DATABASE_URL": db.url})
     assert result.exit_code == 3 and "a-file" in result.stderr and "was not written" in result.stderr
+    assert "Traceback" not in result.output and "unexpected" not in result.output
+    assert "== indexes" in result.stdout  # the report itself was printed
 
 
 def test_a_bad_lock_wait_timeout_is_bad_input(cli, db, tmp_path):
