@@ -50,6 +50,7 @@ class Target:
     port: int | None = None
     database: str = "civicq"
     connect_timeout: int = 10
+    backups: dict | None = None  # {expect: civicq-ops | external | none}: where its backups are judged
 
 
 @dataclass

@@ -1,12 +1,20 @@
-"""Retention: which backups to keep, and why. A pure function, so a property test can hold it to
-its promises: the newest backup and the last verified one are never deleted."""
+"""Retention: which backups to keep, and why, and the cleanup that acts on it.
+
+`plan_retention` is a pure function, so a property test can hold it to its promises: per server,
+database and kind, the newest backup and the last verified one are never deleted. `apply_retention`
+deletes only folders it listed itself, by their own name, inside the backups folder.
+"""
 
 from __future__ import annotations
 
+import shutil
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from civicq_ops.backup.manifest import Manifest
+from civicq_ops.core.errors import ExecutionError
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,16 @@ class Decision:
 
 
 def plan_retention(backups: list[Manifest], policy: RetentionPolicy) -> list[Decision]:
-    """Decide for each complete backup, newest first. Order is by recorded completion time."""
+    """Decide for each complete backup, newest first. The policy applies to each (server, database,
+    kind) on its own: another target's newer backups, or partial ones, never push a full one out."""
+    groups: dict[tuple, list[Manifest]] = defaultdict(list)
+    for m in backups:
+        groups[(*m.identity, m.kind)].append(m)
+    decisions = [d for group in groups.values() for d in _plan_group(group, policy)]
+    return sorted(decisions, key=lambda d: d.manifest.finished_at, reverse=True)
+
+
+def _plan_group(backups: list[Manifest], policy: RetentionPolicy) -> list[Decision]:
     ordered = sorted(backups, key=lambda m: m.finished_at, reverse=True)
     decisions = [Decision(m, False) for m in ordered]
     for i, d in enumerate(decisions[: max(policy.keep_last, 1)]):
@@ -73,3 +90,37 @@ def _week(m: Manifest) -> str:
 
 def _month(m: Manifest) -> str:
     return _when(m).strftime("%Y-%m")
+
+
+@dataclass
+class Cleanup:
+    decisions: list[Decision]
+    deleted: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # unfinished attempts whose process is gone
+
+
+def apply_retention(root: Path, policy: RetentionPolicy, delete: bool) -> Cleanup:
+    """Decide, and with `delete` remove what the policy does not keep plus stale `.partial` folders.
+    Each folder is removed by the name it was listed under, after checking it resolves inside `root`."""
+    from civicq_ops.backup.inventory import scan
+
+    entries = scan(root)
+    listed = {e.manifest.id: e.path for e in entries if e.manifest is not None}
+    result = Cleanup(plan_retention([e.manifest for e in entries if e.manifest is not None], policy))
+    result.stale = [e.path.name for e in entries if e.path.name.endswith(".partial") and not e.in_progress]
+    if not delete:
+        return result
+    for d in result.decisions:
+        if not d.keep:
+            _remove(root, listed[d.manifest.id])
+            result.deleted.append(d.manifest.id)
+    for name in result.stale:
+        _remove(root, root / name)
+    return result
+
+
+def _remove(root: Path, folder: Path) -> None:
+    real_root, real = root.resolve(), folder.resolve()
+    if real.parent != real_root or folder.is_symlink():
+        raise ExecutionError(f"refusing to delete {folder}: it is not a folder directly inside {real_root}")
+    shutil.rmtree(real)

@@ -47,7 +47,7 @@ def create(
         m = create_backup(s.project, s.target(), options, progress=show)
     from civicq_ops.core.units import format_bytes
 
-    emit(f"backup {m.id}: {format_bytes(m.size_bytes)} in {m.duration_s:.1f}s, {len(m.tables)} tables, "
+    emit(f"backup {m.id} ({m.kind}): {format_bytes(m.size_bytes)} in {m.duration_s:.1f}s, {len(m.tables)} tables, "
          f"{len(m.files)} files checksummed\n")
 
 
@@ -70,16 +70,22 @@ def list_cmd(
     entries = scan(backups_dir(_s(ctx).project))
     usable = sorted((e for e in entries if e.manifest), key=lambda e: e.manifest.finished_at)
     if fmt == "json":
-        emit(json.dumps([{"id": e.manifest.id, "finished_at": e.manifest.finished_at, "size_bytes": e.manifest.size_bytes,
-                          "duration_s": e.manifest.duration_s, "verification": e.manifest.verification,
-                          "pinned": e.manifest.pinned, "target": e.manifest.target} for e in usable], indent=2) + "\n")
+        emit(json.dumps([{"id": e.manifest.id, "kind": e.manifest.kind, "finished_at": e.manifest.finished_at,
+                          "size_bytes": e.manifest.size_bytes, "duration_s": e.manifest.duration_s,
+                          "verification": e.manifest.verification, "pinned": e.manifest.pinned,
+                          "target": e.manifest.target, "database": e.manifest.database,
+                          "system_identifier": e.manifest.system_identifier,
+                          "tables": [f"{t['schema']}.{t['name']}" for t in e.manifest.tables]} for e in usable],
+                        indent=2) + "\n")
         return
-    rows = [[e.manifest.id, e.manifest.finished_at[:19], format_bytes(e.manifest.size_bytes), f"{e.manifest.duration_s:.1f}s",
-             _verified(e.manifest), e.manifest.pinned or ""] for e in usable]
+    rows = [[e.manifest.id, e.manifest.kind, e.manifest.database, len(e.manifest.tables), e.manifest.finished_at[:19],
+             format_bytes(e.manifest.size_bytes), f"{e.manifest.duration_s:.1f}s", _verified(e.manifest),
+             e.manifest.pinned or ""] for e in usable]
     if all_:
-        rows += [[e.path.name, "", "", "", "in progress" if e.in_progress else f"unusable: {e.problem}", ""]
+        rows += [[e.path.name, "", "", "", "", "", "", "in progress" if e.in_progress else f"unusable: {e.problem}", ""]
                  for e in entries if not e.manifest]
-    emit(tabulate(rows, headers=["id", "finished (UTC)", "size", "took", "verified", "pinned"]) + "\n")
+    emit(tabulate(rows, headers=["id", "kind", "database", "tables", "finished (UTC)", "size", "took", "verified",
+                                 "pinned"]) + "\n")
 
 
 def _verified(m) -> str:
@@ -93,7 +99,7 @@ def _verified(m) -> str:
 def verify(
     ctx: typer.Context,
     backup_id: Annotated[str | None, typer.Argument(metavar="ID")] = None,
-    latest: Annotated[bool, typer.Option("--latest", help="The newest complete backup.")] = False,
+    latest: Annotated[bool, typer.Option("--latest", help="The newest full backup of the target's server and database.")] = False,
     restore: Annotated[bool, typer.Option("--restore", help="Also restore into a scratch database and compare row counts.")] = False,
 ) -> None:
     """Verify a backup: checksums, a full read of the archive, optionally a test restore. Exit 1 if damaged.
@@ -101,15 +107,18 @@ def verify(
     Example: civicq-ops backup verify --latest --restore
     """
     from civicq_ops.backup.create import backups_dir
-    from civicq_ops.backup.inventory import find
+    from civicq_ops.backup.inventory import find, target_identity
     from civicq_ops.backup.restore import verify_backup
     from civicq_ops.core.errors import InputError
 
     s = _s(ctx)
     if not backup_id and not latest:
         raise InputError("name a backup ID or pass --latest")
-    folder, manifest = find(backups_dir(s.project), backup_id, latest)
+    identity = target_identity(s.project, s.target()) if latest else None
+    folder, manifest = find(backups_dir(s.project), backup_id, latest, identity=identity)
     result = verify_backup(s.project, s.target(), folder, manifest, restore=restore)
+    for note in result.notes:
+        emit(f"note: {note}\n")
     for p in result.problems:
         emit(f"problem: {p}\n")
     emit(f"backup {manifest.id}: {'verified' if result.ok else 'DAMAGED'} ({result.level}, {result.seconds:.1f}s)\n")
@@ -141,28 +150,25 @@ def cleanup(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", help="Delete; without it this is a dry run.")] = False,
 ) -> None:
-    """Apply the retention policy of civicq-ops.yaml; a dry run that explains itself unless --yes.
+    """Apply the retention policy of civicq-ops.yaml to each server, database and kind of backup; a dry
+    run that explains itself unless --yes. Also removes unfinished attempts whose process is gone.
 
     Example: civicq-ops backup cleanup --yes
     """
-    import shutil
-
     from civicq_ops.backup.create import backups_dir
-    from civicq_ops.backup.inventory import complete
-    from civicq_ops.backup.retention import RetentionPolicy, plan_retention
+    from civicq_ops.backup.retention import RetentionPolicy, apply_retention
 
     s = _s(ctx)
-    root = backups_dir(s.project)
     policy = RetentionPolicy.from_config(s.project.section("backups").get("retention", {}))
-    decisions = plan_retention(complete(root), policy)
-    for d in decisions:
+    result = apply_retention(backups_dir(s.project), policy, delete=yes)
+    for d in result.decisions:
         verb = "keep  " if d.keep else ("delete" if yes else "would delete")
-        emit(f"{verb} {d.manifest.id}: {'; '.join(d.reasons)}\n")
-        if yes and not d.keep:
-            shutil.rmtree(root / d.manifest.id)
-    gone = sum(1 for d in decisions if not d.keep)
+        emit(f"{verb} {d.manifest.id} ({d.manifest.kind}, {d.manifest.database}): {'; '.join(d.reasons)}\n")
+    for name in result.stale:
+        emit(f"{'delete' if yes else 'would delete'} {name}: unfinished, its process is gone\n")
+    gone = sum(1 for d in result.decisions if not d.keep)
     emit(f"{gone} backup(s) {'deleted' if yes else 'to delete (dry run: pass --yes)'}, "
-         f"{len(decisions) - gone} kept\n")
+         f"{len(result.decisions) - gone} kept\n")
 
 
 def restore_cmd(
@@ -176,14 +182,19 @@ def restore_cmd(
     jobs: Annotated[int, typer.Option("--jobs", "-j")] = 2,
     list_only: Annotated[bool, typer.Option("--list", help="Show the archive's contents; restore nothing.")] = False,
     exit_on_error: Annotated[bool, typer.Option("--exit-on-error/--keep-going")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Restore even though the checksums do not match.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm restoring another server's or database's backup, or over a production target.")] = False,
 ) -> None:
     """Restore a backup into a new database (default) or over one with --clean --target-db.
 
     Example: civicq-ops restore --latest   (or: civicq-ops restore ID --clean --target-db civicq)
     """
+    from dataclasses import replace
+
     from civicq_ops.backup.create import backups_dir
-    from civicq_ops.backup.inventory import find
-    from civicq_ops.backup.restore import RestoreOptions, list_contents, restore_backup
+    from civicq_ops.backup.inventory import find, target_identity
+    from civicq_ops.backup.restore import NeedsConfirmation, RestoreOptions, list_contents, restore_backup
+    from civicq_ops.cli.interact import confirm_or_refuse
     from civicq_ops.core.errors import InputError
 
     s = _s(ctx)
@@ -191,14 +202,22 @@ def restore_cmd(
         raise InputError("name a backup ID or pass --latest")
     if clean and not target_db:
         raise InputError("--clean needs --target-db NAME: name the database to overwrite")
-    folder, manifest = find(backups_dir(s.project), backup_id, latest)
+    if jobs < 1:
+        raise InputError(f"--jobs must be at least 1 (got {jobs})")
+    identity = target_identity(s.project, s.target()) if latest else None
+    folder, manifest = find(backups_dir(s.project), backup_id, latest, identity=identity)
     if list_only:
         emit(list_contents(folder, manifest))
         return
+    options = RestoreOptions(target_db=target_db, clean=clean, tables=table or [], schemas=schema or [], jobs=jobs,
+                             exit_on_error=exit_on_error, force=force, confirmed=yes)
     with progress(s.quiet, "tables") as show:
-        result = restore_backup(s.project, s.target(), folder, manifest,
-                                RestoreOptions(target_db=target_db, clean=clean, tables=table or [], schemas=schema or [],
-                                               jobs=jobs, exit_on_error=exit_on_error), progress=show)
+        try:
+            result = restore_backup(s.project, s.target(), folder, manifest, options, progress=show)
+        except NeedsConfirmation as e:
+            confirm_or_refuse(e.question, yes=yes)
+            result = restore_backup(s.project, s.target(), folder, manifest, replace(options, confirmed=True),
+                                    progress=show)
     if result.safety_backup:
         emit(f"safety backup of {result.database}: {result.safety_backup}\n")
     emit(f"restored {manifest.id} into database {result.database} in {result.seconds:.1f}s (analyzed)\n")

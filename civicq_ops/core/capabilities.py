@@ -10,7 +10,8 @@ from datetime import datetime
 
 from civicq_ops.core.version import Version, version_matches
 
-NO_BACKUP = {"verified_count": 0, "age_s": None, "size_bytes": None, "previous_size_bytes": None, "latest_id": None}
+NO_BACKUP = {"verified_count": 0, "age_s": None, "size_bytes": None, "previous_size_bytes": None, "latest_id": None,
+             "judged": True, "unjudged_reason": None}
 
 
 @dataclass
@@ -104,6 +105,8 @@ def unmet_requirement(requires: dict, caps: Capabilities) -> str | None:
         have = caps.settings.get(name)
         if have is None or str(have).lower() != str(want).lower():
             return f"needs setting {name} = {want} (it is {have if have is not None else 'unset'})"
+    if requires.get("backup_evidence") and not caps.backup.get("judged", True):
+        return caps.backup.get("unjudged_reason") or "civicq-ops cannot judge this target's backups"
     if requires.get("local") and not caps.local:
         return "needs the database to run on this machine (the target is remote)"
     return None

@@ -235,7 +235,8 @@ def _run_target(project, target, checks, params, options, deadline, counter):
         from civicq_ops.backup.create import backups_dir
         from civicq_ops.backup.inventory import backup_facts
 
-        caps.backup = backup_facts(backups_dir(project), target.name)
+        caps.backup = backup_facts(backups_dir(project), (caps.system_identifier, caps.database),
+                                   expect=(target.backups or {}).get("expect"))
 
     connections: list = [first]
     spare = [first]

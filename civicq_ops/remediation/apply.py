@@ -163,11 +163,12 @@ def _execute(conn, action: PlannedAction, statements, notices: list[str], projec
     import psycopg
 
     if action.action == "backup":
-        from civicq_ops.backup.create import BackupOptions, create_backup
+        from civicq_ops.backup.create import BackupOptions, create_verified_backup
 
-        m = create_backup(project, target, BackupOptions(format=action.options.get("format", "directory"),
-                                                         jobs=action.options.get("jobs", 2)))
-        return "done", f"backup {m.id}", 0
+        # verified, or the finding it answers (no recent *verified* backup) never clears
+        m = create_verified_backup(project, target, BackupOptions(format=action.options.get("format", "directory"),
+                                                                  jobs=action.options.get("jobs", 2)))
+        return "done", f"backup {m.id} (verified)", 0
     lock_timeout = action.limits.get("lock_timeout", DEFAULT_LOCK_TIMEOUT)
     retries = int(action.limits.get("retries", DEFAULT_RETRIES))
     conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(parse_duration(lock_timeout) * 1000)}ms",))
