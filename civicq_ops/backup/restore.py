@@ -63,6 +63,15 @@ def verify_backup(project: Project, target: Target, folder: Path, manifest: Mani
         notes = []
     result = VerifyResult(ok=True, level="restore" if restore else "read", notes=notes)
     result.problems += checksum_problems(folder, manifest)
+    if manifest.kind.startswith("physical"):  # pg_verifybackup: every file against backup_manifest, and the WAL
+        from civicq_ops.backup.physical import verify_physical
+
+        result.level = "pg_verifybackup"
+        if restore:
+            result.notes.append("a physical backup is verified with pg_verifybackup; restore --physical proves it")
+        if not result.problems:
+            result.problems += verify_physical(folder, manifest)
+        return _record(folder, manifest, result, t0)
     major = Version.parse(manifest.pg_dump_version).major
     pg_restore = pg_tool("pg_restore", major)
     if not result.problems:
@@ -74,6 +83,10 @@ def verify_backup(project: Project, target: Target, folder: Path, manifest: Mani
     if not result.problems and restore:
         result.row_mismatches = _restore_and_count(project, target, folder, manifest, pg_restore, jobs)
         result.problems += result.row_mismatches
+    return _record(folder, manifest, result, t0)
+
+
+def _record(folder: Path, manifest: Manifest, result: VerifyResult, t0: float) -> VerifyResult:
     result.ok = not result.problems
     result.seconds = round(time.monotonic() - t0, 3)
     manifest.verification = {"at": datetime.now(UTC).isoformat(), "ok": result.ok, "level": result.level,
@@ -192,6 +205,8 @@ def restore_backup(project: Project, target: Target, folder: Path, manifest: Man
     t0 = time.monotonic()
     if options.jobs < 1:
         raise InputError(f"--jobs must be at least 1 (got {options.jobs})")
+    if manifest.kind.startswith("physical"):
+        raise InputError(f"backup {manifest.id} is physical: restore it with --physical (into a new cluster)")
     dumped_with = Version.parse(manifest.pg_dump_version)
     pg_restore = pg_tool("pg_restore", dumped_with.major)
     restore_version = program_version(pg_restore)

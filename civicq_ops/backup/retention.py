@@ -40,10 +40,28 @@ def plan_retention(backups: list[Manifest], policy: RetentionPolicy) -> list[Dec
     """Decide for each complete backup, newest first. The policy applies to each (server, database,
     kind) on its own: another target's newer backups, or partial ones, never push a full one out."""
     groups: dict[tuple, list[Manifest]] = defaultdict(list)
-    for m in backups:
-        groups[(*m.identity, m.kind)].append(m)
+    for m in backups:  # a physical chain (full and incrementals) is one group: newest N counts both
+        groups[(*m.identity, "physical" if m.kind.startswith("physical") else m.kind)].append(m)
     decisions = [d for group in groups.values() for d in _plan_group(group, policy)]
+    _keep_chains(decisions)
     return sorted(decisions, key=lambda d: d.manifest.finished_at, reverse=True)
+
+
+def _keep_chains(decisions: list[Decision]) -> None:
+    """A kept incremental backup keeps every backup it is built on (pg_combinebackup needs them all)."""
+    by_id = {d.manifest.id: d for d in decisions}
+    for d in sorted(decisions, key=lambda d: d.manifest.finished_at, reverse=True):
+        if not d.keep:
+            continue
+        parent = d.manifest.options.get("parent")
+        while parent and parent in by_id:
+            p = by_id[parent]
+            if not p.keep:
+                p.keep, p.reasons = True, []
+            note = f"needed by the kept incremental {d.manifest.id}"
+            if note not in p.reasons:
+                p.reasons.append(note)
+            parent = p.manifest.options.get("parent")
 
 
 def _plan_group(backups: list[Manifest], policy: RetentionPolicy) -> list[Decision]:

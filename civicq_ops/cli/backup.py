@@ -30,14 +30,29 @@ def create(
     exclude_table: Annotated[list[str] | None, typer.Option("--exclude-table", help="Leave this table out (repeatable).")] = None,
     lock_wait_timeout: Annotated[str, typer.Option("--lock-wait-timeout", help="Give up when a table lock takes longer.")] = "30s",
     no_globals: Annotated[bool, typer.Option("--no-globals", help="Skip pg_dumpall --globals-only.")] = False,
+    physical: Annotated[bool, typer.Option("--physical", help="pg_basebackup of the whole server, verified with pg_verifybackup.")] = False,
+    incremental: Annotated[bool, typer.Option("--incremental", help="With --physical: only what changed since the previous physical backup (PostgreSQL 17+, summarize_wal on).")] = False,
 ) -> None:
-    """Back up the target's database: atomic, checksummed, with a manifest.
+    """Back up the target's database (pg_dump), or with --physical the whole server (pg_basebackup):
+    atomic, checksummed, with a manifest.
 
-    Example: civicq-ops backup create --compress gzip:6
+    Example: civicq-ops backup create --compress gzip:6   (or: civicq-ops backup create --physical --incremental)
     """
     from civicq_ops.backup.create import BackupOptions, create_backup
+    from civicq_ops.core.errors import InputError
 
     s = _s(ctx)
+    if incremental and not physical:
+        raise InputError("--incremental needs --physical")
+    if physical:
+        from civicq_ops.backup.physical import PhysicalOptions, create_physical_backup
+        from civicq_ops.core.units import format_bytes
+
+        m = create_physical_backup(s.project, s.target(), PhysicalOptions(incremental=incremental))
+        on = f" on {m.options['parent']}" if m.options.get("parent") else ""
+        emit(f"backup {m.id} ({m.kind}{on}): {format_bytes(m.size_bytes)} in {m.duration_s:.1f}s, "
+             f"from WAL {m.options.get('start_lsn')}, verified with pg_verifybackup\n")
+        return
     cfg = s.project.section("backups")
     options = BackupOptions(format=fmt or cfg.get("format", "directory"), jobs=jobs or cfg.get("jobs", 2),
                             compress=compress or cfg.get("compress"), schema_only=schema_only, data_only=data_only,
@@ -183,6 +198,11 @@ def restore_cmd(
     list_only: Annotated[bool, typer.Option("--list", help="Show the archive's contents; restore nothing.")] = False,
     exit_on_error: Annotated[bool, typer.Option("--exit-on-error/--keep-going")] = True,
     force: Annotated[bool, typer.Option("--force", help="Restore even though the checksums do not match.")] = False,
+    physical: Annotated[bool, typer.Option("--physical", help="A physical backup, into a NEW local cluster on a free port.")] = False,
+    to_time: Annotated[str | None, typer.Option("--to-time", help="With --physical: recover up to this time (e.g. '2026-12-01 22:00:00+00').")] = None,
+    to_lsn: Annotated[str | None, typer.Option("--to-lsn", help="With --physical: recover up to this WAL location.")] = None,
+    to_latest: Annotated[bool, typer.Option("--to-latest", help="With --physical: replay every archived WAL segment.")] = False,
+    port: Annotated[int | None, typer.Option("--port", help="With --physical: the new cluster's port (default: a free one).")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Confirm restoring another server's or database's backup, or over a production target.")] = False,
 ) -> None:
     """Restore a backup into a new database (default) or over one with --clean --target-db.
@@ -204,6 +224,9 @@ def restore_cmd(
         raise InputError("--clean needs --target-db NAME: name the database to overwrite")
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1 (got {jobs})")
+    if physical:
+        _restore_physical(s, backup_id, latest, to_time, to_lsn, to_latest, port)
+        return
     identity = target_identity(s.project, s.target()) if latest else None
     folder, manifest = find(backups_dir(s.project), backup_id, latest, identity=identity)
     if list_only:
@@ -223,6 +246,65 @@ def restore_cmd(
     emit(f"restored {manifest.id} into database {result.database} in {result.seconds:.1f}s (analyzed)\n")
 
 
+def _restore_physical(s: Session, backup_id, latest, to_time, to_lsn, to_latest, port) -> None:
+    from civicq_ops.backup.create import backups_dir
+    from civicq_ops.backup.inventory import find
+    from civicq_ops.backup.physical import PitrOptions, latest_physical, restore_physical
+
+    root = backups_dir(s.project)
+    if latest:
+        manifest = latest_physical(s.project, s.target())
+        folder = root / manifest.id
+    else:
+        folder, manifest = find(root, backup_id)
+    r = restore_physical(s.project, s.target(), folder, manifest,
+                         PitrOptions(to_time=to_time, to_lsn=to_lsn, to_latest=to_latest, port=port))
+    emit(f"restored {' + '.join(r.chain)} into a new cluster: {r.data_dir}, port {r.port} "
+         f"(timeline {r.timeline}, WAL {r.lsn}) in {r.seconds:.1f}s\n")
+    for line in r.recovered:
+        emit(f"  {line}\n")
+    emit(f"connect: psql -h 127.0.0.1 -p {r.port} -U {r.conninfo['user']}; stop: pg_ctl -D {r.data_dir} stop\n")
+
+
+wal_app = typer.Typer(help="The WAL archive for point-in-time recovery (archive_command, restore_command).",
+                      no_args_is_help=True)
+
+
+@wal_app.command("archive")
+def wal_archive_cmd(
+    path: Annotated[str, typer.Argument(metavar="%p")],
+    name: Annotated[str, typer.Argument(metavar="%f")],
+    archive_dir: Annotated[str, typer.Option("--dir", help="The archive folder (one sub-folder per server).")],
+) -> None:
+    """Archive one WAL file: atomic, fsynced, checksummed; the same content again is fine, different
+    content is an error (exit 3). Run by the server from its data directory.
+
+    Example: archive_command = 'civicq-ops wal archive --dir /srv/wal %p %f'
+    """
+    _wal("archive", archive_dir, path, name)
+
+
+@wal_app.command("restore")
+def wal_restore_cmd(
+    name: Annotated[str, typer.Argument(metavar="%f")],
+    path: Annotated[str, typer.Argument(metavar="%p")],
+    archive_dir: Annotated[str, typer.Option("--dir", help="One server's folder in the archive.")],
+) -> None:
+    """Copy one archived WAL file back, checksum checked (exit 1 when it is not in the archive).
+
+    Example: restore_command = 'civicq-ops wal restore --dir /srv/wal/7312... %f %p'
+    """
+    _wal("restore", archive_dir, name, path)
+
+
+def _wal(op: str, archive_dir: str, first: str, second: str) -> None:
+    """One call into postgres.wal_archive (the same code the server runs as a plain script)."""
+    from civicq_ops.postgres.wal_archive import main
+
+    exit_with(main([op, archive_dir, first, second]))
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="backup")
+    root.add_typer(wal_app, name="wal")
     root.command("restore")(restore_cmd)
