@@ -203,6 +203,7 @@ class PitrResult:
     lsn: str | None = None
     timeline: int | None = None
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # copy or combine, start, recovery
 
 
 def restore_physical(project: Project, target: Target, folder: Path, manifest: Manifest,
@@ -252,6 +253,7 @@ def restore_physical(project: Project, target: Target, folder: Path, manifest: M
             (data / leftover).unlink(missing_ok=True)
         (data / "recovery.signal").write_text("")
         _chown_tree(data, OS_USER)
+        copied = time.monotonic()
         settings = {"restore_command": wal.restore_command(archive_root, str(manifest.system_identifier)),
                     "archive_mode": "off",
                     "recovery_target_action": "promote", "recovery_target_timeline": "latest"}
@@ -269,13 +271,18 @@ def restore_physical(project: Project, target: Target, folder: Path, manifest: M
             conf.write("\ninclude_if_exists = 'civicq-ops.conf'\n")
         try:
             cluster.start()
-        except LocalClusterError as e:
-            raise ExecutionError(f"the restored cluster did not start: {e.message}") from e
+        except LocalClusterError as e:  # the server's FATAL line says why (e.g. the target was never reached)
+            raise ExecutionError(f"recovery failed: {_log_tail(cluster)}; nothing was kept") from e
+        started = time.monotonic()
         result = _wait_promoted(cluster, options.timeout_s)
+        result.phases = {"combine" if len(chain) > 1 else "copy": round(copied - t0, 3),
+                         "start": round(started - copied, 3), "recovery": round(time.monotonic() - started, 3)}
     except BaseException:
         _stop_quietly(data)
         shutil.rmtree(data, ignore_errors=True)
         data.with_name(data.name + ".json").unlink(missing_ok=True)
+        if options.data_dir is None:
+            shutil.rmtree(data.parent, ignore_errors=True)  # the folder made for this restore
         raise
     result.backup_id, result.chain, result.data_dir = manifest.id, [m.id for m in chain], str(data)
     result.seconds = round(time.monotonic() - t0, 3)
@@ -352,8 +359,9 @@ def _recovery_lines(cluster) -> list[str]:
 
 def _log_tail(cluster) -> str:
     text = cluster.log_file.read_text(errors="replace") if cluster.log_file.exists() else ""
-    lines = [ln for ln in text.splitlines() if "FATAL" in ln or "PANIC" in ln or "ERROR" in ln]
-    return redact(lines[-1].strip()) if lines else "see " + str(cluster.log_file)
+    lines = [ln.split(" FATAL:", 1)[-1].strip() if " FATAL:" in ln else ln.strip()
+             for ln in text.splitlines() if "FATAL" in ln or "PANIC" in ln]
+    return redact(lines[-1]) if lines else "see " + str(cluster.log_file)
 
 
 def _stop_quietly(data: Path) -> None:

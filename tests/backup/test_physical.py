@@ -302,3 +302,19 @@ def test_the_local_cluster_archives_its_wal_beside_its_data_dir(tmp_path):
     cluster = local_cluster(project, project.target("local"))
     assert cluster.wal_archive == (tmp_path / "pg" / "wal-archive").resolve()
     assert wal_archive_dir(project, project.target("local")) == cluster.wal_archive
+
+
+def test_a_target_recovery_cannot_reach_fails_clearly_and_leaves_no_cluster(pitr):
+    major, cluster, project, target, kw, restored = pitr
+    m = create_physical_backup(project, target, PhysicalOptions())
+    archive_everything(kw)
+    parent = Path(tempfile.mkdtemp(prefix="civicq-pitr-fail-"))  # a folder the server's OS user can enter
+    os.chmod(parent, 0o755)
+    data = parent / "data"
+    try:
+        with pytest.raises(ExecutionError, match="recovery ended before configured recovery target was reached"):
+            restore_physical(project, target, backups_dir(project) / m.id, m,
+                             PitrOptions(to_time="2099-01-01 00:00:00+00", data_dir=data))
+        assert not data.exists()
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
