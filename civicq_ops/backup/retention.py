@@ -7,6 +7,7 @@ deletes only folders it listed itself, by their own name, inside the backups fol
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -115,10 +116,12 @@ class Cleanup:
     decisions: list[Decision]
     deleted: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)  # unfinished attempts whose process is gone
+    wal: list[str] = field(default_factory=list)  # archived WAL files no kept physical backup can use
 
 
-def apply_retention(root: Path, policy: RetentionPolicy, delete: bool) -> Cleanup:
-    """Decide, and with `delete` remove what the policy does not keep plus stale `.partial` folders.
+def apply_retention(root: Path, policy: RetentionPolicy, delete: bool, wal_archive: Path | None = None) -> Cleanup:
+    """Decide, and with `delete` remove what the policy does not keep plus stale `.partial` folders,
+    and (given the WAL archive) the segments older than the oldest kept physical backup of their server.
     Each folder is removed by the name it was listed under, after checking it resolves inside `root`."""
     from civicq_ops.backup.inventory import scan
 
@@ -126,6 +129,8 @@ def apply_retention(root: Path, policy: RetentionPolicy, delete: bool) -> Cleanu
     listed = {e.manifest.id: e.path for e in entries if e.manifest is not None}
     result = Cleanup(plan_retention([e.manifest for e in entries if e.manifest is not None], policy))
     result.stale = [e.path.name for e in entries if e.path.name.endswith(".partial") and not e.in_progress]
+    if wal_archive is not None:
+        result.wal = prune_wal(wal_archive, [d.manifest for d in result.decisions if d.keep], delete)
     if not delete:
         return result
     for d in result.decisions:
@@ -135,6 +140,29 @@ def apply_retention(root: Path, policy: RetentionPolicy, delete: bool) -> Cleanu
     for name in result.stale:
         _remove(root, root / name)
     return result
+
+
+_WAL_FILE = re.compile(r"^[0-9A-F]{24}(\..*)?$")
+
+
+def prune_wal(archive_root: Path, kept: list[Manifest], delete: bool) -> list[str]:
+    """Archived WAL (segments, their checksums, .backup and .partial files) older than the start of the
+    oldest kept physical backup of the same server: no restore from a kept backup can use it. A
+    server with no physical backup keeps all its WAL. History files are always kept."""
+    gone: list[str] = []
+    folders = sorted(p for p in archive_root.iterdir() if p.is_dir()) if archive_root.is_dir() else []
+    for folder in folders:
+        starts = [m.options["start_wal"] for m in kept
+                  if m.kind.startswith("physical") and m.system_identifier == folder.name and m.options.get("start_wal")]
+        if not starts:
+            continue
+        oldest = min(start[8:] for start in starts)  # log and segment number; timelines only go up
+        for path in sorted(folder.iterdir()):
+            if _WAL_FILE.match(path.name) and path.name[8:24] < oldest:
+                gone.append(f"{folder.name}/{path.name}")
+                if delete:
+                    path.unlink()
+    return gone
 
 
 def _remove(root: Path, folder: Path) -> None:

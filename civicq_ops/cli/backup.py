@@ -175,15 +175,29 @@ def cleanup(
 
     s = _s(ctx)
     policy = RetentionPolicy.from_config(s.project.section("backups").get("retention", {}))
-    result = apply_retention(backups_dir(s.project), policy, delete=yes)
+    result = apply_retention(backups_dir(s.project), policy, delete=yes, wal_archive=_wal_archive(s))
     for d in result.decisions:
         verb = "keep  " if d.keep else ("delete" if yes else "would delete")
         emit(f"{verb} {d.manifest.id} ({d.manifest.kind}, {d.manifest.database}): {'; '.join(d.reasons)}\n")
     for name in result.stale:
         emit(f"{'delete' if yes else 'would delete'} {name}: unfinished, its process is gone\n")
+    if result.wal:
+        emit(f"{'deleted' if yes else 'would delete'} {len(result.wal)} archived WAL file(s) older than the oldest "
+             "kept physical backup\n")
     gone = sum(1 for d in result.decisions if not d.keep)
     emit(f"{gone} backup(s) {'deleted' if yes else 'to delete (dry run: pass --yes)'}, "
          f"{len(result.decisions) - gone} kept\n")
+
+
+def _wal_archive(s: Session):
+    """The target's WAL archive, or None when it has none configured (nothing to prune)."""
+    from civicq_ops.core.errors import InputError
+    from civicq_ops.postgres.connect import wal_archive_dir
+
+    try:
+        return wal_archive_dir(s.project, s.target())
+    except InputError:
+        return None
 
 
 def restore_cmd(

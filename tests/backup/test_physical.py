@@ -318,3 +318,29 @@ def test_a_target_recovery_cannot_reach_fails_clearly_and_leaves_no_cluster(pitr
         assert not data.exists()
     finally:
         shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_cleanup_prunes_wal_older_than_the_oldest_kept_physical_backup(pitr):
+    from civicq_ops.backup.retention import apply_retention
+
+    major, cluster, project, target, kw, restored = pitr
+    first = create_physical_backup(project, target, PhysicalOptions())
+    insert(kw, "between")
+    archive_everything(kw)
+    second = create_physical_backup(project, target, PhysicalOptions())
+    insert(kw, "after")
+    archive_everything(kw)
+    archive = Path(project.section("backups")["wal_archive"])
+    folder = archive / second.system_identifier
+    older = sorted(p.name for p in folder.iterdir() if wal_archive.SEGMENT.match(p.name) and p.name < second.options["start_wal"])
+    assert older, "no segment before the second backup"
+    policy = RetentionPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    result = apply_retention(backups_dir(project), policy, delete=True, wal_archive=archive)
+    assert first.id in result.deleted and second.id not in result.deleted
+    left = {p.name for p in folder.iterdir()}
+    assert not (set(older) & left) and f"{older[-1]}.sha256" not in left
+    assert second.options["start_wal"] in left
+    result = restore_physical(project, target, backups_dir(project) / second.id, second, PitrOptions(to_latest=True))
+    restored.append(Path(result.data_dir))
+    with psycopg.connect(autocommit=True, **restored_kw(result, kw)) as conn:
+        assert conn.execute("SELECT count(*) FROM events WHERE phase = 'after'").fetchone()[0] == 200
