@@ -1,13 +1,19 @@
-"""Benchmark `backup create` against a plain `pg_dump -Fc` of the same database, in one run.
+"""Benchmark `backup create` against plain PostgreSQL tools on the same database, in one run.
 
-Goals: custom format at most 1.15 times plain pg_dump (checksums, manifest and row counts are the
+Logical: custom format at most 1.15 times plain pg_dump (checksums, manifest and row counts are the
 overhead), and directory format with two jobs faster than plain pg_dump.
-Usage: .venv/bin/python bench/backup.py [--scale 20]
+Physical (--physical, on a cluster archiving its WAL with `civicq-ops wal archive`): a full
+`backup create --physical` at most 1.1 times a plain pg_basebackup; an incremental after 1% of the
+rows changed, size and time against the full; `restore --physical --to-latest` against the same
+steps by hand (copy, recovery.signal, restore_command, pg_ctl start, wait for promotion).
+Usage: .venv/bin/python bench/backup.py [--scale 20] [--physical-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,7 +44,14 @@ def median_time(fn, runs: int = 3) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, default=20)
+    ap.add_argument("--physical-only", action="store_true")
     args = ap.parse_args()
+    if not args.physical_only:
+        logical(args.scale)
+    physical(args.scale)
+
+
+def logical(scale: int) -> None:
     with bench_cluster() as cluster, tempfile.TemporaryDirectory() as work:
         url = create_database(cluster, "civicq")
         cfg = Path(work) / "civicq-ops.yaml"
@@ -46,7 +59,7 @@ def main() -> None:
         project = load_project(cfg, env={})
         target = project.target("bench")
         migrate(project, target)
-        seed(project, target, scale=args.scale)
+        seed(project, target, scale=scale)
         kw = cluster.conninfo("civicq")
         pg_dump = pg_tool("pg_dump", 18)
         counter = iter(range(1000))
@@ -65,9 +78,124 @@ def main() -> None:
         custom = median_time(ours_custom)
         directory = median_time(ours_directory)
         size = sum(f.stat().st_size for f in Path(work).glob("plain*.dump")) / 3
-    print(f"database: civicq scale {args.scale}; plain pg_dump -Fc: {base:.2f}s ({size / 1e6:.1f} MB)")
+    print(f"database: civicq scale {scale}; plain pg_dump -Fc: {base:.2f}s ({size / 1e6:.1f} MB)")
     print(f"backup create --format custom:     {custom:.2f}s  ratio {custom / base:.2f} (goal <= 1.15)")
     print(f"backup create --format directory -j2: {directory:.2f}s  ratio {directory / base:.2f} (goal < 1.00)")
+
+
+def physical(scale: int) -> None:
+    import psycopg
+
+    from civicq_ops.backup.physical import PhysicalOptions, PitrOptions, create_physical_backup, restore_physical
+    from civicq_ops.postgres.local_cluster import LocalCluster, _free_port
+
+    root = Path(tempfile.mkdtemp(prefix="civicq-bench-pitr-"))
+    os.chmod(root, 0o755)
+    cluster = LocalCluster(root / "data", fast=True, wal_archive=root / "wal-archive",
+                           settings={"full_page_writes": "on"})
+    cluster.start()
+    try:
+        url = create_database(cluster, "civicq")
+        cfg = root / "civicq-ops.yaml"
+        cfg.write_text(f"version: 1\ntargets:\n  bench: {{url: '{url}', environment: development}}\n"
+                       f"backups: {{dir: {root}/backups, wal_archive: {root}/wal-archive}}\n")
+        project = load_project(cfg, env={})
+        target = project.target("bench")
+        migrate(project, target)
+        seed(project, target, scale=scale)
+        kw = cluster.conninfo("civicq")
+        pg_basebackup = pg_tool("pg_basebackup", 18)
+        counter = iter(range(1000))
+
+        def plain():
+            out = root / f"plain{next(counter)}"
+            subprocess.run([str(pg_basebackup), "--pgdata", str(out), "--format", "plain", "--wal-method", "stream",
+                            "--checkpoint", "fast", "--no-password"], env=client_env(kw), check=True)
+
+        fulls = []
+
+        def ours():
+            fulls.append(create_physical_backup(project, target, PhysicalOptions()))
+
+        with psycopg.connect(autocommit=True, **kw) as conn:  # settle the seed: no hint-bit or vacuum writes later
+            conn.execute("VACUUM (FREEZE, ANALYZE)")
+            conn.execute("CHECKPOINT")
+        base_runs, ours_runs = [], []
+        for _ in range(3):  # interleaved, so that neither side gets the warm cache
+            base_runs.append(median_time(plain, 1))
+            ours_runs.append(median_time(ours, 1))
+        base, full_s = statistics.median(base_runs), statistics.median(ours_runs)
+        full = fulls[-1]
+        for out in root.glob("plain*"):
+            shutil.rmtree(out)
+        with psycopg.connect(autocommit=True, **kw) as conn:
+            rows = conn.execute("UPDATE votes SET created_at = created_at WHERE id % 100 = 0").rowcount
+        t0 = time.perf_counter()
+        incr = create_physical_backup(project, target, PhysicalOptions(incremental=True))
+        incr_s = time.perf_counter() - t0
+        with psycopg.connect(autocommit=True, **kw) as conn:
+            conn.execute("SELECT pg_logical_emit_message(false, 'bench', 'x')")
+            conn.execute("SELECT pg_switch_wal()")
+            time.sleep(2)
+        ours_runs, hand_runs = [], []
+        for i in range(2):  # interleaved; the restored cluster is stopped outside the timing on both sides
+            t0 = time.perf_counter()
+            result = restore_physical(project, target, root / "backups" / full.id, full, PitrOptions(to_latest=True))
+            ours_runs.append(time.perf_counter() - t0)
+            LocalCluster(result.data_dir).stop()
+            hand_runs.append(by_hand(root, full, kw, _free_port(), root / f"by-hand{i}"))
+        ours_restore, hand_restore = min(ours_runs), min(hand_runs)
+        phases = result.phases
+        full_files, incr_files = (_without_wal(root / "backups" / m.id / "data") for m in (full, incr))
+    finally:
+        cluster.stop()
+        for data in root.glob("**/postmaster.pid"):
+            LocalCluster(data.parent).stop()
+        shutil.rmtree(root, ignore_errors=True)  # the restored cluster lives in <root>/.civicq-ops/restores
+    print(f"physical: plain pg_basebackup {base:.2f}s; backup create --physical {full_s:.2f}s "
+          f"ratio {full_s / base:.2f} (goal <= 1.10; includes pg_verifybackup) - {full.size_bytes / 1e6:.1f} MB")
+    print(f"incremental after {rows} votes changed (1%): {incr_s:.2f}s, {incr.size_bytes / 1e6:.1f} MB "
+          f"({incr_files / 1e6:.1f} MB without its streamed WAL) - time {incr_s / full_s:.2f} and size "
+          f"{incr.size_bytes / full.size_bytes:.3f} ({incr_files / full_files:.3f} without WAL) of the full")
+    print(f"restore --physical --to-latest {ours_restore:.2f}s {phases}; the same steps by hand "
+          f"{hand_restore:.2f}s; ratio {ours_restore / hand_restore:.2f}")
+
+
+def _without_wal(data: Path) -> int:
+    return sum(p.stat().st_size for p in data.rglob("*") if p.is_file() and "pg_wal" not in p.parts)
+
+
+def by_hand(root: Path, full, kw: dict, port: int, data: Path) -> float:
+    """What a DBA would type: copy the base backup, restore_command, recovery.signal, start, wait.
+    Returns the seconds up to promotion (the stop afterwards is not timed)."""
+    import psycopg
+
+    from civicq_ops.postgres import wal_archive
+
+    t0 = time.perf_counter()
+    shutil.copytree(root / "backups" / full.id / "data", data, symlinks=True)
+    (data / "recovery.signal").write_text("")
+    with open(data / "postgresql.auto.conf", "a") as conf:
+        command = wal_archive.restore_command(root / "wal-archive", full.system_identifier).replace("'", "''")
+        conf.write(f"restore_command = '{command}'\narchive_mode = off\nport = {port}\n"
+                   f"unix_socket_directories = '{data}'\nrecovery_target_action = 'promote'\n"
+                   "fsync = on\nsynchronous_commit = on\n")  # as civicq-ops restores: durable
+    subprocess.run(["chown", "-R", "civicq-pg:civicq-pg", str(data)], check=True)
+    os.chmod(data, 0o700)
+    subprocess.run(["runuser", "-u", "civicq-pg", "--", str(pg_tool("pg_ctl", 18)), "-D", str(data), "-l",
+                    str(data / "log.txt"), "-w", "start"], check=True, capture_output=True, cwd="/")
+    while True:
+        try:
+            with psycopg.connect(autocommit=True, **{**kw, "port": port}) as conn:
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    break
+        except psycopg.OperationalError:
+            pass
+        time.sleep(0.2)
+    seconds = time.perf_counter() - t0
+    subprocess.run(["runuser", "-u", "civicq-pg", "--", str(pg_tool("pg_ctl", 18)), "-D", str(data), "-m", "fast",
+                    "stop"], check=True, capture_output=True, cwd="/")
+    return seconds
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ class Target:
     port: int | None = None
     database: str = "civicq"
     connect_timeout: int = 10
+    backups: dict | None = None  # {expect: civicq-ops | external | none}: where its backups are judged
 
 
 DEFAULT_BACKUP_JOBS = 2  # parallel pg_dump / pg_restore jobs unless a project or a flag says otherwise

@@ -10,7 +10,7 @@ from typing import Any
 from civicq_ops.backup.create import backups_dir
 from civicq_ops.backup.inventory import backup_facts
 from civicq_ops.config import Project
-from civicq_ops.engine.facts import FactContext, FactProvider, connection_providers
+from civicq_ops.engine.facts import FactContext, FactProvider, FactUnavailable, connection_providers
 
 
 def default_providers(project: Project) -> dict[str, FactProvider]:
@@ -18,7 +18,12 @@ def default_providers(project: Project) -> dict[str, FactProvider]:
     root = backups_dir(project)
 
     def backups(ctx: FactContext) -> dict[str, Any]:
-        """This target's backups, as backup/inventory.py describes them."""
-        return backup_facts(root, ctx.target.name)
+        """This server's database's backups, as backup/inventory.py describes them (matched by system
+        identifier and database, not target name); unjudgeable ones skip the backup checks."""
+        facts = backup_facts(root, (ctx.caps.system_identifier, ctx.caps.database),
+                             expect=(ctx.target.backups or {}).get("expect"))
+        if not facts.get("judged", True):
+            raise FactUnavailable(facts.get("unjudged_reason") or "civicq-ops cannot judge this target's backups")
+        return facts
 
     return {**connection_providers(), "backups": backups}

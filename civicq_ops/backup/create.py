@@ -6,8 +6,10 @@ restore can be compared with the source exactly, even while the application writ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -15,11 +17,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from civicq_ops.backup.manifest import Manifest, checksum_files, fsync_dir, fsync_tree, write_manifest
-from civicq_ops.backup.tools import client_env, compress_arg, compression_methods, pg_tool, repeated
+from civicq_ops.backup.manifest import Manifest, checksum_files, fsync_dir, fsync_tree, kind_of, write_manifest
+from civicq_ops.backup.tools import (
+    client_env,
+    compress_arg,
+    compression_methods,
+    pg_tool,
+    repeated,
+    start_tool,
+    stopped_on_exit,
+)
 from civicq_ops.config import DEFAULT_BACKUP_JOBS, Project, Target
 from civicq_ops.core.errors import ExecutionError, InputError
 from civicq_ops.core.redaction import redact
+from civicq_ops.postgres.connect import connect, connect_kwargs, one_row
 
 Progress = Callable[[str, int, int], None]
 
@@ -36,6 +47,7 @@ class BackupOptions:
     lock_wait_timeout: str | None = "30s"
     globals: bool = True
     row_counts: bool = True
+    kind: str | None = None  # None: from the options above; "safety" for restore's own backup
 
 
 def backups_dir(project: Project) -> Path:
@@ -49,15 +61,16 @@ def new_backup_id(target: Target, now: datetime | None = None) -> str:
 
 def create_backup(project: Project, target: Target, options: BackupOptions, progress: Progress | None = None,
                   backup_id: str | None = None) -> Manifest:
-    """Make one backup of the target's database; returns its manifest. Nothing is listed until done."""
-    from civicq_ops.postgres.connect import connect, connect_kwargs, one_row
-
+    """Make one backup of the target's database; returns its manifest. Nothing is listed until done,
+    and a failed or interrupted attempt removes its `.partial` folder and stops its child tools."""
     if options.format not in ("directory", "custom"):
         raise InputError(f"unknown backup format '{options.format}' (directory or custom)")
     if options.schema_only and options.data_only:
         raise InputError("--schema-only and --data-only exclude each other")
+    if options.jobs < 1:
+        raise InputError(f"--jobs must be at least 1 (got {options.jobs})")
     root = backups_dir(project)
-    root.mkdir(parents=True, exist_ok=True)
+    private_dir(root)
     backup_id = backup_id or new_backup_id(target)
     final = root / backup_id
     partial = root / f"{backup_id}.partial"
@@ -79,53 +92,99 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
         if options.compress and options.compress.split(":")[0] not in ("none", "0", *compression_methods(pg_dump)):
             raise InputError(f"{pg_dump} cannot compress with {options.compress} "
                              f"(it supports {', '.join(compression_methods(pg_dump))})")
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        snapshot = one_row(conn.execute("SELECT pg_export_snapshot()"))[0]
-        tables = _tables(conn, options)
-        partial.mkdir()
-        (partial / "pid").write_text(str(os.getpid()))
+        partial.mkdir(mode=0o700)
         try:
-            args = [str(pg_dump), "--format", options.format[0], "--file", str(partial / _dump_name(options)),
-                    "--snapshot", snapshot, "--verbose", "--no-password"]
-            if options.format == "directory":
-                args += ["--jobs", str(max(1, options.jobs))]
-            if options.compress:
-                args += ["--compress", compress_arg(pg_dump, options.compress)]
-            if options.schema_only:
-                args.append("--schema-only")
-            if options.data_only:
-                args.append("--data-only")
-            args += repeated("--table", options.tables) + repeated("--exclude-table", options.exclude_tables)
-            if options.lock_wait_timeout:
-                args += [f"--lock-wait-timeout={_ms(options.lock_wait_timeout)}"]
-            kw = connect_kwargs(project, target)
-            warnings = _run_dump(args, kw, len(tables), progress)
-        except BaseException:
-            conn.execute("ROLLBACK")
+            (partial / "pid").write_text(str(os.getpid()))
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            snapshot = one_row(conn.execute("SELECT pg_export_snapshot()"))[0]
+            candidates = _tables(conn)
+            warnings = _run_dump(_dump_args(pg_dump, partial, snapshot, options), connect_kwargs(project, target),
+                                 len(candidates), progress)
+            if options.tables or options.exclude_tables:  # only what pg_dump really took
+                candidates = _in_archive(pg_dump, partial / _dump_name(options), candidates)
+            tables = _count_rows(conn, candidates, options)  # still in pg_dump's snapshot
+            conn.execute("ROLLBACK")  # releases the snapshot only after pg_dump is done with it
+            globals_file = None
+            if options.globals:
+                globals_file = "globals.sql"
+                _dump_globals(project, target, major, partial / globals_file, superuser)
+            (partial / "pid").unlink()
+            names = [_dump_name(options)] + ([globals_file] if globals_file else [])
+            private_tree(partial)
+            files = checksum_files(partial, names)
+            finished = datetime.now(UTC)
+            manifest = Manifest(
+                id=backup_id, target=target.name, database=database, format=options.format,
+                started_at=started.isoformat(), finished_at=finished.isoformat(),
+                duration_s=round(time.monotonic() - t0, 3), server_version=server_version,
+                pg_dump_version=dump_version, system_identifier=sysid,
+                options={"jobs": options.jobs, "compress": options.compress, "schema_only": options.schema_only,
+                         "data_only": options.data_only, "tables": options.tables,
+                         "exclude_tables": options.exclude_tables},
+                files=files, tables=tables, globals_file=globals_file, size_bytes=sum(f.size for f in files),
+                warnings=warnings, kind=options.kind or kind_of({"schema_only": options.schema_only,
+                                                                 "data_only": options.data_only,
+                                                                 "tables": options.tables,
+                                                                 "exclude_tables": options.exclude_tables}),
+            )
+            fsync_tree(partial)
+            write_manifest(partial, manifest)
+            os.replace(partial, final)
+            fsync_dir(root)
+        except BaseException as e:
+            if not conn.closed:
+                with contextlib.suppress(Exception):
+                    conn.execute("ROLLBACK")
+            shutil.rmtree(partial, ignore_errors=True)
+            if isinstance(e, OSError):  # e.g. the manifest on a full disk
+                raise ExecutionError(f"backup {backup_id} failed: {e.strerror or e} ({e.filename or root}); "
+                                     "nothing was kept") from e
             raise
-        conn.execute("ROLLBACK")  # releases the snapshot only after pg_dump is done with it
-    globals_file = None
-    if options.globals:
-        globals_file = "globals.sql"
-        _dump_globals(project, target, major, partial / globals_file, superuser)
-    (partial / "pid").unlink()
-    names = [_dump_name(options)] + ([globals_file] if globals_file else [])
-    files = checksum_files(partial, names)
-    finished = datetime.now(UTC)
-    manifest = Manifest(
-        id=backup_id, target=target.name, database=database, format=options.format,
-        started_at=started.isoformat(), finished_at=finished.isoformat(), duration_s=round(time.monotonic() - t0, 3),
-        server_version=server_version, pg_dump_version=dump_version, system_identifier=sysid,
-        options={"jobs": options.jobs, "compress": options.compress, "schema_only": options.schema_only,
-                 "data_only": options.data_only, "tables": options.tables, "exclude_tables": options.exclude_tables},
-        files=files, tables=tables, globals_file=globals_file, size_bytes=sum(f.size for f in files),
-        warnings=warnings,
-    )
-    fsync_tree(partial)
-    write_manifest(partial, manifest)
-    os.replace(partial, final)
-    fsync_dir(root)
     return manifest
+
+
+def create_verified_backup(project: Project, target: Target, options: BackupOptions,
+                           progress: Progress | None = None) -> Manifest:
+    """A backup, then `verify` (checksums and a full read): what the `backup` remediation runs, so the
+    finding it answers (no recent *verified* backup) really clears."""
+    from civicq_ops.backup.restore import verify_backup
+
+    manifest = create_backup(project, target, options, progress)
+    result = verify_backup(project, target, backups_dir(project) / manifest.id, manifest)
+    if not result.ok:
+        raise ExecutionError(f"backup {manifest.id} was made but does not verify: {'; '.join(result.problems[:3])}")
+    return manifest
+
+
+def private_dir(folder: Path) -> None:
+    """The backups folder and every backup in it are 0700: dumps and role password hashes inside."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+
+
+def private_tree(folder: Path) -> None:
+    """Folders 0700, files 0600 (the tools already write under umask 077; this makes sure)."""
+    for dirpath, _dirs, files in os.walk(folder):
+        os.chmod(dirpath, 0o700)
+        for name in files:
+            os.chmod(os.path.join(dirpath, name), 0o600)
+
+
+def _dump_args(pg_dump: Path, partial: Path, snapshot: str, options: BackupOptions) -> list[str]:
+    args = [str(pg_dump), "--format", options.format[0], "--file", str(partial / _dump_name(options)),
+            "--snapshot", snapshot, "--verbose", "--no-password"]
+    if options.format == "directory":
+        args += ["--jobs", str(max(1, options.jobs))]
+    if options.compress:
+        args += ["--compress", compress_arg(pg_dump, options.compress)]
+    if options.schema_only:
+        args.append("--schema-only")
+    if options.data_only:
+        args.append("--data-only")
+    args += repeated("--table", options.tables) + repeated("--exclude-table", options.exclude_tables)
+    if options.lock_wait_timeout:
+        args += [f"--lock-wait-timeout={_ms(options.lock_wait_timeout)}"]
+    return args
 
 
 def _dump_name(options: BackupOptions) -> str:
@@ -144,21 +203,34 @@ def _version_of(program: Path) -> str:
     return str(program_version(program))
 
 
-def _tables(conn, options: BackupOptions) -> list[dict]:
+def _tables(conn) -> list[dict]:
     rows = conn.execute(
         "SELECT n.nspname, c.relname, c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
         "AND n.nspname !~ '^pg_toast' AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e') "
         "ORDER BY 1, 2").fetchall()
+    return [{"schema": schema, "name": name, "rows_estimate": max(estimate, 0)} for schema, name, estimate in rows]
+
+
+def _in_archive(pg_dump: Path, archive: Path, tables: list[dict]) -> list[dict]:
+    """The tables whose definition or data the archive holds (what --table / --exclude-table selected)."""
+    pg_restore = pg_dump.with_name("pg_restore")
+    proc = subprocess.run([str(pg_restore), "--list", str(archive)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ExecutionError(f"pg_restore --list failed on the new archive: {redact(proc.stderr.strip())}")
+    listing = proc.stdout
+    return [t for t in tables if f" TABLE {t['schema']} {t['name']} " in listing
+            or f" TABLE DATA {t['schema']} {t['name']} " in listing]
+
+
+def _count_rows(conn, tables: list[dict], options: BackupOptions) -> list[dict]:
     from psycopg import sql
 
-    tables = []
-    for schema, name, estimate in rows:
-        entry = {"schema": schema, "name": name, "rows_estimate": max(estimate, 0)}
-        if options.row_counts and not options.schema_only:
-            count = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
-            entry["rows"] = conn.execute(count).fetchone()[0]
-        tables.append(entry)
+    if options.row_counts and not options.schema_only:
+        for entry in tables:
+            count = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(entry["schema"]),
+                                                                 sql.Identifier(entry["name"]))
+            entry["rows"] = one_row(conn.execute(count))[0]
     return tables
 
 
@@ -169,25 +241,38 @@ def _run_dump(args: list[str], kw: dict, table_count: int, progress: Progress | 
     """Run pg_dump, following its --verbose lines for progress; warnings are kept for the manifest."""
     env = client_env(kw)
     try:
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        proc = start_tool(args, env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     except OSError as e:
         raise ExecutionError(f"pg_dump could not start: {e}") from e
     done, warnings, errors = 0, [], []
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        line = line.rstrip()
-        if _TABLE_DONE.search(line):
-            done += 1
-            if progress:
-                progress(line.rsplit(" ", 1)[-1], min(done, table_count), table_count)
-        elif "warning:" in line.lower():
-            warnings.append(redact(line))
-        elif "error:" in line.lower():
-            errors.append(redact(line))
-    code = proc.wait()
+    with stopped_on_exit(proc):
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            line = line.rstrip()
+            if _TABLE_DONE.search(line):
+                done += 1
+                if progress:
+                    progress(line.rsplit(" ", 1)[-1], min(done, table_count), table_count)
+            elif "warning:" in line.lower():
+                warnings.append(redact(line))
+            elif "error:" in line.lower():
+                errors.append(redact(line))
+        code = proc.wait()
     if code != 0:
-        raise ExecutionError(f"pg_dump failed (exit {code}): {errors[-1] if errors else 'see its output'}")
+        cause = _cause(errors)
+        if "no matching tables were found" in cause:
+            raise InputError(f"pg_dump: {cause.split('error:', 1)[-1].strip()}; nothing was kept")
+        raise ExecutionError(f"pg_dump failed (exit {code}): {cause}; nothing was kept")
     return warnings
+
+
+def _cause(errors: list[str]) -> str:
+    """The line that says why: out of space first, else the first error (a parallel pg_dump's last
+    line is only "a worker process died unexpectedly")."""
+    for line in errors:
+        if "No space left on device" in line or "Disk quota exceeded" in line:
+            return line
+    return errors[0] if errors else "see its output"
 
 
 def _dump_globals(project: Project, target: Target, major: int, path: Path, superuser: bool) -> None:
@@ -198,6 +283,8 @@ def _dump_globals(project: Project, target: Target, major: int, path: Path, supe
     args = [str(pg_dumpall), "--globals-only", "--file", str(path), "--no-password"]
     if not superuser:
         args.append("--no-role-passwords")  # pg_authid is superuser-only
-    proc = subprocess.run(args, capture_output=True, text=True, env=client_env(kw))
+    proc = start_tool(args, client_env(kw), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with stopped_on_exit(proc):
+        _out, err = proc.communicate()
     if proc.returncode != 0:
-        raise ExecutionError(f"pg_dumpall --globals-only failed: {redact(proc.stderr.strip().splitlines()[-1])}")
+        raise ExecutionError(f"pg_dumpall --globals-only failed: {_cause(err.strip().splitlines())}")

@@ -45,22 +45,43 @@ def scan(root: Path) -> list[Entry]:
     return entries
 
 
-def complete(root: Path, target: str | None = None) -> list[Manifest]:
-    """Backups with a valid manifest, oldest first by recorded completion time."""
+Identity = tuple  # (system identifier, database): which server's database a backup is of
+
+
+def target_identity(project, target) -> Identity:
+    """The target's server (system identifier) and database, asked from the server itself: backups are
+    matched by these, never by the target's name (two names can reach one database, one name can move)."""
+    from civicq_ops.postgres.connect import connect, one_row
+    from civicq_ops.postgres.probe import system_identifier
+
+    with connect(project, target, autocommit=True) as conn:
+        return (system_identifier(conn), one_row(conn.execute("SELECT current_database()"))[0])
+
+
+def complete(root: Path, identity: Identity | None = None, kind: str | None = None) -> list[Manifest]:
+    """Backups with a valid manifest, oldest first by recorded completion time; optionally only those
+    of one (server, database) and one kind."""
     found = [e.manifest for e in scan(root) if e.manifest is not None]
-    if target:
-        found = [m for m in found if m.target == target]
+    if identity is not None:
+        found = [m for m in found if m.identity == tuple(identity)]
+    if kind is not None:
+        found = [m for m in found if m.kind == kind]
     return sorted(found, key=lambda m: m.finished_at)
 
 
-def find(root: Path, backup_id: str | None, latest: bool = False, target: str | None = None) -> tuple[Path, Manifest]:
-    backups = complete(root, target)
+def find(root: Path, backup_id: str | None, latest: bool = False, identity: Identity | None = None,
+         kind: str = "full") -> tuple[Path, Manifest]:
+    """A backup by id, or with `latest` the newest complete `kind` backup of `identity`."""
     if latest:
+        if identity is None:
+            raise InputError("--latest needs the target's identity (server and database)")
+        backups = complete(root, identity, kind)
         if not backups:
-            raise InputError(f"no complete backup in {root}")
+            raise InputError(f"no complete {kind} backup of database {identity[1]} on this server "
+                             f"(system identifier {identity[0]}) in {root}")
         m = backups[-1]
         return root / m.id, m
-    for m in backups:
+    for m in complete(root):
         if m.id == backup_id:
             return root / m.id, m
     for e in scan(root):
@@ -73,15 +94,29 @@ def update(root: Path, manifest: Manifest) -> None:
     write_manifest(root / manifest.id, manifest)
 
 
-def backup_facts(root: Path, target: str, now=None) -> dict:
-    """What the backup-freshness check needs: the newest verified backup's age and size, and the
-    size of the verified backup before it (a sudden drop means tables went missing)."""
+def backup_facts(root: Path, identity: Identity, now=None, expect: str | None = None) -> dict:
+    """What the backup checks need: the newest verified full backup of this server's database, its
+    age and size, and the size of the verified full backup before it (a sudden drop means tables went
+    missing). `judged` is False, with `unjudged_reason`, when civicq-ops cannot tell: the target's
+    backups are taken elsewhere (`backups.expect: external`), there are none by design (`none`), or
+    nothing says civicq-ops takes them (no declaration and no civicq-ops backup of this database)."""
     from datetime import UTC, datetime
 
     now = now or datetime.now(UTC)
-    verified = [m for m in complete(root, target) if m.verified]
-    facts: dict[str, Any] = {"verified_count": len(verified), "age_s": None, "size_bytes": None, "previous_size_bytes": None,
-             "latest_id": None}
+    full = complete(root, identity, "full")
+    verified = [m for m in full if m.verified]
+    facts: dict[str, Any] = {"verified_count": len(verified), "age_s": None, "size_bytes": None,
+                             "previous_size_bytes": None, "latest_id": None, "judged": True, "unjudged_reason": None}
+    database = identity[1]
+    if expect == "external":
+        facts.update(judged=False, unjudged_reason=f"backups of {database} are taken outside civicq-ops "
+                     "(backups.expect: external): judge them with the tool that takes them")
+    elif expect == "none":
+        facts.update(judged=False, unjudged_reason=f"{database} is declared to have no backups (backups.expect: none)")
+    elif expect is None and not full:
+        facts.update(judged=False, unjudged_reason=(
+            f"no evidence: no civicq-ops backup of {database} on this server in {root}, and the target does not "
+            "declare `backups: {expect: civicq-ops}` (or `external` when another tool backs it up)"))
     if verified:
         latest = verified[-1]
         facts.update(age_s=round((now - datetime.fromisoformat(latest.finished_at)).total_seconds(), 1),

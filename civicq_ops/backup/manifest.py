@@ -16,7 +16,8 @@ from pathlib import Path
 from civicq_ops.core.fileio import write_atomic
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: `kind`
+KINDS = ("full", "partial", "schema-only", "data-only", "safety")
 
 
 @dataclass
@@ -49,6 +50,14 @@ class Manifest:
     verification: dict | None = None  # {at, ok, level: checksums|read|restore, detail}
     tool: str = "civicq-ops"
     format_version: int = FORMAT_VERSION
+    # full | partial (--table/--exclude-table) | schema-only | data-only | safety (taken by restore
+    # before an overwrite). Only full backups are "the latest", satisfy freshness and compare sizes.
+    kind: str = "full"
+
+    @property
+    def identity(self) -> tuple[str | None, str]:
+        """The server (system identifier) and database it came from: what backups are matched by."""
+        return (self.system_identifier, self.database)
 
     @property
     def dump_path(self) -> str:
@@ -64,8 +73,20 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict) -> Manifest:
         data = dict(data)
+        data.setdefault("kind", kind_of(data.get("options") or {}))  # format 1 had no kind
         data["files"] = [FileEntry(**f) for f in data.get("files", [])]
         return cls(**data)
+
+
+def kind_of(options: dict) -> str:
+    """The kind a backup made with these pg_dump options is."""
+    if options.get("schema_only"):
+        return "schema-only"
+    if options.get("data_only"):
+        return "data-only"
+    if options.get("tables") or options.get("exclude_tables"):
+        return "partial"
+    return "full"
 
 
 def _canonical(data: dict) -> bytes:
@@ -94,9 +115,13 @@ def read_manifest(folder: Path) -> Manifest:
     if claimed != hashlib.sha256(_canonical(data)).hexdigest():
         raise ManifestError(f"{folder.name}: the manifest does not match its own checksum (edited or damaged)")
     try:
-        return Manifest.from_dict(data)
+        manifest = Manifest.from_dict(data)
     except TypeError as e:
         raise ManifestError(f"{folder.name}: the manifest has unexpected fields ({e})") from e
+    if manifest.id != folder.name:  # a renamed copy, or an id forged to point elsewhere
+        raise ManifestError(f"{folder.name}: the manifest's id '{manifest.id}' differs from its folder "
+                            f"(a renamed copy or an edited manifest): treated as damaged")
+    return manifest
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

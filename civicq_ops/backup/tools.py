@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -18,8 +22,11 @@ def pg_tool(name: str, server_major: int) -> Path:
 
 
 def client_env(kw: dict) -> dict[str, str]:
-    """libpq environment for a client program: host, port, user and password never go on argv."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    """libpq environment for a client program: host, port, user and password never go on argv.
+
+    It starts from this process's environment, so a child tool gets the credentials psycopg uses
+    here (PGPASSWORD, PGPASSFILE, PGSSL*, PGSERVICE); what the target names explicitly overrides them."""
+    env = dict(os.environ)
     if kw.get("conninfo"):  # a URL target: split it, so its password never appears in `ps`
         from psycopg.conninfo import conninfo_to_dict
 
@@ -62,6 +69,52 @@ def compress_arg(pg_dump: Path, spec: str) -> str:
     if method.isdigit():
         return method
     return level or "6"  # gzip
+
+
+def dbname_arg(name: str) -> str:
+    """A `--dbname` value that libpq reads as exactly this database name: client tools expand a
+    `--dbname` containing `=` as a connection string, so the name is wrapped in one."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(dbname=name)
+
+
+def _libc_prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the forked child only calls it
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL = _libc_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when civicq-ops dies, even by SIGKILL."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
+def start_tool(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
+    """Start a client tool whose files are private (umask 077) and which stops with civicq-ops."""
+    return subprocess.Popen(args, env=env, umask=0o077, preexec_fn=_die_with_parent, **kw)  # noqa: PLW1509
+
+
+@contextmanager
+def stopped_on_exit(proc: subprocess.Popen, grace_s: float = 10.0) -> Iterator[subprocess.Popen]:
+    """Whatever ends the block (Ctrl-C, an error), the tool does not outlive it: SIGTERM (pg_dump
+    then stops its own parallel workers), then SIGKILL after `grace_s`."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def repeated(flag: str, values: list[str]) -> list[str]:

@@ -41,6 +41,11 @@ class FactContext:
 FactProvider = Callable[[FactContext], Mapping[str, Any]]
 
 
+class FactUnavailable(Exception):
+    """A provider raises it when the fact cannot be judged for this target (e.g. its backups are
+    taken by another tool): the checks that need the fact are skipped with this reason."""
+
+
 def connection_facts(ctx: FactContext) -> dict[str, Any]:
     """`connect_ms`: the time to open one more connection, timed around the connect alone (psycopg is
     imported at the top of this module, so the import is never in the timing); `clock_skew_s`: the
@@ -99,6 +104,8 @@ def gather(needed: set[str], providers: Mapping[str, FactProvider],
             continue
         try:
             facts[name] = dict(provider(ctx))
+        except FactUnavailable as e:
+            missing[name] = ("skipped", str(e))
         except Exception as e:  # noqa: BLE001 - a failing provider fails only the checks that need it
             missing[name] = ("error", f"the runner fact '{name}' could not be gathered: {first_line(e)}")
     return facts, missing

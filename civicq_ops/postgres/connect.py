@@ -37,7 +37,26 @@ def local_cluster(project: Project, target: Target) -> LocalCluster:
             f"target '{target.name}' is not embedded: civicq-ops manages only local clusters (embedded: true)"
         )
     data_dir = target.data_dir or str(default_data_dir(project))
-    return LocalCluster(data_dir=data_dir, bin_dir=target.bin_dir, port=target.port)
+    return LocalCluster(data_dir=data_dir, bin_dir=target.bin_dir, port=target.port,
+                        wal_archive=_configured_archive(project) or Path(data_dir).parent / "wal-archive")
+
+
+def _configured_archive(project: Project) -> Path | None:
+    configured = project.section("backups").get("wal_archive")
+    return (project.root / configured).resolve() if configured else None
+
+
+def wal_archive_dir(project: Project, target: Target) -> Path:
+    """Where the target's WAL is archived: `backups.wal_archive`, else (local cluster) `wal-archive`
+    beside its data dir, which the server's OS user can always reach."""
+    configured = _configured_archive(project)
+    if configured is not None:
+        return configured
+    archive = local_cluster(project, target).wal_archive if target.embedded else None
+    if archive is not None:
+        return archive
+    raise InputError(f"target '{target.name}': set backups.wal_archive in civicq-ops.yaml to the folder its "
+                     "archive_command (`civicq-ops wal archive`) writes to")
 
 
 def default_data_dir(project: Project):

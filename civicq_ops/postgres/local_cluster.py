@@ -75,6 +75,7 @@ class LocalCluster:
         fast: bool = False,
         os_user: str = OS_USER,
         settings: dict[str, str] | None = None,
+        wal_archive: str | Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).absolute()
         self._configured_bin_dir = str(bin_dir) if bin_dir else None
@@ -82,6 +83,8 @@ class LocalCluster:
         self.fast = fast
         self.os_user = os_user
         self.settings = dict(settings or {})
+        # WAL archived with `civicq-ops wal archive` (point-in-time recovery), None: not archived
+        self.wal_archive = Path(wal_archive).absolute() if wal_archive else None
 
     # -- paths and identity -------------------------------------------------------------------
 
@@ -350,6 +353,17 @@ class LocalCluster:
         }
         if self.fast:
             settings.update(_FAST_SETTINGS)
+        if (self.data_major() or 0) >= 17:
+            settings["summarize_wal"] = "on"  # incremental physical backups (pg_basebackup --incremental)
+        if self.wal_archive is not None:
+            from civicq_ops.postgres import wal_archive
+
+            owner = None
+            if os.geteuid() == 0:
+                entry = _ensure_os_user(self.os_user)
+                owner = (entry.pw_uid, entry.pw_gid)
+            wal_archive.install_script(self.wal_archive, owner)
+            settings.update(archive_mode="on", archive_command=_quote(wal_archive.archive_command(self.wal_archive)))
         settings.update({k: _conf_value(v) for k, v in self.settings.items()})
         text = "# Managed by civicq-ops; rewritten at every start.\n" + "".join(
             f"{k} = {v}\n" for k, v in settings.items()

@@ -277,11 +277,12 @@ def recheck(project, target, catalog, action: PlannedAction, check_id: str | Non
 
 def _execute(conn, action: PlannedAction, statements, notices: list[str], project, target) -> tuple[str, str, int]:
     if action.action == "backup":
-        from civicq_ops.backup.create import BackupOptions, create_backup
+        from civicq_ops.backup.create import BackupOptions, create_verified_backup
 
-        m = create_backup(project, target, BackupOptions(format=action.options.get("format", project.backups.format),
-                                                         jobs=action.options.get("jobs", project.backups.jobs)))
-        return "done", f"backup {m.id}", 0
+        # verified, or the finding it answers (no recent *verified* backup) never clears
+        m = create_verified_backup(project, target, BackupOptions(format=action.options.get("format", "directory"),
+                                                                  jobs=action.options.get("jobs", project.backups.jobs)))
+        return "done", f"backup {m.id} (verified)", 0
     lock_timeout = action.limits.get("lock_timeout", DEFAULT_LOCK_TIMEOUT)
     retries = int(action.limits.get("retries", DEFAULT_RETRIES))
     lock_ms = max(1, int(parse_duration(lock_timeout) * 1000))  # never 0: that would wait forever

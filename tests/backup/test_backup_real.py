@@ -24,7 +24,8 @@ from tests.fixtures.pg import REPO
 @pytest.fixture
 def project(tmp_path, civicq_db):
     (tmp_path / "civicq-ops.yaml").write_text(
-        f"version: 1\npaths: {{checks: ['{REPO / 'checks'}']}}\ntargets:\n  src: {{url: '{civicq_db.url}'}}\n"
+        f"version: 1\npaths: {{checks: ['{REPO / 'checks'}']}}\ntargets:\n"
+        f"  src: {{url: '{civicq_db.url}', environment: development, backups: {{expect: civicq-ops}}}}\n"
         "backups: {dir: backups, jobs: 2, retention: {keep_last: 1, keep_daily: 0, keep_weekly: 0, keep_monthly: 0}}\n")
     p = load_project(tmp_path / "civicq-ops.yaml", env={})
     return p, p.target("src")
