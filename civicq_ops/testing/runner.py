@@ -136,7 +136,9 @@ def _run_check_case(data: dict, case: dict, loaded: LoadResult) -> list[str]:
     facts = {name: NullFact(given.get(name) or {}) for name in check.facts}
     now_text = case.get("now") or data.get("now")
     now = datetime.fromisoformat(now_text.replace("Z", "+00:00")) if now_text else datetime(2026, 1, 1, tzinfo=UTC)
-    reason = unmet_requirement(check.requires, caps)
+    unavailable = _merged(data, case, "unavailable")  # as a provider raising FactUnavailable
+    reason = unmet_requirement(check.requires, caps) or next(
+        (unavailable[name] for name in check.facts if name in unavailable), None)
     if reason:
         actual = [Finding(check=check.id, category=check.category, target=caps.name, subject=None,
                           status="skipped", reason=reason)]
