@@ -181,7 +181,7 @@ def parses(mutant: Mutant, text: str) -> bool:
         if check["id"] != mutant.check:
             continue
         params = {k: v.get("default") for k, v in (check.get("params") or {}).items()}
-        caps = Capabilities(name="mutant", connect_ms=1.0, clock_skew_s=0.0)
+        caps = Capabilities(name="mutant")
         for query in [check["query"], *[v["query"] for v in check.get("variants", [])]]:
             try:
                 pglast.parse_sql(render_query(query, {"params": params, "target": caps.to_context()}).numbered())

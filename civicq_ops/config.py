@@ -124,12 +124,17 @@ class Project:
     def paths(self, kind: str) -> list[Path]:
         """Folders of `kind` (checks or policies) that exist: those `paths:` names (a project need
         not have policies yet); without `paths.<kind>`, ./<kind> when there is one, else the
-        folder civicq-ops ships (so a pip-installed civicq-ops runs its catalogue anywhere)."""
-        configured = (self.data.get("paths") or {}).get(kind)
+        folder civicq-ops ships (so a pip-installed civicq-ops runs its catalogue anywhere) unless the
+        project has a `paths:` section: one that lists its own checks but no policies gets no shipped
+        policies, whose alerts and actions name the shipped checks."""
+        declared = self.data.get("paths")
+        configured = (declared or {}).get(kind)
         if configured is not None:
             return [self.root / p for p in configured if (self.root / p).exists()]
         if (self.root / kind).exists():
             return [self.root / kind]
+        if declared is not None:
+            return []
         shipped = shipped_dir(kind)
         return [shipped] if shipped else []
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import pydoc
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from civicq_ops.cli.common import emit
@@ -36,7 +36,7 @@ def _command(name: str):
                               limit=limit, offset=offset)
         text = render_page(page, fmt)
         if pager and fmt == "text" and sys.stdout.isatty() and text.count("\n") > 40:
-            click.echo_via_pager(text)
+            pydoc.pager(text)  # the standard library's pager ($PAGER, else less or more)
         else:
             emit(text)
 

@@ -326,7 +326,7 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
         with ThreadPoolExecutor(max_workers=workers) as executor:
             results = list(executor.map(work, checks))
     finally:
-        pool.close(timeout=1.0)
+        pool.close(timeout=0.2 if health.dead else 1.0)  # a worker stuck on a dead server is a daemon thread
     return run, [f for fs in results for f in fs], []
 
 

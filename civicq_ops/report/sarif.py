@@ -41,8 +41,11 @@ def template_outline(text: str) -> str:
     'VACUUM <schemaname>.<relname> (<value>)'
     """
     def expr(m: re.Match) -> str:
-        head = m.group(1).split("|")[0].strip()
-        name = re.sub(r"\[.*?\]", "", head).split(".")[-1].strip() or "value"
+        head, _, filters = m.group(1).partition("|")
+        qualified = re.match(r"\s*qident\((.*?)\)", filters)  # {{ subject | qident('schemaname', 'relname') }}
+        if qualified and qualified.group(1).strip():
+            return ".".join(f"<{part.strip().strip(chr(39) + chr(34))}>" for part in qualified.group(1).split(","))
+        name = re.sub(r"\[.*?\]", "", head.strip()).split(".")[-1].strip() or "value"
         return f"<{name}>"
 
     def tag(m: re.Match) -> str:

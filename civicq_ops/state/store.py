@@ -175,7 +175,9 @@ class StateStore:
     def _transaction(self, migration: bool = False) -> Iterator[None]:
         """All of it or nothing (and one sync, not one per statement); a migration step also takes
         a lock so that one runner upgrades at a time."""
-        if self.kind == "sqlite":
+        if self.kind == "sqlite" and self._conn.in_transaction:
+            yield  # inside a caller's transaction (e.g. a batch of runs): part of it
+        elif self.kind == "sqlite":
             self.execute("BEGIN IMMEDIATE")  # takes the write lock now
             try:
                 yield

@@ -380,8 +380,10 @@ def test_manifest_json_records_kind_and_identity(backup_project, civicq_db):
 def _backup_findings(p, name):
     from civicq_ops.catalog.load import project_catalog
     from civicq_ops.engine.run import RunOptions, Selection, run_checks
+    from civicq_ops.facts import default_providers
 
-    result = run_checks(p, [p.target(name)], project_catalog(p).catalog, Selection(categories=["backup"]), RunOptions())
+    result = run_checks(p, [p.target(name)], project_catalog(p).catalog, Selection(categories=["backup"]),
+                        RunOptions(facts=default_providers(p)))
     return {f.check: f for f in result.findings}
 
 

@@ -32,6 +32,9 @@ ACCEPTED = {
     ("db seed", "--scale", "0"): "the database is already seeded: nothing to add",
     ("backup create", "--exclude-table", "*"): "pg_dump's pattern: matching no table is not an error",
     ("apply", "plan_file", "*"): "`plan --output VALUE` ran before and wrote a real plan there",
+    ("wal restore", "name", "*"): "restore_command's contract: exit 1 says the segment is not in the archive",
+    ("wal restore", "path", "*"): "restore_command's contract: exit 1 says the segment is not in the archive",
+    ("wal restore", "--dir", "*"): "restore_command's contract: exit 1 says the segment is not in the archive",
     ("schema", "--write", "*"): "a folder to write the schemas into: any folder name, an existing folder too",
     ("db rollback", "--confirm", "*"): "the name is asked for only on a production target (this one is development)",
     **{(f"inspect {name}", "--offset", "0"): "the first page" for name in (

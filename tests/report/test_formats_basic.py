@@ -71,7 +71,7 @@ def test_json_follows_the_report_schema_and_marks_the_gate(result):
     assert doc["run"]["exit_code"] == 3 and doc["summary"]["waived"] == 1
     assert [f["check"] for f in doc["findings"] if f["fails_gate"]] == ["dead-rows"]
     assert doc["targets"][1] == {"name": "dr", "server_version": None, "role": None, "system_identifier": None,
-                                 "error": "down"}
+                                 "database": None, "error": "down"}
 
 
 def test_junit_has_a_failure_an_error_and_a_skip(result):
@@ -95,15 +95,16 @@ def test_sarif_follows_the_official_schema_and_points_at_the_yaml(result):
 
 def test_github_annotates_unwaived_problems_at_their_check_and_counts_the_overflow(result):
     lines = github.render(result).splitlines()
-    assert lines[0] == ("::error file=checks/vacuum.yaml,line=4,title=dead-rows [prod] votes::votes is 42.0%25 dead"
-                        "%0AVACUUM votes")
+    assert lines[0] == "::error title=civicq-ops::cannot connect"  # run errors first, then gate failures
+    assert lines[1] == ("::error file=checks/vacuum.yaml,line=4,title=dead-rows [prod] votes fails the gate::"
+                        "votes is 42.0%25 dead%0AVACUUM votes")
     assert not [line for line in lines if "cache-ratio" in line]  # waived
     assert "::error title=civicq-ops::cannot connect" in lines
     many = [Finding(f"c{i}", "x", "prod", {"n": i}, "warning", message=f"w{i}") for i in range(13)]
     result.findings = many
     overflow = github.render(result).splitlines()
     assert sum(1 for line in overflow if line.startswith("::warning ")) == 11
-    assert "::warning title=civicq-ops::3 more warning annotations not shown" in overflow
+    assert "::warning title=civicq-ops::3 more warning annotations not shown (none fails the gate)" in overflow
 
 
 def test_markdown_states_the_gate_and_the_waiver(result):

@@ -69,7 +69,10 @@ def test_every_command_in_the_docs_runs(doc, civicq_db, tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     (project / "civicq-ops.yaml").write_text(
-        f"version: 1\npaths: {{checks: [{REPO / 'checks'}], policies: [{REPO / 'policies'}]}}\n")
+        f"version: 1\npaths: {{checks: [{REPO / 'checks'}], policies: [{REPO / 'policies'}]}}\n"
+        # CIVICQ_DATABASE_URL is a production target unless the project says otherwise: the guides
+        # seed and reset a development database.
+        "targets: {env: {url: '${CIVICQ_DATABASE_URL}', environment: development}}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CIVICQ_", "PG"))}
     env.update(CIVICQ_DATABASE_URL=civicq_db.url, CIVICQ_CONFIG=str(project / "civicq-ops.yaml"),
                PATH=f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}", NO_COLOR="1", CI="1")
