@@ -38,6 +38,7 @@ ALL_DATABASES = "*"
 class PhysicalOptions:
     incremental: bool = False
     checkpoint: str = "fast"
+    verify: bool = True  # pg_verifybackup before it is listed (recorded as its verification)
 
 
 def create_physical_backup(project: Project, target: Target, options: PhysicalOptions) -> Manifest:
@@ -79,7 +80,10 @@ def create_physical_backup(project: Project, target: Target, options: PhysicalOp
         if parent is not None:
             args += ["--incremental", str(root / parent.id / "data" / "backup_manifest")]
         _run(args, client_env(connect_kwargs(project, target)), "pg_basebackup")
-        _verify_tool(pg_tool("pg_verifybackup", major), partial / "data", incremental=parent is not None)
+        verified_at = None
+        if options.verify:
+            _verify_tool(pg_tool("pg_verifybackup", major), partial / "data", incremental=parent is not None)
+            verified_at = datetime.now(UTC).isoformat()
         label = _backup_label(partial / "data")
         (partial / "pid").unlink()
         files = checksum_files(partial, ["data/backup_manifest", "data/backup_label"])
@@ -91,6 +95,8 @@ def create_physical_backup(project: Project, target: Target, options: PhysicalOp
             options={"incremental": parent is not None, "parent": parent.id if parent else None, **label},
             files=files, size_bytes=size, kind="physical-incremental" if parent else "physical",
             tool="civicq-ops pg_basebackup",
+            verification={"at": verified_at, "ok": True, "level": "pg_verifybackup", "problems": [], "notes": []}
+            if verified_at else None,
         )
         write_manifest(partial, manifest)
         os.replace(partial, final)

@@ -105,6 +105,7 @@ def test_point_in_time_restore_finds_t1_rows_and_not_t2_rows(pitr):
     insert(kw, "before-backup")
     m = create_physical_backup(project, target, PhysicalOptions())
     assert m.kind == "physical" and m.database == "*" and m.options["start_wal"]
+    assert m.verified and m.verification["level"] == "pg_verifybackup"
     insert(kw, "t1")
     time.sleep(1.1)
     with psycopg.connect(autocommit=True, **kw) as conn:
