@@ -5,6 +5,7 @@ with `Delivered.result.exit_code`; tests call the same functions."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from civicq_ops.engine.baseline import write_baseline
 from civicq_ops.engine.run import DEFAULT_POOL, Progress, RunOptions, RunResult, Selection, run_checks
 from civicq_ops.facts import default_providers
 from civicq_ops.report.formats import RUN_FORMATS, OutputFailure, parse_outputs, render_safely, write_outputs
-from civicq_ops.state.counters import CounterStore
+from civicq_ops.state.counters import CounterStore, Previous
 from civicq_ops.state.store import open_store
 
 FAIL_ON = ("warning", "critical")
@@ -68,7 +69,8 @@ def run_and_report(project: Project, targets: list[Target], request: RunRequest,
     notifiers = load_alerting(project)
     options = RunOptions(params=request.params, fail_on=request.fail_on, budget_s=budget_s,
                          baseline=request.baseline, pool_size=request.pool or DEFAULT_POOL, facts=default_providers(project))
-    options.counters, counters_notice = _counter_store(project)
+    counters = _LazyCounters(project)
+    options.counters = counters
     result = run_checks(project, targets, catalog, request.selection, options, progress=progress)
     if notifiers is not None:  # bounded by each notifier's timeout; failures are notices
         result.notices.extend(notify_run(project, catalog, result, notifiers).notices())
@@ -82,17 +84,38 @@ def run_and_report(project: Project, targets: list[Target], request: RunRequest,
     errors = [e["message"] for e in result.errors]
     errors += [f"output {failure.name} was not written: {failure.message}" for failure in failures]
     return Delivered(result, text or "", ExitCode.EXECUTION_ERROR if failures else result.exit_code,
-                     errors=errors, notices=[n for n in (counters_notice, notice) if n])
+                     errors=errors, notices=[n for n in (counters.notice, notice) if n])
 
 
-def _counter_store(project: Project) -> tuple[CounterStore | None, str | None]:
-    """Previous counters for `delta:` checks; a store that cannot be opened is a notice (those
-    checks then say there is not enough recent activity to judge)."""
-    try:
-        return CounterStore(open_store(project)), None
-    except (CivicqError, OSError) as e:
-        message = e.message if isinstance(e, CivicqError) else str(e)
-        return None, f"no previous counters for checks with delta: ({message})"
+class _LazyCounters:
+    """Previous counters for `delta:` checks, from the state store opened on first use, so a run
+    refused before anything runs (bad --param, empty selection) writes nothing. A store that cannot
+    be opened gives a notice; the delta checks then have no previous counters to judge against."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.notice: str | None = None
+        self._store: CounterStore | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> CounterStore | None:
+        with self._lock:
+            if self._store is None and self.notice is None:
+                try:
+                    self._store = CounterStore(open_store(self.project))
+                except (CivicqError, OSError) as e:
+                    message = e.message if isinstance(e, CivicqError) else str(e)
+                    self.notice = f"no previous counters for checks with delta: ({message})"
+            return self._store
+
+    def load(self, target: str, check_id: str) -> dict[str, Previous]:
+        store = self._get()
+        return store.load(target, check_id) if store else {}
+
+    def save(self, target: str, check_id: str, entries: dict[str, Previous]) -> None:
+        store = self._get()
+        if store:
+            store.save(target, check_id, entries)
 
 
 def record_run(project: Project, result: RunResult) -> str | None:
