@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from civicq_ops.cli.common import emit, exit_with
+from civicq_ops.cli.common import emit, exit_with, not_blank, one_of
 from civicq_ops.cli.interact import progress
 from civicq_ops.cli.session import Session, session_of
 from civicq_ops.core.errors import ExitCode
@@ -55,7 +55,10 @@ def create(
              f"from WAL {m.options.get('start_lsn')}, verified with pg_verifybackup\n")
         return
     cfg = s.project.backups
-    options = BackupOptions(format=fmt or cfg.format, jobs=jobs or cfg.jobs, compress=compress or cfg.compress,
+    for option, value in (("--format", fmt), ("--compress", compress), ("--lock-wait-timeout", lock_wait_timeout)):
+        not_blank(option, value)
+    options = BackupOptions(format=fmt if fmt is not None else cfg.format, jobs=jobs if jobs is not None else cfg.jobs,
+                            compress=compress if compress is not None else cfg.compress,
                             schema_only=schema_only, data_only=data_only,
                             tables=table or [], exclude_tables=exclude_table or [], lock_wait_timeout=lock_wait_timeout,
                             globals=not no_globals)
@@ -83,6 +86,7 @@ def list_cmd(
     from civicq_ops.backup.inventory import scan
     from civicq_ops.core.units import format_bytes
 
+    one_of("--format", fmt, ("text", "json"))
     entries = scan(backups_dir(_s(ctx).project))
     usable = sorted((e.manifest for e in entries if e.manifest is not None), key=lambda m: m.finished_at)
     if fmt == "json":

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from civicq_ops.cli.common import emit, exit_with, parse_params
+from civicq_ops.cli.common import emit, exit_with, not_blank, parse_params
 from civicq_ops.cli.session import Session, session_of
 
 checks_app = typer.Typer(help="The checks in the catalog.", no_args_is_help=True)
@@ -70,7 +70,7 @@ def test(
     """
     from civicq_ops.testing.runner import offline_tests
 
-    outcome = offline_tests(_session(ctx).project, paths, junit)
+    outcome = offline_tests(_session(ctx).project, paths, not_blank("--junit", junit))
     emit(outcome.text)
     exit_with(outcome.exit_code)
 

@@ -52,3 +52,21 @@ def exit_with(code: ExitCode) -> None:
     """End the command with `code` (core/errors.py ExitCode); OK returns normally."""
     if code != ExitCode.OK:
         raise typer.Exit(int(code))
+
+
+def one_of(option: str, value: str, allowed: tuple[str, ...]) -> str:
+    """An option value from a closed set, or exit 2 naming the choices (never a silent fallback)."""
+    if value not in allowed:
+        from civicq_ops.core.errors import InputError  # lazy like the rest of the CLI (start-up time)
+
+        raise InputError(f"{option} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def not_blank(option: str, value: str | None) -> str | None:
+    """None (the option was not given) or a non-blank value; '' is exit 2, never "use the default"."""
+    if value is not None and not value.strip():
+        from civicq_ops.core.errors import InputError  # lazy like the rest of the CLI (start-up time)
+
+        raise InputError(f"{option} needs a value: leave the option out for the default")
+    return value

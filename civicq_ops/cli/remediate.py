@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from civicq_ops.cli.common import emit, exit_with
+from civicq_ops.cli.common import emit, exit_with, not_blank, one_of
 from civicq_ops.cli.interact import confirm_or_refuse
 from civicq_ops.cli.session import Session, session_of
 from civicq_ops.core.errors import ExitCode
@@ -64,6 +64,8 @@ def plan(
     """
     from civicq_ops.remediation.plan import write_plan
 
+    one_of("--format", fmt, ("text", "json"))
+    not_blank("--output", output)
     s = _s(ctx)
     p, _catalog, _store, _target = _make_plan(s)
     if output:
@@ -128,6 +130,7 @@ def audit(
 
     from civicq_ops.state.store import open_store
 
+    one_of("--format", fmt, ("text", "json"))
     rows = open_store(_s(ctx).project).audit(limit)
     if fmt == "json":
         emit(json.dumps(rows, indent=2, default=str) + "\n")

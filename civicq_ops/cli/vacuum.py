@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from civicq_ops.cli.common import emit, exit_with
+from civicq_ops.cli.common import emit, exit_with, one_of
 from civicq_ops.cli.interact import confirm_or_refuse
 from civicq_ops.cli.session import session_of
 
@@ -89,6 +89,7 @@ def vacuum_candidates(
     from civicq_ops.cli.remediate import render_plan
     from civicq_ops.remediation.vacuum_commands import candidates_plan
 
+    one_of("--level", level, ("warning", "critical"))
     s, target, catalog, store = _context(ctx)
     emit(render_plan(candidates_plan(s.project, target, catalog, store, level)))
 
@@ -104,6 +105,7 @@ def vacuum_auto(
     """
     from civicq_ops.remediation.vacuum_commands import builtin_catalog, candidates_plan
 
+    one_of("--level", level, ("warning", "critical"))
     s, target, catalog, store = _context(ctx)
     _run(s, target, builtin_catalog(catalog, level), candidates_plan(s.project, target, catalog, store, level), store,
          yes)

@@ -51,18 +51,6 @@ VALID_FILE_NAMES = {"abc", "!!python/object/apply:os.system [id]", "x'; DROP TAB
 KNOWN = {
     ("validate", "paths"): "a folder with no YAML files checks nothing and passes (catalogue)",
     ("test", "paths"): "a folder with no tests passes (catalogue)",
-    ("test", "--junit"): "--junit '' is ignored (catalogue)",
-    ("plan", "--output"): "--output '' is ignored (remediation)",
-    ("plan", "--format"): "unknown --format falls back to text (remediation)",
-    ("audit", "--format"): "unknown --format falls back to text (remediation)",
-    ("vacuum-candidates", "--level"): "--level is not checked against warning|critical (remediation)",
-    ("vacuum-auto", "--level"): "--level is not checked against warning|critical (remediation)",
-    ("backup create", "--format"): "--format '' falls back to the default (backup)",
-    ("backup create", "--jobs"): "--jobs below 1 is not refused (backup)",
-    ("backup create", "--compress"): "--compress '' falls back to the default (backup)",
-    ("backup create", "--lock-wait-timeout"): "--lock-wait-timeout '' is ignored (backup)",
-    ("backup list", "--format"): "unknown --format falls back to text (backup)",
-    ("checks list", "--format"): "unknown --format falls back to text (catalogue)",
 }
 
 
