@@ -40,6 +40,8 @@ def catalog_paths(project: Project, given: list[str] | None) -> list[Path]:
     """The files or folders named on the command line (each must exist), else the project's
     checks and policies."""
     if given:
+        if any(not p.strip() for p in given):
+            raise InputError("an empty path: name a file or folder, or none for the project's own")
         missing = [p for p in given if not Path(p).exists()]
         if missing:
             raise InputError(f"{missing[0]}: no such file or folder")
@@ -52,6 +54,8 @@ def validate_report(project: Project, given: list[str] | None, fmt: str = "text"
     if fmt not in VALIDATE_FORMATS:
         raise InputError(f"unknown format '{fmt}' (choose from {', '.join(VALIDATE_FORMATS)})")
     result = load_catalog(catalog_paths(project, given), notifiers=set(project.notifiers))
+    if given and not result.catalog.files and not result.errors:
+        raise InputError(f"no YAML files under {', '.join(given)}: nothing to validate")
     return Outcome(render_diagnostics(result.diagnostics, fmt, len(result.catalog.files)),
                    ExitCode.INVALID_INPUT if result.errors else ExitCode.OK)
 

@@ -8,7 +8,7 @@ subject. Scrape it from a textfile collector, or serve it with any HTTP server.
 from __future__ import annotations
 
 from civicq_ops.engine.run import RunResult
-from civicq_ops.report.safe import number
+from civicq_ops.report.safe import number, printable
 
 _STATUS = {"ok": 0, "warning": 1, "critical": 2, "error": 3, "skipped": -1}
 
@@ -24,11 +24,15 @@ def render(result: RunResult) -> str:
             value = GaugeMetricFamily("civicq_check_value", "A finding's value, in the unit of its check",
                                       labels=["check", "target", "subject", "unit"])
             for f in result.findings:
-                subject = f.subject_text() if f.subject else ""
-                status.add_metric([f.check, f.category, f.target, subject, str(f.waived).lower()], _STATUS[f.status])
+                # Label values are UTF-8 text: controls and lone surrogates shown as escapes
+                # (prometheus_client escapes newlines, quotes and backslashes itself).
+                subject = printable(f.subject_text()) if f.subject else ""
+                check, target = printable(f.check), printable(f.target)
+                status.add_metric([check, printable(f.category), target, subject, str(f.waived).lower()],
+                                  _STATUS[f.status])
                 shown = number(f.value)
                 if shown is not None:  # NaN, infinities and numbers no float holds are left out
-                    value.add_metric([f.check, f.target, subject, f.unit or ""], shown)
+                    value.add_metric([check, target, subject, printable(f.unit or "")], shown)
             yield status
             yield value
             if result.comparison is not None:
@@ -37,7 +41,8 @@ def render(result: RunResult) -> str:
                 for f in result.findings:
                     state = result.comparison.states.get(f.id)
                     if state in ("new", "worse"):
-                        changed.add_metric([f.check, f.target, f.subject_text() if f.subject else "", state], 1)
+                        changed.add_metric([printable(f.check), printable(f.target),
+                                            printable(f.subject_text()) if f.subject else "", state], 1)
                 yield changed
             totals = GaugeMetricFamily("civicq_findings", "Findings of the run by status", labels=["status"])
             for name, count in result.summary.to_dict().items():

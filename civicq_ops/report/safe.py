@@ -11,8 +11,9 @@ from typing import Any
 from civicq_ops.core.units import format_value
 from civicq_ops.engine.findings import jsonable
 
-# C0 and C1 controls and DEL; newline and tab are handled by each caller.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# C0 and C1 controls, DEL, line separators, and lone surrogates (no UTF-8 output can carry them);
+# newline and tab are handled by each caller.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 # What XML 1.0 cannot carry at all, even escaped.
 _NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 

@@ -16,7 +16,7 @@ from civicq_ops.catalog.load import LoadResult, load_catalog
 from civicq_ops.config import Project, Target
 from civicq_ops.core.capabilities import Capabilities, unmet_requirement
 from civicq_ops.core.diagnostics import Diagnostic
-from civicq_ops.core.errors import CivicqError, ExitCode
+from civicq_ops.core.errors import CivicqError, ExitCode, InputError
 from civicq_ops.core.fileio import write_atomic
 from civicq_ops.core.yamlpos import LoadedDocument
 from civicq_ops.engine.delta import evaluate_delta, target_key
@@ -52,6 +52,7 @@ class TestReport:
     untested_policies: list[str] = field(default_factory=list)
     untested_alerts: list[str] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    whole_catalogue: bool = True  # False when only some files ran: coverage is not known then
 
     @property
     def failed(self) -> list[CaseResult]:
@@ -90,6 +91,14 @@ def offline_tests(project: Project, given: list[str] | None, junit: str | None =
     report = run_tests(paths)
     if report.exit_code == ExitCode.INVALID_INPUT:
         return Outcome(render_diagnostics(report.diagnostics, "text", 0), report.exit_code)
+    if given:  # the cases of the given files only, and none is bad input (a wrong path passes nothing)
+        roots = [Path(g).resolve() for g in given]
+        report.cases = [c for c in report.cases
+                        if any(Path(c.file).resolve().is_relative_to(root) for root in roots)]
+        report.untested_checks = report.untested_policies = report.untested_alerts = []
+        report.whole_catalogue = False
+        if not report.cases:
+            raise InputError(f"no test cases under {', '.join(given)}: a test file has a 'cases:' key")
     if junit:
         write_atomic(junit, render_junit(report))
     return Outcome(render_text(report), report.exit_code)
@@ -296,7 +305,9 @@ def render_text(report: TestReport) -> str:
     passed = sum(1 for c in report.cases if c.passed)
     failed = len(report.failed)
     skipped = sum(1 for c in report.cases if c.skipped)
-    if report.untested_checks:
+    if not report.whole_catalogue:
+        pass
+    elif report.untested_checks:
         lines.append(f"coverage: {len(report.untested_checks)} check(s) without a test: "
                      + ", ".join(report.untested_checks))
     else:

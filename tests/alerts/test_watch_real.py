@@ -161,3 +161,26 @@ def test_watch_process_serves_clean_metrics_and_stops_on_sigterm(db, alert_proje
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_watch_for_a_duration_evaluates_then_exits_zero_on_its_own(db, alert_project, tmp_path):
+    """`watch --for 3s`: a bounded smoke run for CI; the checks ran (an alert fired) and it ended by itself."""
+    config = alert_project(db.url, alerts=ALWAYS_RULE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CIVICQ_", "PG"))}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "civicq_ops", "--config", str(config), "watch", "--json-logs",
+                           "--for", "3s", "--listen", "127.0.0.1:0", "--check", "connection-saturation"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=60)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert 3 <= took < 20
+    events = [json.loads(line)["event"] for line in done.stderr.splitlines()]
+    assert "alert" in events and events[-1] == "stopped"
+
+
+@pytest.mark.parametrize("value", ["0s", "-5s", "10GB", "soon"])
+def test_watch_for_needs_a_positive_duration(alert_project, tmp_path, value):
+    config = alert_project("postgresql://nobody@127.0.0.1:1/x", alerts=ALWAYS_RULE)
+    done = subprocess.run([sys.executable, "-m", "civicq_ops", "--config", str(config), "watch", "--for", value],
+                          capture_output=True, text=True, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("error: --for"), done.stderr

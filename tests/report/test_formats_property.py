@@ -100,6 +100,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 def check_format(run, fmt: str) -> None:
     out = render(run, fmt)
     assert isinstance(out, str)
+    out.encode("utf-8")  # what is written to a file or a terminal: no lone surrogate survives
     if fmt == "text":  # also as a terminal sees it: colours, ok findings listed
         coloured = render(run, fmt, colour=True, verbose=True)
         assert not _CONTROL.search(coloured.replace("\x1b[", "")), "only our own colour codes reach the terminal"
@@ -140,6 +141,15 @@ def test_grouped_thousands_render_in_every_format(fmt):
     check_format(run, fmt)
     if fmt == "text":
         assert "5,000" in render(run, "text") and "1,444" in render(run, "text", verbose=True)
+
+
+@pytest.mark.parametrize("fmt", RUN_FORMATS)
+def test_a_lone_surrogate_in_a_subject_renders_in_every_format(fmt):
+    """What hypothesis once found in the Prometheus renderer: '\\ud800' (a name PostgreSQL never
+    stores, but a message or an evidence value decoded with errors='surrogateescape' can carry)."""
+    run = result([finding("table-dead-tuples", subject={"relname": "a\ud800b"}, status="warning", value=1,
+                          message="m\udfff", target="t\ud800")])
+    check_format(run, fmt)
 
 
 def test_catalogue_is_loaded():
