@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The system tools the test suite runs for real: Alertmanager (alert delivery), promtool (metrics
-# lint), postgres_exporter (the /metrics benchmark) and pgBackRest (backups.engine: pgbackrest). Idempotent: apt only runs when a binary is
-# missing, and only as root with apt-get available; otherwise the tests that need it skip loudly.
+# lint), postgres_exporter (the /metrics benchmark) and pgBackRest (backups.engine: pgbackrest).
+# Idempotent: apt only runs when a binary is missing, and only as root with apt-get available;
+# otherwise the tests that need it skip loudly.
 set -euo pipefail
 declare -A packages=(
   [prometheus-alertmanager]=prometheus-alertmanager

@@ -44,7 +44,7 @@ _FIRST_SUPPORTING = {14: (2, 34), 15: (2, 41), 16: (2, 46), 17: (2, 52), 18: (2,
 
 # The options each pgBackRest command accepts on its command line (`pgbackrest help COMMAND`).
 _LOCK = {"stanza-create", "backup", "info", "restore", "archive-push", "archive-get", "expire"}
-_SPOOL = {"restore", "archive-push", "archive-get"}
+_SPOOL = {"restore"}  # archive-push and archive-get take it only with archive-async
 _PG_PATH = {"stanza-create", "check", "backup", "restore", "archive-push", "archive-get"}
 _PG_CONN = {"stanza-create", "check", "backup"}
 _RETENTION = {"backup", "expire"}
@@ -354,7 +354,7 @@ class SetVerification:
     notes: list
 
 
-_BACKUP_LINE = re.compile(r"^\s*backup: (\S+), status: (\S+)")
+_BACKUP_LINE = re.compile(r"^\s*backup: ([^,\s]+), status: ([^,\s]+)")
 _COUNTS = re.compile(r"missing: (\d+), checksum invalid: (\d+), size invalid: (\d+), other: (\d+)")
 
 
@@ -374,7 +374,7 @@ def verify_set(project: Project, label: str, prog: str | None = None) -> SetVeri
     for line in out.splitlines():
         m = _BACKUP_LINE.match(line)
         if m:
-            current = m.group(1).rstrip(",")
+            current = m.group(1)
             statuses[current] = m.group(2)
             continue
         if line.strip().startswith("archiveId:"):

@@ -190,6 +190,7 @@ def verify(
             emit(f"problem: {p}\n")
         emit(f"backup {backup_id}: {'verified' if checked.ok else 'DAMAGED'} ({checked.level}, {checked.seconds:.1f}s)\n")
         exit_with(ExitCode.OK if checked.ok else ExitCode.GATE_FAILED)
+        return
     identity = target_identity(s.project, s.target()) if latest else None
     folder, manifest = find(backups_dir(s.project), backup_id, latest, identity=identity)
     result = verify_backup(s.project, s.target(), folder, manifest, restore=restore)
