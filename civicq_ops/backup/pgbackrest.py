@@ -449,13 +449,13 @@ def restore_set(project: Project, target: Target, label: str | None, options: Pi
         os.chown(data, *run_as)
     os_user = _user_name(run_as)
     try:
-        target_args = ["--type=default"]
+        target_args = ["--type=default"]  # every archived segment; the server then promotes itself
         if options.to_time:
-            target_args = ["--type=time", f"--target={options.to_time}"]
+            target_args = ["--type=time", f"--target={options.to_time}", "--target-action=promote"]
         elif options.to_lsn:
-            target_args = ["--type=lsn", f"--target={options.to_lsn}"]
+            target_args = ["--type=lsn", f"--target={options.to_lsn}", "--target-action=promote"]
         _run(prog, settings, "restore",
-             [f"--set={manifest.id}", *target_args, "--target-action=promote", "--archive-mode=off",
+             [f"--set={manifest.id}", *target_args, "--archive-mode=off",
               f"--recovery-option=restore_command={restore_command(settings, data)}"],
              run_as, pg_path=str(data))
         copied = time.monotonic()

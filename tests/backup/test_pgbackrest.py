@@ -54,7 +54,8 @@ def stanza(tmp_path_factory):
             conn.execute("CREATE DATABASE pitr")
         kw = cluster.conninfo("pitr")
         url = f"postgresql://{kw['user']}:{kw['password']}@{kw['host']}:{kw['port']}/pitr"
-        (folder / "civicq-ops.yaml").write_text(project_text(url, repo=root / "repo"))
+        # Uncompressed: the repository is small and the test machine's cores are shared.
+        (folder / "civicq-ops.yaml").write_text(project_text(url, repo=root / "repo", extra=", compress_type: none"))
         project = load_project(folder / "civicq-ops.yaml", env={})
         with psycopg.connect(autocommit=True, **kw) as conn:
             conn.execute("CREATE TABLE events (id serial PRIMARY KEY, phase text, payload text)")
@@ -217,3 +218,19 @@ def _without_pgbackrest(tmp_path: Path) -> Path:
     path = tmp_path / "native.yaml"
     path.write_text("version: 1\ntargets:\n  src: {url: 'postgresql://x/y'}\n")
     return path
+
+
+def test_restore_of_the_latest_backup_to_the_latest_wal_through_the_cli(stanza, cli, restored):
+    folder, project, kw, full = stanza
+    insert(kw, "latest")
+    archive_everything(kw)
+    r = cli("restore", "--latest", "--physical", "--to-latest", cwd=folder)
+    if "into a new cluster: " in r.stdout:
+        restored.append(Path(r.stdout.split("into a new cluster: ", 1)[1].split(",", 1)[0]))
+    assert r.exit_code == 0, r.stderr
+    newest = pgbackrest.find_set(project, None)
+    assert r.stdout.startswith(f"restored {' + '.join([*(newest.options['reference'] or []), newest.id])} into")
+    port = int(r.stdout.split(", port ", 1)[1].split(" ", 1)[0])
+    with psycopg.connect(autocommit=True, **{**kw, "port": port}) as conn:
+        assert conn.execute("SELECT count(*) FROM events WHERE phase = 'latest'").fetchone()[0] == 200
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
