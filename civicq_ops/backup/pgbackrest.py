@@ -287,22 +287,19 @@ def manifests(project: Project, stanza: dict | None = None) -> list[Manifest]:
     return found
 
 
-def listed(project: Project) -> list[Manifest]:
-    """The pgBackRest backups `backup list` merges in: none with the native engine, or (auto) where
-    pgBackRest is not installed, or while the stanza does not exist yet."""
+def listed(project: Project) -> tuple[list[Manifest], str | None]:
+    """The pgBackRest backups `backup list` merges in, and why there are none when pgBackRest cannot
+    be asked (not installed, no stanza yet): none with the native engine, nor (auto) where pgBackRest is
+    not installed."""
     settings = project.backups.pgbackrest
     if project.backups.engine == "native" or settings is None:
-        return []
+        return [], None
     if project.backups.engine == "auto" and not shutil.which(settings.bin):
-        return []
+        return [], None
     try:
-        return manifests(project)
-    except InputError:
-        if project.backups.engine == "auto" or not shutil.which(settings.bin):
-            return []
-        if not Path(settings.repo_path).is_dir():
-            return []
-        raise
+        return manifests(project), None
+    except InputError as e:
+        return [], e.message
 
 
 def find_set(project: Project, label: str | None, stanza: dict | None = None) -> Manifest:

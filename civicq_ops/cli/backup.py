@@ -131,8 +131,10 @@ def list_cmd(
 
     one_of("--format", fmt, ("text", "json"))
     entries = scan(backups_dir(_s(ctx).project))
-    usable = sorted([*(e.manifest for e in entries if e.manifest is not None), *pgbackrest.listed(_s(ctx).project)],
-                    key=lambda m: m.finished_at)
+    delegated, note = pgbackrest.listed(_s(ctx).project)
+    if note:
+        typer.echo(f"note: no pgBackRest backups listed: {note}", err=True)
+    usable = sorted([*(e.manifest for e in entries if e.manifest is not None), *delegated], key=lambda m: m.finished_at)
     if fmt == "json":
         emit(json.dumps([{"id": m.id, "kind": m.kind, "finished_at": m.finished_at,
                           "size_bytes": m.size_bytes, "duration_s": m.duration_s,

@@ -160,6 +160,8 @@ def test_a_missing_stanza_is_a_one_line_error(stanza, cli):
     assert r.exit_code == 2, (r.stdout, r.stderr)
     assert "stanza 'nosuch' does not exist" in r.stderr and "civicq-ops backup stanza-create" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = cli("--config", "nostanza.yaml", "backup", "list", cwd=folder)  # the other backups are still listed
+    assert r.exit_code == 0 and "note: no pgBackRest backups listed: pgBackRest stanza 'nosuch'" in r.stderr, r.stderr
 
 
 def test_pgbackrest_not_installed_is_a_one_line_error(stanza, cli):
@@ -169,6 +171,15 @@ def test_pgbackrest_not_installed_is_a_one_line_error(stanza, cli):
     r = cli("--config", "nobin.yaml", "backup", "create", "--physical", cwd=folder)
     assert r.exit_code == 2 and "'/nonexistent/pgbackrest' is not installed" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_auto_takes_pgbackrest_where_it_supports_the_major_and_native_never_does(stanza, tmp_path):
+    folder, project, kw, full = stanza
+    for engine, expected in (("auto", True), ("native", False), ("pgbackrest", True)):
+        (tmp_path / f"{engine}.yaml").write_text(project_text(project.target("src").url or "", engine=engine,
+                                                              repo=project.backups.pgbackrest.repo_path))
+        other = load_project(tmp_path / f"{engine}.yaml", env={})
+        assert pgbackrest.delegated(other, other.target("src")) is expected, engine
 
 
 def test_diff_backups_need_pgbackrest_on_the_native_engine(stanza, cli):
