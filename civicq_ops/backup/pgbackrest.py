@@ -24,6 +24,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
 from civicq_ops.backup.create import backups_dir, private_dir
@@ -65,6 +66,7 @@ def program(settings: PgBackRestSettings) -> str:
     return found
 
 
+@cache
 def version(prog: str) -> tuple[int, int]:
     try:
         out = subprocess.run([prog, "version"], capture_output=True, text=True, timeout=30,
