@@ -70,6 +70,34 @@ class StateSettings:
 
 
 @dataclass(frozen=True)
+class PgBackRestSettings:
+    """`backups.pgbackrest:` pgBackRest's options, given on its command line (never a config file)."""
+
+    stanza: str
+    repo_path: str  # absolute, resolved against the project folder
+    lock_path: str
+    spool_path: str
+    log_path: str | None = None  # None: no log files of its own
+    retention_full: int | None = None
+    process_max: int | None = None
+    compress_type: str | None = None
+    bin: str = "pgbackrest"
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any], root: Path) -> PgBackRestSettings:
+        def path(value: str) -> str:
+            return str((root / value).resolve())
+
+        repo = path(raw["repo_path"])
+        return cls(stanza=raw["stanza"], repo_path=repo,
+                   lock_path=path(raw["lock_path"]) if raw.get("lock_path") else f"{repo}/lock",
+                   spool_path=path(raw["spool_path"]) if raw.get("spool_path") else f"{repo}/spool",
+                   log_path=path(raw["log_path"]) if raw.get("log_path") else None,
+                   retention_full=raw.get("retention_full"), process_max=raw.get("process_max"),
+                   compress_type=raw.get("compress_type"), bin=raw.get("bin", "pgbackrest"))
+
+
+@dataclass(frozen=True)
 class BackupSettings:
     """`backups:` of the project file, with its defaults in one place."""
 
@@ -78,12 +106,16 @@ class BackupSettings:
     jobs: int = DEFAULT_BACKUP_JOBS
     compress: str | None = None
     retention: dict[str, int] = field(default_factory=dict)  # read by backup/retention.py
+    engine: str = "native"  # physical backups: native | pgbackrest | auto (backup/engine.py decides)
+    pgbackrest: PgBackRestSettings | None = None
 
     @classmethod
-    def parse(cls, raw: dict[str, Any] | None) -> BackupSettings:
+    def parse(cls, raw: dict[str, Any] | None, root: Path | None = None) -> BackupSettings:
         raw = raw or {}
+        pgbackrest = PgBackRestSettings.parse(raw["pgbackrest"], root or Path.cwd()) if raw.get("pgbackrest") else None
         return cls(dir=raw.get("dir", cls.dir), format=raw.get("format", cls.format), jobs=raw.get("jobs", cls.jobs),
-                   compress=raw.get("compress"), retention=dict(raw.get("retention") or {}))
+                   compress=raw.get("compress"), retention=dict(raw.get("retention") or {}),
+                   engine=raw.get("engine", cls.engine), pgbackrest=pgbackrest)
 
 
 @dataclass(frozen=True)
@@ -112,7 +144,7 @@ class Project:
 
     def __post_init__(self) -> None:
         self.state = StateSettings.parse(self.data.get("state"))
-        self.backups = BackupSettings.parse(self.data.get("backups"))
+        self.backups = BackupSettings.parse(self.data.get("backups"), self.root)
         self.notifiers = {name: NotifierSettings(name=name, type=spec["type"], url=spec["url"],
                                                  timeout=spec.get("timeout"))
                           for name, spec in (self.data.get("notifiers") or {}).items()}
@@ -248,4 +280,8 @@ def load_project(path: str | Path | None = None, env: dict[str, str] | None = No
     if default is not None and default not in doc.data.get("targets", {}):
         line, col = doc.position(("default_target",))
         raise ConfigError(f"{doc.path}:{line}:{col}: default_target '{default}' is not one of the targets")
+    if project.backups.engine == "pgbackrest" and project.backups.pgbackrest is None:
+        line, col = doc.position(("backups", "engine"))
+        raise ConfigError(f"{doc.path}:{line}:{col}: backups.engine is pgbackrest, but backups.pgbackrest "
+                          "(stanza, repo_path) is not set")
     return project

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The system tools the test suite runs for real: Alertmanager (alert delivery), promtool (metrics
-# lint) and postgres_exporter (the /metrics benchmark). Idempotent: apt only runs when a binary is
-# missing, and only as root with apt-get available; otherwise the tests that need it skip loudly.
+# lint), postgres_exporter (the /metrics benchmark) and pgBackRest (backups.engine: pgbackrest).
+# Idempotent: apt only runs when a binary is missing, and only as root with apt-get available;
+# otherwise the tests that need it skip loudly.
 set -euo pipefail
 declare -A packages=(
   [prometheus-alertmanager]=prometheus-alertmanager
   [promtool]=prometheus
   [prometheus-postgres-exporter]=prometheus-postgres-exporter
+  [pgbackrest]=pgbackrest
 )
 missing=()
 for binary in "${!packages[@]}"; do

@@ -33,6 +33,7 @@ def create(
     no_globals: Annotated[bool, typer.Option("--no-globals", help="Skip pg_dumpall --globals-only.")] = False,
     physical: Annotated[bool, typer.Option("--physical", help="pg_basebackup of the whole server, verified with pg_verifybackup.")] = False,
     incremental: Annotated[bool, typer.Option("--incremental", help="With --physical: only what changed since the previous physical backup (PostgreSQL 17+, summarize_wal on).")] = False,
+    backup_type: Annotated[str | None, typer.Option("--type", help="With --physical: full (default), incr, or diff (pgBackRest only).")] = None,
 ) -> None:
     """Back up the target's database (pg_dump), or with --physical the whole server (pg_basebackup):
     atomic, checksummed, with a manifest.
@@ -45,11 +46,15 @@ def create(
     s = _s(ctx)
     if incremental and not physical:
         raise InputError("--incremental needs --physical")
+    if backup_type is not None and not physical:
+        raise InputError("--type needs --physical")
+    if physical and _physical_by_pgbackrest(s, backup_type, incremental):
+        return
     if physical:
         from civicq_ops.backup.physical import PhysicalOptions, create_physical_backup
         from civicq_ops.core.units import format_bytes
 
-        m = create_physical_backup(s.project, s.target(), PhysicalOptions(incremental=incremental))
+        m = create_physical_backup(s.project, s.target(), PhysicalOptions(incremental=incremental or backup_type == "incr"))
         on = f" on {m.options['parent']}" if m.options.get("parent") else ""
         emit(f"backup {m.id} ({m.kind}{on}): {format_bytes(m.size_bytes)} in {m.duration_s:.1f}s, "
              f"from WAL {m.options.get('start_lsn')}, verified with pg_verifybackup\n")
@@ -70,6 +75,43 @@ def create(
          f"{len(m.files)} files checksummed\n")
 
 
+def _physical_by_pgbackrest(s: Session, backup_type: str | None, incremental: bool) -> bool:
+    """`backup create --physical` through pgBackRest when the engine says so; False: the native path."""
+    from civicq_ops.backup import pgbackrest
+    from civicq_ops.core.errors import InputError
+    from civicq_ops.core.units import format_bytes
+
+    if backup_type is not None:
+        one_of("--type", backup_type, pgbackrest.TYPES)
+    if not pgbackrest.delegated(s.project, s.target()):
+        if backup_type == "diff":
+            raise InputError("--type diff needs pgBackRest (backups.engine: pgbackrest); the native path takes full "
+                             "and incremental (--type incr) backups")
+        return False
+    if incremental and backup_type not in (None, "incr"):
+        raise InputError(f"--incremental contradicts --type {backup_type}")
+    m = pgbackrest.create_backup(s.project, s.target(), backup_type or ("incr" if incremental else "full"))
+    on = f" on {m.options['prior']}" if m.options.get("prior") else ""
+    emit(f"backup {m.id} ({m.kind}{on}): {format_bytes(m.size_bytes)} stored "
+         f"({format_bytes(m.options['database_size'])} of data) in {m.duration_s:.0f}s, from WAL "
+         f"{m.options.get('start_lsn')}, {'verified' if m.verified else 'NOT verified'} with pgbackrest verify\n")
+    return True
+
+
+@app.command("stanza-create")
+def stanza_create(ctx: typer.Context) -> None:
+    """Create the pgBackRest stanza of backups.pgbackrest for the target's server and check that its WAL
+    reaches the repository (the server's archive_command must push to it).
+
+    Example: civicq-ops --target prod15 backup stanza-create
+    """
+    from civicq_ops.backup import pgbackrest
+
+    s = _s(ctx)
+    stanza = pgbackrest.create_stanza(s.project, s.target())
+    emit(f"pgBackRest stanza '{stanza}' created and checked: WAL reaches {pgbackrest.settings_of(s.project).repo_path}\n")
+
+
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
@@ -82,19 +124,24 @@ def list_cmd(
     """
     from tabulate import tabulate
 
+    from civicq_ops.backup import pgbackrest
     from civicq_ops.backup.create import backups_dir
     from civicq_ops.backup.inventory import scan
     from civicq_ops.core.units import format_bytes
 
     one_of("--format", fmt, ("text", "json"))
     entries = scan(backups_dir(_s(ctx).project))
-    usable = sorted((e.manifest for e in entries if e.manifest is not None), key=lambda m: m.finished_at)
+    delegated, note = pgbackrest.listed(_s(ctx).project)
+    if note:
+        typer.echo(f"note: no pgBackRest backups listed: {note}", err=True)
+    usable = sorted([*(e.manifest for e in entries if e.manifest is not None), *delegated], key=lambda m: m.finished_at)
     if fmt == "json":
         emit(json.dumps([{"id": m.id, "kind": m.kind, "finished_at": m.finished_at,
                           "size_bytes": m.size_bytes, "duration_s": m.duration_s,
                           "verification": m.verification, "pinned": m.pinned,
                           "target": m.target, "database": m.database,
-                          "system_identifier": m.system_identifier,
+                          "system_identifier": m.system_identifier, "tool": m.tool,
+                          "details": m.options if m.tool == "pgbackrest" else None,
                           "tables": [f"{t['schema']}.{t['name']}" for t in m.tables]} for m in usable],
                         indent=2) + "\n")
         return
@@ -126,6 +173,7 @@ def verify(
 
     Example: civicq-ops backup verify --latest --restore
     """
+    from civicq_ops.backup import pgbackrest
     from civicq_ops.backup.create import backups_dir
     from civicq_ops.backup.inventory import find, target_identity
     from civicq_ops.backup.restore import verify_backup
@@ -134,6 +182,17 @@ def verify(
     s = _s(ctx)
     if not backup_id and not latest:
         raise InputError("name a backup ID or pass --latest")
+    if pgbackrest.names_a_set(s.project, backup_id):
+        if restore:
+            raise InputError("--restore is for logical backups: test a pgBackRest backup with `restore --physical`")
+        checked = pgbackrest.verify_set(s.project, str(backup_id))
+        for note in checked.notes:
+            emit(f"note: {note}\n")
+        for p in checked.problems:
+            emit(f"problem: {p}\n")
+        emit(f"backup {backup_id}: {'verified' if checked.ok else 'DAMAGED'} ({checked.level}, {checked.seconds:.1f}s)\n")
+        exit_with(ExitCode.OK if checked.ok else ExitCode.GATE_FAILED)
+        return
     identity = target_identity(s.project, s.target()) if latest else None
     folder, manifest = find(backups_dir(s.project), backup_id, latest, identity=identity)
     result = verify_backup(s.project, s.target(), folder, manifest, restore=restore)
@@ -267,18 +326,22 @@ def restore_cmd(
 
 
 def _restore_physical(s: Session, backup_id, latest, to_time, to_lsn, to_latest, port) -> None:
+    from civicq_ops.backup import pgbackrest
     from civicq_ops.backup.create import backups_dir
     from civicq_ops.backup.inventory import find
     from civicq_ops.backup.physical import PitrOptions, latest_physical, restore_physical
 
     root = backups_dir(s.project)
-    if latest:
-        manifest = latest_physical(s.project, s.target())
-        folder = root / manifest.id
+    options = PitrOptions(to_time=to_time, to_lsn=to_lsn, to_latest=to_latest, port=port)
+    if pgbackrest.names_a_set(s.project, backup_id) or (latest and pgbackrest.delegated(s.project, s.target())):
+        r = pgbackrest.restore_set(s.project, s.target(), None if latest else backup_id, options)
     else:
-        folder, manifest = find(root, backup_id)
-    r = restore_physical(s.project, s.target(), folder, manifest,
-                         PitrOptions(to_time=to_time, to_lsn=to_lsn, to_latest=to_latest, port=port))
+        if latest:
+            manifest = latest_physical(s.project, s.target())
+            folder = root / manifest.id
+        else:
+            folder, manifest = find(root, backup_id)
+        r = restore_physical(s.project, s.target(), folder, manifest, options)
     emit(f"restored {' + '.join(r.chain)} into a new cluster: {r.data_dir}, port {r.port} "
          f"(timeline {r.timeline}, WAL {r.lsn}) in {r.seconds:.1f}s\n")
     for line in r.recovered:
