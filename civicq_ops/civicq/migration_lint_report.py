@@ -29,7 +29,7 @@ def _where(f: LintFinding | StatementContext) -> str:
 
 
 def _statement_line(ctx: StatementContext) -> str:
-    parts = [f"{ctx.kind} on {ctx.table}: {ctx.lock} (blocks {ctx.blocks})"]
+    parts = [f"{ctx.kind} on {ctx.table}: {ctx.lock} ({ctx.blocks})"]
     if ctx.work != "none":
         parts.append(ctx.work)
     if ctx.new_table:
@@ -37,7 +37,7 @@ def _statement_line(ctx: StatementContext) -> str:
     elif ctx.rows is not None:
         parts.append(f"{ctx.rows:,} rows, {format_bytes(ctx.total_bytes)}")
         if ctx.writes_per_s is not None:
-            parts.append(f"{ctx.writes_per_s:.1f} writes/s")
+            parts.append(f"{ctx.writes_per_s:.1f} writes/s since statistics reset")
         if ctx.estimate_s is not None:
             parts.append(f"~{format_duration(ctx.estimate_s)} under the lock")
     return ", ".join(parts)

@@ -47,8 +47,8 @@ CONFLICTS: dict[str, set[str]] = {
     "ACCESS EXCLUSIVE": set(MODES),
 }
 # What normal traffic a mode stops while it is held (or queued).
-BLOCKS = {"ACCESS EXCLUSIVE": "reads and writes", "EXCLUSIVE": "writes (reads go on)",
-          "SHARE ROW EXCLUSIVE": "writes (reads go on)", "SHARE": "writes (reads go on)"}
+BLOCKS = {"ACCESS EXCLUSIVE": "reads and writes wait", "EXCLUSIVE": "writes wait, reads go on",
+          "SHARE ROW EXCLUSIVE": "writes wait, reads go on", "SHARE": "writes wait, reads go on"}
 
 # Work under the lock, from none to the heaviest.
 WORK = ["none", "scan", "index build", "rewrite"]
@@ -83,7 +83,7 @@ class LockEffect:
 
     @property
     def blocks(self) -> str:
-        return BLOCKS.get(self.lock, "no reads or writes (only schema changes and VACUUM)")
+        return BLOCKS.get(self.lock, "reads and writes go on (schema changes and VACUUM wait)")
 
     @property
     def blocks_traffic(self) -> bool:
