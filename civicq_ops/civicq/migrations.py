@@ -78,8 +78,10 @@ def _run(project: Project, target: Target, fn) -> MigrationResult:
     settings = project.migrations
     engine = engine_for(project, target)
     before: str | None = None
+    tries = 0
     try:
         for attempt in range(settings.retries + 1):
+            tries = attempt + 1
             try:
                 with engine.connect() as conn:
                     if attempt == 0:
@@ -103,7 +105,7 @@ def _run(project: Project, target: Target, fn) -> MigrationResult:
         orig = e.orig if e.orig is not None else e
         reason = redact(str(orig).splitlines()[0])
         if isinstance(orig, psycopg.errors.LockNotAvailable):
-            reason = (f"lock timeout on each of {settings.retries + 1} tries (lock_timeout "
+            reason = (f"lock timeout on each of {tries} tries (lock_timeout "
                       f"{settings.lock_timeout:g}s): {reason}; another session holds a conflicting lock")
         raise QueryFailed(f"migration failed on target '{target.name}': {reason}") from e
     finally:
