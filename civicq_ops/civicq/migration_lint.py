@@ -142,7 +142,9 @@ def resolve_range(project: Project, spec: str | None, current: str | None, onlin
     the pending ones, current..head; offline: the whole history)."""
     from civicq_ops.civicq.migrations import history
 
-    if spec is None or not spec.strip():
+    if spec is not None and not spec.strip():
+        raise InputError("db lint: REV_RANGE is empty (leave it out for the pending migrations)")
+    if spec is None:
         start = current if online else None
         return start, "head", f"{start or 'base'}:head"
     spec = spec.strip()
@@ -182,6 +184,8 @@ def lint(project: Project, target: Target | None, spec: str | None = None) -> Li
             result.timings["total"] = time.perf_counter() - began
             return result  # nothing pending
         rendered = render_range(project, start, end)
+        if spec is not None and not rendered.revisions:
+            raise InputError(f"db lint {label}: no migration in this range (a gate that lints nothing never passes)")
         result.revisions = rendered.revisions
         result.timings["render"] = time.perf_counter() - began
         version = None
