@@ -9,12 +9,14 @@ import shutil
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from civicq_ops.civicq.migration_lint import lint
 from civicq_ops.config import load_project
 
 REPO = Path(__file__).resolve().parents[2]
+SARIF_SCHEMA = REPO / "tests" / "fixtures" / "sarif-schema-2.1.0.json"
 
 RISKY = '''"""lint demo: four risky changes in one revision
 
@@ -172,7 +174,24 @@ def test_every_format_points_at_the_migration_file_and_line(tmp_path, cli, fmt):
              "markdown": f"`migrations/versions/0005_lint_demo.py:{LINE['token']}`"}[fmt]
     assert where in result.stdout
     if fmt == "sarif":
-        assert json.loads(result.stdout)["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"]
+        doc = json.loads(result.stdout)
+        jsonschema.Draft4Validator(json.loads(SARIF_SCHEMA.read_text())).validate(doc)
+        assert doc["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"]["startLine"] == LINE["token"]
+
+
+def test_the_size_thresholds_come_from_the_project_file(tmp_path, civicq_db):
+    seed_demo(civicq_db, 200)
+    settings = "migrations: {lint: {rows: {medium: 50, high: 100}}}\n"
+    project = load_project(make_project(tmp_path, civicq_db.url, settings=settings))
+    result = lint(project, project.target())
+    assert by_rule(result, "adding-field-with-default").risk == "high" and result.failed
+
+
+def test_a_threshold_that_is_not_a_number_is_a_config_error_at_its_line(tmp_path, cli):
+    cfg = make_project(tmp_path, None, settings="migrations:\n  lock_timeout: soon\n")
+    result = cli("--config", str(cfg), "db", "lint", "--offline")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert "civicq-ops.yaml:3" in result.stderr, result.stderr
 
 
 def test_the_shipped_migrations_lint_in_under_two_seconds_with_a_live_target(civicq_db):
