@@ -137,7 +137,7 @@ def render_range(project: Project, start: str | None, end: str = "head") -> Rend
         for rel, sql, node in _split(chunk):
             path, line = w.path, w.line
             if path is not None and line is not None:
-                line = _refine_line(sources, path, sql, line)
+                line = _refine_line(sources, path, sql, line, _created_name(node))
             rendered.statements.append(Statement(len(rendered.statements), sql, w.start + rel,
                                                  revision if path else None, path, line, node))
     return rendered
@@ -167,9 +167,19 @@ def _split(chunk: str) -> list[tuple[int, str, object | None]]:
     return out
 
 
-def _refine_line(sources: dict[str, list[str]], path: str, sql: str, line: int) -> int:
+def _created_name(node: object | None) -> str | None:
+    """The name of the index a statement creates (revisions often keep them in a list of names)."""
+    from pglast import ast
+
+    if isinstance(node, ast.IndexStmt) and node.idxname:
+        return str(node.idxname)
+    return None
+
+
+def _refine_line(sources: dict[str, list[str]], path: str, sql: str, line: int, name: str | None = None) -> int:
     """The line of the revision file where this statement's first line is written, when it is
-    written there exactly once (a SQL constant); else the line of the op.* call."""
+    written there exactly once (a SQL constant), or where the name of the index it creates is
+    written once as a string (a list of index definitions); else the line of the op.* call."""
     if path not in sources:
         try:
             sources[path] = Path(path).read_text(encoding="utf-8").splitlines()
@@ -179,4 +189,7 @@ def _refine_line(sources: dict[str, list[str]], path: str, sql: str, line: int) 
     if len(first) < 12:  # too short to be told apart ("BEGIN;", "COMMIT;")
         return line
     hits = [i + 1 for i, text in enumerate(sources[path]) if text.strip().rstrip(";") == first]
+    if len(hits) != 1 and name:
+        quoted = (f'"{name}"', f"'{name}'")
+        hits = [i + 1 for i, text in enumerate(sources[path]) if any(q in text for q in quoted)]
     return hits[0] if len(hits) == 1 else line

@@ -209,3 +209,13 @@ def test_nothing_pending_is_a_pass(civicq_db):
     project, target = civicq_db.project()
     result = lint(project, target)
     assert result.revisions == [] and not result.findings and not result.failed
+
+
+def test_statements_built_from_a_list_of_index_definitions_point_at_their_entry():
+    from civicq_ops.civicq.migration_render import render_range
+
+    project = load_project(REPO / "civicq-ops.yaml")
+    rendered = render_range(project, "0001", "0002")
+    source = (REPO / "migrations" / "versions" / "0002_comprehensive_indexes.py").read_text()
+    build = next(s for s in rendered.statements if "users_city_role_idx" in s.sql)
+    assert build.line == line_of(source, '"users_city_role_idx"')
