@@ -8,7 +8,8 @@ import json
 from typing import Any
 
 from civicq_ops import __version__
-from civicq_ops.civicq.migration_lint import RISKS, LintFinding, LintResult, StatementContext
+from civicq_ops.civicq.migration_lint import LintFinding, LintResult
+from civicq_ops.civicq.migration_risk import RISKS, StatementContext
 from civicq_ops.core.units import format_bytes, format_duration
 from civicq_ops.report.github import MAX_PER_LEVEL, command
 from civicq_ops.report.safe import printable

@@ -134,7 +134,7 @@ def migrate(
 @app.command()
 def lint(
     ctx: typer.Context,
-    rev_range: Annotated[str | None, typer.Argument(metavar="[REV_RANGE]", help="A:B, A:, :B or one REV (default: the target's pending migrations; offline: all).")] = None,
+    rev_range: Annotated[str | None, typer.Argument(metavar="REV_RANGE", help="A:B, A:, :B or one REV (default: the target's pending migrations; offline: all).")] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Do not connect: squawk's rules only, sizes unknown.")] = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text, json, sarif, github or markdown")] = "text",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list info findings (style, re-runnability).")] = False,
