@@ -219,3 +219,16 @@ def test_statements_built_from_a_list_of_index_definitions_point_at_their_entry(
     source = (REPO / "migrations" / "versions" / "0002_comprehensive_indexes.py").read_text()
     build = next(s for s in rendered.statements if "users_city_role_idx" in s.sql)
     assert build.line == line_of(source, '"users_city_role_idx"')
+
+
+def test_an_unreachable_target_is_linted_offline_and_says_so(tmp_path, cli):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    cfg = make_project(tmp_path, f"postgresql://nobody@127.0.0.1:{port}/none?connect_timeout=2")
+    result = cli("--config", str(cfg), "db", "lint", "0005")
+    assert result.exit_code == 1, result.output
+    assert "not known: target 't' is unreachable" in result.stdout and "linted offline" in result.stdout
+    assert f"0005_lint_demo.py:{LINE['token']}: unknown [adding-field-with-default]" in result.stdout
