@@ -119,6 +119,39 @@ class BackupSettings:
 
 
 @dataclass(frozen=True)
+class MigrationSettings:
+    """`migrations:` of the project file: the session settings every migration runs under, its
+    retries, and the thresholds of `db lint` (rows, bytes, seconds of lock: medium and high)."""
+
+    lock_timeout: float = 5.0       # seconds a statement may queue for a lock (readers queue behind it)
+    statement_timeout: float = 0.0  # seconds; 0: no limit (index builds on big tables take long)
+    retries: int = 3                # more tries after a lock timeout
+    retry_backoff: float = 1.0      # seconds before the first retry, doubled each time, jittered
+    fail_on: str = "high"
+    rows: tuple[float, float] = (10_000, 100_000)
+    bytes: tuple[float, float] = (10 * 1024**2, 100 * 1024**2)
+    seconds: tuple[float, float] = (1.0, 10.0)
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any] | None) -> MigrationSettings:
+        from civicq_ops.core.units import parse_quantity
+
+        raw = raw or {}
+        lint = raw.get("lint") or {}
+
+        def pair(key: str, unit: str, default: tuple[float, float]) -> tuple[float, float]:
+            given = lint.get(key) or {}
+            return (parse_quantity(given.get("medium", default[0]), unit), parse_quantity(given.get("high", default[1]), unit))
+
+        return cls(lock_timeout=parse_quantity(raw.get("lock_timeout", cls.lock_timeout), "seconds"),
+                   statement_timeout=parse_quantity(raw.get("statement_timeout", cls.statement_timeout), "seconds"),
+                   retries=int(raw.get("retries", cls.retries)),
+                   retry_backoff=parse_quantity(raw.get("retry_backoff", cls.retry_backoff), "seconds"),
+                   fail_on=lint.get("fail_on", cls.fail_on), rows=pair("rows", "count", cls.rows),
+                   bytes=pair("bytes", "bytes", cls.bytes), seconds=pair("seconds", "seconds", cls.seconds))
+
+
+@dataclass(frozen=True)
 class NotifierSettings:
     """One entry of `notifiers:`."""
 
@@ -141,8 +174,16 @@ class Project:
     state: StateSettings = field(default_factory=StateSettings)
     backups: BackupSettings = field(default_factory=BackupSettings)
     notifiers: dict[str, NotifierSettings] = field(default_factory=dict)
+    migrations: MigrationSettings = field(default_factory=MigrationSettings)
 
     def __post_init__(self) -> None:
+        from civicq_ops.core.units import UnitError
+
+        try:
+            self.migrations = MigrationSettings.parse(self.data.get("migrations"))
+        except UnitError as e:
+            line, col = self.document.position(("migrations",))
+            raise ConfigError(f"{self.path}:{line}:{col}: migrations: {e}") from e
         self.state = StateSettings.parse(self.data.get("state"))
         self.backups = BackupSettings.parse(self.data.get("backups"), self.root)
         self.notifiers = {name: NotifierSettings(name=name, type=spec["type"], url=spec["url"],

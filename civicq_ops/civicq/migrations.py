@@ -8,6 +8,8 @@ when they need them.
 from __future__ import annotations
 
 import io
+import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +40,19 @@ def engine_for(project: Project, target: Target):
     return sa.create_engine("postgresql+psycopg://", creator=lambda: connect(project, target), poolclass=NullPool)
 
 
+def session_settings(project: Project) -> list[str]:
+    """The SET statements every migration session starts with (`migrations:` in civicq-ops.yaml)."""
+    m = project.migrations
+    return [f"SET lock_timeout = '{int(m.lock_timeout * 1000)}ms';",
+            f"SET statement_timeout = '{int(m.statement_timeout * 1000)}ms';"]
+
+
 def _config(project: Project, connection=None, buffer: io.StringIO | None = None):
     from alembic.config import Config
 
     cfg = Config(output_buffer=buffer, stdout=buffer or io.StringIO())
     cfg.set_main_option("script_location", str(asset_dir(project, "migrations")))
+    cfg.attributes["session_settings"] = session_settings(project)
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg
@@ -53,26 +63,51 @@ class MigrationResult:
     before: str | None
     after: str | None
     sql: str | None = None
+    tries: int = 1
 
 
 def _run(project: Project, target: Target, fn) -> MigrationResult:
+    """Run an alembic command on one connection set up with the session settings. A lock timeout
+    is retried `migrations.retries` times after a jittered, doubling backoff: each migration is its
+    own transaction (or, for autocommit blocks, written to be re-run), so a retry resumes at the
+    migration that timed out."""
+    import psycopg.errors
     import sqlalchemy.exc
     from alembic.util import CommandError
 
+    settings = project.migrations
     engine = engine_for(project, target)
+    before: str | None = None
+    tries = 0
     try:
-        with engine.connect() as conn:
-            before = _current(conn)
-            conn.commit()  # alembic must own the transactions (index builds need autocommit blocks)
-            fn(_config(project, conn))
-            conn.commit()
-            after = _current(conn)
-        return MigrationResult(before, after)
+        for attempt in range(settings.retries + 1):
+            tries = attempt + 1
+            try:
+                with engine.connect() as conn:
+                    if attempt == 0:
+                        before = _current(conn)
+                    for statement in session_settings(project):
+                        conn.exec_driver_sql(statement)
+                    conn.commit()  # alembic must own the transactions (index builds need autocommit blocks)
+                    fn(_config(project, conn))
+                    conn.commit()
+                    after = _current(conn)
+                return MigrationResult(before, after, tries=attempt + 1)
+            except sqlalchemy.exc.DBAPIError as e:
+                if isinstance(e.orig, psycopg.errors.LockNotAvailable) and attempt < settings.retries:
+                    time.sleep(settings.retry_backoff * (2 ** attempt) * random.uniform(0.5, 1.5))
+                    continue
+                raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
     except CommandError as e:
         raise InputError(redact(str(e))) from e
     except sqlalchemy.exc.DBAPIError as e:
         orig = e.orig if e.orig is not None else e
-        raise QueryFailed(f"migration failed on target '{target.name}': {redact(str(orig).splitlines()[0])}") from e
+        reason = redact(str(orig).splitlines()[0])
+        if isinstance(orig, psycopg.errors.LockNotAvailable):
+            reason = (f"lock timeout on each of {tries} tries (lock_timeout "
+                      f"{settings.lock_timeout:g}s): {reason}; another session holds a conflicting lock")
+        raise QueryFailed(f"migration failed on target '{target.name}': {reason}") from e
     finally:
         engine.dispose()
 
@@ -121,6 +156,31 @@ def current(project: Project, target: Target) -> str | None:
             return _current(conn)
     finally:
         engine.dispose()
+
+
+@dataclass
+class MigrationStatus:
+    current: str | None
+    head: str | None
+    pending: list[str]
+
+
+def status(project: Project, target: Target) -> MigrationStatus:
+    """Where the target is, the newest revision, and the revisions not applied yet (oldest first)."""
+    at = current(project, target)
+    revs = [r.revision for r in history(project)]
+    if at is not None and at not in revs:
+        raise InputError(f"target '{target.name}' is at revision {at}, which no migration file defines")
+    pending = revs[revs.index(at) + 1:] if at is not None else revs
+    return MigrationStatus(at, revs[-1] if revs else None, pending)
+
+
+def pending_sql(project: Project, target: Target, revision: str = "head") -> str:
+    """The SQL of the migrations the target has not applied yet (up to `revision`)."""
+    st = status(project, target)
+    if not st.pending or st.current == revision:
+        return f"-- nothing to upgrade: target '{target.name}' is at {st.current or '<empty>'} (head {st.head})\n"
+    return migration_sql(project, revision, st.current or "base")
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """`civicq-ops db ...`: the local PostgreSQL (up, down, status, url, psql) and the CivicQ database
-(migrate, rollback, history, current, migrate-create, seed, reset, schema-doc).
+(migrate, lint, rollback, history, current, migrate-create, seed, reset, schema-doc).
 
 Each command is one call into civicq_ops.postgres.local_db or civicq_ops.civicq, imported inside
 the command: alembic, SQLAlchemy and psycopg behind them would add ~0.5 s to every command's
@@ -98,11 +98,14 @@ def psql(ctx: typer.Context) -> None:
 def migrate(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Revision to reach (default: head).")] = "head",
-    sql_only: Annotated[bool, typer.Option("--sql", help="Print the SQL for review; run nothing.")] = False,
+    sql_only: Annotated[bool, typer.Option("--sql", help="Print the SQL of the pending migrations for review; run nothing.")] = False,
+    from_rev: Annotated[str | None, typer.Option("--from", metavar="REV",
+                                                 help="With --sql: start after REV instead of the target's revision ('base': the whole history, no database needed).")] = None,
 ) -> None:
-    """Apply the CivicQ migrations (schema, indexes, views) to the target.
+    """Apply the CivicQ migrations (schema, indexes, views) to the target, under lock_timeout and
+    statement_timeout, retrying a lock timeout (migrations: in civicq-ops.yaml).
 
-    Example: civicq-ops db migrate            (or: civicq-ops db migrate --sql > review.sql)
+    Example: civicq-ops db migrate            (or: civicq-ops db migrate --sql > review.sql; --from base for all)
     """
     from civicq_ops.civicq import migrations
 
@@ -112,11 +115,48 @@ def migrate(
 
         raise InputError("db migrate needs a revision (default: head)")
     if sql_only:
-        typer.echo(migrations.migration_sql(s.project, revision), nl=False)
+        if from_rev is not None:
+            start = None if from_rev in ("", "base") else from_rev
+            typer.echo(migrations.migration_sql(s.project, revision, start or "base"), nl=False)
+        else:
+            typer.echo(migrations.pending_sql(s.project, s.target(), revision), nl=False)
         return
+    if from_rev is not None:
+        from civicq_ops.core.errors import InputError
+
+        raise InputError("--from goes with --sql (a migration always starts at the target's revision)")
     result = migrations.migrate(s.project, s.target(), revision)
     if not s.quiet:
-        typer.echo(f"migrated {s.target().name}: {result.before or '<empty>'} -> {result.after or '<empty>'}")
+        retried = f" (after {result.tries - 1} lock-timeout retries)" if result.tries > 1 else ""
+        typer.echo(f"migrated {s.target().name}: {result.before or '<empty>'} -> {result.after or '<empty>'}{retried}")
+
+
+@app.command()
+def lint(
+    ctx: typer.Context,
+    rev_range: Annotated[str | None, typer.Argument(metavar="REV_RANGE", help="A:B, A:, :B or one REV (default: the target's pending migrations; offline: all).")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Do not connect: squawk's rules only, sizes unknown.")] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text, json, sarif, github or markdown")] = "text",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list info findings (style, re-runnability).")] = False,
+) -> None:
+    """Lint migrations before they run: squawk's rules on their SQL, each finding at its migration
+    file and line with the lock it takes, the table's live size, rows and write rate, the time a
+    rewrite holds the lock, views a type change breaks, and sessions that would block it now.
+    Exit 1 when a statement is risky by rule and size (migrations.lint in civicq-ops.yaml), else 0.
+
+    Example: civicq-ops --target staging db lint -f github        (offline: civicq-ops db lint --offline 0004)
+    """
+    from civicq_ops.civicq.migration_lint import lint as run_lint
+    from civicq_ops.civicq.migration_lint_report import FORMATS, render
+    from civicq_ops.core.errors import InputError
+
+    if fmt not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
+    s = _session(ctx)
+    result = run_lint(s.project, None if offline else s.target(), rev_range)
+    typer.echo(render(result, fmt, verbose=verbose), nl=False)
+    if result.failed:
+        raise typer.Exit(int(ExitCode.GATE_FAILED))
 
 
 @app.command()
@@ -158,15 +198,26 @@ def history(ctx: typer.Context) -> None:
 
 
 @app.command()
-def current(ctx: typer.Context) -> None:
-    """The migration revision the target is at.
+def current(
+    ctx: typer.Context,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 when migrations are pending (a deploy gate).")] = False,
+) -> None:
+    """The migration revision the target is at; with --check, exit 1 when migrations are pending.
 
-    Example: civicq-ops db current
+    Example: civicq-ops db current --check
     """
     from civicq_ops.civicq import migrations
 
     s = _session(ctx)
-    typer.echo(migrations.current(s.project, s.target()) or "<empty: no migration applied>")
+    if not check:
+        typer.echo(migrations.current(s.project, s.target()) or "<empty: no migration applied>")
+        return
+    st = migrations.status(s.project, s.target())
+    at = st.current or "<empty: no migration applied>"
+    if st.pending:
+        typer.echo(f"{at} (pending: {', '.join(st.pending)})")
+        raise typer.Exit(int(ExitCode.GATE_FAILED))
+    typer.echo(f"{at} (head)")
 
 
 @app.command("migrate-create")
