@@ -101,6 +101,21 @@ def test_test_command_exits_1_on_a_failing_case_and_writes_junit(cli, tmp_path):
     assert "expected status 'ok', got 'critical'" in failed[0].result[0].message
 
 
+def test_test_with_a_path_runs_only_the_cases_under_it(cli):
+    one = REPO / "checks" / "tests" / "deadlocks.yaml"
+    result = cli("--config", CFG, "test", str(one))
+    assert result.exit_code == 0, result.output
+    ran = [line for line in result.stdout.splitlines() if line.startswith(("PASS", "FAIL", "SKIP"))]
+    assert ran and all(str(one) in line for line in ran), ran
+    assert "coverage: every check has a test" not in result.stdout  # not known from one file
+
+
+def test_test_and_validate_of_a_folder_without_yaml_are_bad_input(cli, tmp_path):
+    assert cli("--config", CFG, "test", str(tmp_path)).exit_code == 2
+    result = cli("--config", CFG, "validate", str(tmp_path))
+    assert result.exit_code == 2 and "no YAML files under" in result.output
+
+
 def test_offline_tests_is_the_library_call_behind_test(tmp_path):
     project = load_project(CFG, env={})
     assert offline_tests(project, None).exit_code == ExitCode.OK

@@ -840,7 +840,9 @@ def test_five_runs_of_the_catalogue_on_an_idle_database_find_what_the_first_foun
 
     def findings() -> dict[str, str]:
         result = run_on(civicq_db, counters=counters)
-        return {f"{f.check} {f.subject or ''}": f.status for f in result.findings}
+        # recent-restart changes with the clock by design (a warning for 5 minutes after a start):
+        # a slow machine crosses that line between two runs on a fresh test cluster.
+        return {f"{f.check} {f.subject or ''}": f.status for f in result.findings if f.check != "recent-restart"}
 
     first = findings()
     for run in range(2, 6):
