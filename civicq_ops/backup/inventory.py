@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from civicq_ops.backup.manifest import Manifest, ManifestError, read_manifest, write_manifest
+from civicq_ops.backup.manifest import (
+    ALL_DATABASES,
+    PHYSICAL_KINDS,
+    Manifest,
+    ManifestError,
+    read_manifest,
+    write_manifest,
+)
 from civicq_ops.core.errors import InputError
 
 
@@ -105,6 +112,10 @@ def backup_facts(root: Path, identity: Identity, now=None, expect: str | None = 
     now = now or datetime.now(UTC)
     full = complete(root, identity, "full")
     verified = [m for m in full if m.verified]
+    # A verified physical backup of the server holds this database too: it counts for freshness,
+    # never for the size comparison (its size is the whole server's).
+    physical = [m for m in complete(root, (identity[0], ALL_DATABASES))
+                if m.kind in PHYSICAL_KINDS and m.verified]
     facts: dict[str, Any] = {"verified_count": len(verified), "age_s": None, "size_bytes": None,
                              "previous_size_bytes": None, "latest_id": None, "judged": True, "unjudged_reason": None}
     database = identity[1]
@@ -113,14 +124,16 @@ def backup_facts(root: Path, identity: Identity, now=None, expect: str | None = 
                      "(backups.expect: external): judge them with the tool that takes them")
     elif expect == "none":
         facts.update(judged=False, unjudged_reason=f"{database} is declared to have no backups (backups.expect: none)")
-    elif expect is None and not full:
+    elif expect is None and not full and not physical:
         facts.update(judged=False, unjudged_reason=(
             f"no evidence: no civicq-ops backup of {database} on this server in {root}, and the target does not "
             "declare `backups: {expect: civicq-ops}` (or `external` when another tool backs it up)"))
+    newest = max([*verified[-1:], *physical[-1:]], key=lambda m: m.finished_at, default=None)
+    if newest is not None:
+        facts.update(age_s=round((now - datetime.fromisoformat(newest.finished_at)).total_seconds(), 1),
+                     latest_id=newest.id, verified_count=len(verified) + len(physical))
     if verified:
-        latest = verified[-1]
-        facts.update(age_s=round((now - datetime.fromisoformat(latest.finished_at)).total_seconds(), 1),
-                     size_bytes=latest.size_bytes, latest_id=latest.id)
+        facts["size_bytes"] = verified[-1].size_bytes
         if len(verified) > 1:
             facts["previous_size_bytes"] = verified[-2].size_bytes
     return facts

@@ -17,6 +17,8 @@ from civicq_ops.core.fileio import write_atomic
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2  # 2: `kind`
+ALL_DATABASES = "*"  # the database of a physical backup: the whole server
+PHYSICAL_KINDS = ("physical", "physical-incremental")
 KINDS = ("full", "partial", "schema-only", "data-only", "safety")
 
 

@@ -20,17 +20,13 @@ from pathlib import Path
 
 from civicq_ops.backup.create import backups_dir, new_backup_id, private_dir
 from civicq_ops.backup.inventory import complete
-from civicq_ops.backup.manifest import Manifest, checksum_files, fsync_dir, write_manifest
+from civicq_ops.backup.manifest import ALL_DATABASES, PHYSICAL_KINDS, Manifest, checksum_files, fsync_dir, write_manifest
 from civicq_ops.backup.tools import client_env, pg_tool, start_tool, stopped_on_exit
 from civicq_ops.config import Project, Target
 from civicq_ops.core.errors import ExecutionError, InputError, LocalClusterError
 from civicq_ops.core.redaction import redact
 from civicq_ops.postgres import wal_archive as wal
 from civicq_ops.postgres.connect import one_row
-
-PHYSICAL_KINDS = ("physical", "physical-incremental")
-ALL_DATABASES = "*"
-
 
 # -- create ------------------------------------------------------------------------------------
 
