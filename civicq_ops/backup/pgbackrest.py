@@ -29,7 +29,15 @@ from pathlib import Path
 
 from civicq_ops.backup.create import backups_dir, private_dir
 from civicq_ops.backup.manifest import Manifest
-from civicq_ops.backup.physical import PitrOptions, PitrResult, _credentials, _log_tail, _stop_quietly, _wait_promoted
+from civicq_ops.backup.physical import (
+    PitrOptions,
+    PitrResult,
+    _credentials,
+    _log_tail,
+    _stop_quietly,
+    _wait_promoted,
+    check_recovery_target,
+)
 from civicq_ops.backup.tools import client_env, start_tool, stopped_on_exit
 from civicq_ops.config import PgBackRestSettings, Project, Target
 from civicq_ops.core.errors import ExecutionError, InputError, LocalClusterError
@@ -435,11 +443,11 @@ def restore_set(project: Project, target: Target, label: str | None, options: Pi
     from civicq_ops.backup.tools import pg_tool
     from civicq_ops.postgres.local_cluster import Credentials, LocalCluster
 
-    if sum(bool(x) for x in (options.to_time, options.to_lsn, options.to_latest)) != 1:
-        raise InputError("say where to recover to: exactly one of --to-time, --to-lsn, --to-latest")
+    check_recovery_target(options)  # before pgBackRest is even asked
     settings = settings_of(project)
     prog = program(settings)
     manifest = find_set(project, label, info(project, prog))
+    check_recovery_target(options, manifest.finished_at)
     major = int(manifest.server_version.split(".")[0])
     checked_program(settings, major, manifest.server_version)
     t0 = time.monotonic()

@@ -209,6 +209,34 @@ class PitrResult:
     phases: dict[str, float] = field(default_factory=dict)  # copy or combine, start, recovery
 
 
+_LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
+
+
+def check_recovery_target(options: PitrOptions, backup_end: str | None = None, now: datetime | None = None) -> None:
+    """Refuse, before anything is copied, a recovery target the server would only reject minutes
+    later: exactly one target, a time with its zone (never the server's guess) that is after the end
+    of the backup and not in the future, an LSN PostgreSQL can read."""
+    if sum(bool(x) for x in (options.to_time, options.to_lsn, options.to_latest)) != 1:
+        raise InputError("say where to recover to: exactly one of --to-time, --to-lsn, --to-latest")
+    if options.to_lsn and not _LSN.match(options.to_lsn):
+        raise InputError(f"--to-lsn must be an LSN such as 0/3000060, not {options.to_lsn!r}")
+    if not options.to_time:
+        return
+    try:
+        when = datetime.fromisoformat(options.to_time.strip())
+    except ValueError:
+        raise InputError(f"--to-time must be a time such as '2026-12-01 22:00:00+00', not {options.to_time!r}") from None
+    if when.tzinfo is None:
+        raise InputError(f"--to-time {options.to_time!r} has no time zone: add one (+00, +01:00), a recovery "
+                         "target must not depend on the server's TimeZone setting")
+    if backup_end and when < datetime.fromisoformat(backup_end):
+        raise InputError(f"--to-time {options.to_time} is before the backup ended ({backup_end}): recovery cannot "
+                         "stop before the backup is consistent; pick an older backup")
+    if when > (now or datetime.now(UTC)):
+        raise InputError(f"--to-time {options.to_time} is in the future: recovery would replay every archived "
+                         "WAL segment and then fail; use --to-latest for that")
+
+
 def restore_physical(project: Project, target: Target, folder: Path, manifest: Manifest,
                      options: PitrOptions) -> PitrResult:
     """Combine the chain, write the recovery settings, start a NEW local cluster on a free port as the
@@ -219,8 +247,7 @@ def restore_physical(project: Project, target: Target, folder: Path, manifest: M
 
     if manifest.kind not in PHYSICAL_KINDS:
         raise InputError(f"backup {manifest.id} is a {manifest.kind} (logical) backup: restore it without --physical")
-    if sum(bool(x) for x in (options.to_time, options.to_lsn, options.to_latest)) != 1:
-        raise InputError("say where to recover to: exactly one of --to-time, --to-lsn, --to-latest")
+    check_recovery_target(options, manifest.finished_at)
     t0 = time.monotonic()
     root = backups_dir(project)
     chain = chain_of(root, manifest)

@@ -309,13 +309,16 @@ def test_a_target_recovery_cannot_reach_fails_clearly_and_leaves_no_cluster(pitr
     major, cluster, project, target, kw, restored = pitr
     m = create_physical_backup(project, target, PhysicalOptions())
     archive_everything(kw)
+    time.sleep(1.1)
+    with psycopg.connect(autocommit=True, **kw) as conn:  # after every archived commit: never reached
+        unreachable = conn.execute("SELECT clock_timestamp()::text").fetchone()[0]
     parent = Path(tempfile.mkdtemp(prefix="civicq-pitr-fail-"))  # a folder the server's OS user can enter
     os.chmod(parent, 0o755)
     data = parent / "data"
     try:
         with pytest.raises(ExecutionError, match="recovery ended before configured recovery target was reached"):
             restore_physical(project, target, backups_dir(project) / m.id, m,
-                             PitrOptions(to_time="2099-01-01 00:00:00+00", data_dir=data))
+                             PitrOptions(to_time=unreachable, data_dir=data))
         assert not data.exists()
     finally:
         shutil.rmtree(parent, ignore_errors=True)
