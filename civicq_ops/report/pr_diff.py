@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from civicq_ops.catalog.compare import Change, compare_catalogs
-from civicq_ops.catalog.load import load_catalog
+from civicq_ops.catalog.load import discover, load_catalog
 from civicq_ops.catalog.model import Catalog
 from civicq_ops.config import Project, Target
 from civicq_ops.core.errors import ExecutionError, InputError
@@ -116,6 +116,15 @@ def diff(project: Project, base: str, head: str | None = None, targets: list[Tar
          now: datetime | None = None) -> CatalogueDiff:
     """Compare the catalogue at `base` (a git ref, or a folder when `head` is given) with `head` (a
     folder; default: the project's catalogue in the work tree); with `targets`, evaluate both."""
+    for given in (base, head):
+        if given is not None and not given.strip():
+            raise InputError("an empty BASE or HEAD: name a git ref, or two catalogue folders")
+    if head is not None:
+        for folder in (base, head):
+            if not Path(folder).exists():
+                raise InputError(f"{folder}: no such file or folder (with two arguments, both are catalogue folders)")
+            if not discover([Path(folder)], include_tests=False):
+                raise InputError(f"{folder}: no YAML files: not a catalogue folder")
     with _base_paths(project, base, head is not None) as base_paths:
         head_paths = [Path(head)] if head is not None else _project_paths(project)
         base_cat = _load(base_paths, project, f"{base} (base)")
@@ -235,8 +244,6 @@ def _load(paths: list[Path], project: Project, label: str) -> Catalog:
 @contextmanager
 def _base_paths(project: Project, base: str, is_path: bool) -> Iterator[list[Path]]:
     if is_path:
-        if not Path(base).exists():
-            raise InputError(f"{base}: no such file or folder")
         yield [Path(base)]
         return
     with tempfile.TemporaryDirectory(prefix="civicq-diff-") as tmp:
