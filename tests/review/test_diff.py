@@ -146,3 +146,15 @@ def test_cli_diff_prints_markdown_for_a_pull_request_comment(repo, cli):
     assert "| check | `rows-high` | changed | thresholds.critical: gt 10 -> gt 5 |" in result.stdout
     bad = cli("diff", "HEAD~1", "--format", "html", cwd=repo)
     assert bad.exit_code == 2 and "--format must be one of text, markdown, json" in bad.stderr
+
+
+def test_a_query_the_change_edits_runs_once_per_version(repo, db):
+    with db.connect() as conn:
+        conn.execute("CREATE TABLE counts (name text, n int)")
+        conn.execute("INSERT INTO counts VALUES ('b', 7)")
+    rows = repo / "checks" / "rows.yaml"
+    rows.write_text(rows.read_text().replace("n FROM counts", "n FROM counts WHERE n > 6"))
+    project = load_project(repo / "civicq-ops.yaml", env={"CIVICQ_DATABASE_URL": db.url})
+    [on] = diff(project, "HEAD", targets=[project.target()]).targets
+    assert (on.queries_sent, on.queries_reused) == (2, 0)
+    assert on.findings == [] and on.headline() == "changes no finding and no planned action"

@@ -79,7 +79,8 @@ def test_shell_completion_completes_commands_and_subcommands():
     assert {"--format", "--fail-on"} <= set(complete("civicq-ops run checks --f"))
 
 
-def test_show_completion_prints_the_script_for_a_shell():
-    result = subprocess.run([str(BIN / "civicq-ops"), "--show-completion", "bash"], capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL, timeout=60)
-    assert result.returncode == 0 and "_civicq_ops_completion" in result.stdout
+def test_show_completion_prints_the_script_for_the_calling_shell():
+    # The shell is detected from the process tree: bash stays the parent (no exec) as at a terminal.
+    result = subprocess.run(["bash", "-c", f"{BIN / 'civicq-ops'} --show-completion; exit $?"], capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 0 and "_civicq_ops_completion" in result.stdout, result.stderr
