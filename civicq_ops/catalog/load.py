@@ -64,6 +64,9 @@ class LoadResult:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     documents: dict[str, LoadedDocument] = field(default_factory=dict)
     tests: list[LoadedDocument] = field(default_factory=list)
+    # Ids of checks whose definition has an error (reported there): a reference to one is not
+    # reported again as unknown, so one mistake gives one error, not one per policy, alert and waiver.
+    unloaded: set[str] = field(default_factory=set)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -88,13 +91,22 @@ def load_catalog(paths: list[Path], *, notifiers: set[str] | None = None, today=
             continue
         problems = validate_document(doc, kind)
         result.diagnostics.extend(problems)
-        if problems:
+        if errors_in(problems):
+            result.unloaded |= _declared_ids(doc, kind)
             continue
         _add(result, doc, kind)
     if semantic:
         result.diagnostics.extend(check_catalog(result, notifiers=notifiers, today=today, parse_sql=parse_sql))
     result.diagnostics.sort()
     return result
+
+
+def _declared_ids(doc: LoadedDocument, kind: str) -> set[str]:
+    """The check ids a file of checks declares, read from its raw data (it failed its schema)."""
+    items = doc.data.get("checks") if kind == "checks" and isinstance(doc.data, dict) else None
+    if not isinstance(items, list):
+        return set()
+    return {item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)}
 
 
 def _add(result: LoadResult, doc: LoadedDocument, kind: str) -> None:
@@ -110,6 +122,7 @@ def _add(result: LoadResult, doc: LoadedDocument, kind: str) -> None:
                 check = Check.from_dict(data, source("checks", i))
             except ValueError as e:  # a threshold or timeout whose unit does not fit
                 result.diagnostics.append(doc.diagnostic(("checks", i, "thresholds"), "bad-unit", str(e)))
+                result.unloaded.add(str(data.get("id")))
                 continue
             for j, variant in enumerate(check.variants):
                 variant.source = source("checks", i, "variants", j)

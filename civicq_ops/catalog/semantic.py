@@ -36,6 +36,7 @@ def check_catalog(result, *, notifiers: set[str] | None = None, today: date | No
                   parse_sql: bool = True) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     cat = result.catalog
+    known = set(cat.checks) | set(getattr(result, "unloaded", ()))  # a broken check is reported where it is
     today = today or date.today()
     for check in cat.checks.values():
         out.extend(_check_check(result.documents[check.source.path], check, check.source.index, parse_sql))
@@ -45,7 +46,7 @@ def check_catalog(result, *, notifiers: set[str] | None = None, today: date | No
         if policy.id in seen:
             out.append(doc.diagnostic(("policies", idx, "id"), "duplicate-id", f"policy id '{policy.id}' is defined twice"))
         seen[policy.id] = policy
-        if policy.check not in cat.checks:
+        if policy.check not in known:
             out.append(doc.diagnostic(("policies", idx, "when", "check"), "unknown-check",
                                       f"policy '{policy.id}' names check '{policy.check}', which does not exist",
                                       hint=_closest(policy.check, cat.checks)))
@@ -69,7 +70,7 @@ def check_catalog(result, *, notifiers: set[str] | None = None, today: date | No
         if alert.name in names:
             out.append(doc.diagnostic(("alerts", idx, "name"), "duplicate-id", f"alert '{alert.name}' is defined twice"))
         names.add(alert.name)
-        if alert.check not in cat.checks:
+        if alert.check not in known:
             out.append(doc.diagnostic(("alerts", idx, "when", "check"), "unknown-check",
                                       f"alert '{alert.name}' names check '{alert.check}', which does not exist",
                                       hint=_closest(alert.check, cat.checks)))
@@ -83,11 +84,11 @@ def check_catalog(result, *, notifiers: set[str] | None = None, today: date | No
         out.extend(_alert_extras(doc, idx, alert, cat.checks.get(alert.check)))
     for waiver in cat.waivers:
         doc, idx = result.documents[waiver.source.path], waiver.source.index
-        if waiver.check not in cat.checks:
+        if waiver.check not in known:
             out.append(doc.diagnostic(("waivers", idx, "check"), "unknown-check",
                                       f"waiver names check '{waiver.check}', which does not exist",
                                       hint=_closest(waiver.check, cat.checks)))
-        elif waiver.subject and cat.checks[waiver.check].subject:
+        elif waiver.check in cat.checks and waiver.subject and cat.checks[waiver.check].subject:
             unknown = set(waiver.subject) - set(cat.checks[waiver.check].subject)
             if unknown:
                 out.append(doc.diagnostic(("waivers", idx, "subject"), "unknown-subject-key",

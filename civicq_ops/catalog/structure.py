@@ -41,17 +41,38 @@ def _validator(kind: str):
 
 
 def validate_document(doc: LoadedDocument, kind: str) -> list[Diagnostic]:
-    """Every schema violation of `doc`, each at the position of the offending node."""
+    """Every schema violation of `doc`, each at the position of the offending node. A misspelt key
+    (`titel`) is one error, the unknown key with a did-you-mean, not also "'title' is required"."""
+    import difflib
+
     out: list[Diagnostic] = []
-    for err in _validator(kind).iter_errors(doc.data):
-        for leaf in _leaves(err):
-            where = tuple(leaf.absolute_path)
-            if leaf.validator == "additionalProperties" and isinstance(leaf.instance, dict):
-                allowed = set(leaf.schema.get("properties", {}))
-                for key in sorted(k for k in leaf.instance if k not in allowed):
-                    out.append(doc.diagnostic(where + (key,), "unknown-key", _unknown_key(leaf, key), key=True))
-                continue
-            out.append(doc.diagnostic(where, _code(leaf), _message(leaf)))
+    leaves = [leaf for err in _validator(kind).iter_errors(doc.data) for leaf in _leaves(err)]
+    missing: dict[tuple, set[str]] = {}
+    for leaf in leaves:
+        if leaf.validator == "required" and isinstance(leaf.instance, dict):
+            missing.setdefault(tuple(leaf.absolute_path), set()).update(
+                k for k in leaf.validator_value if k not in leaf.instance)
+    absorbed: set[tuple] = set()
+    for leaf in leaves:
+        where = tuple(leaf.absolute_path)
+        if leaf.validator == "additionalProperties" and isinstance(leaf.instance, dict):
+            allowed = set(leaf.schema.get("properties", {}))
+            for key in sorted(k for k in leaf.instance if k not in allowed):
+                close = difflib.get_close_matches(key, sorted(missing.get(where, set()) - {k for _, k in absorbed}), n=1)
+                if close:
+                    absorbed.add((where, close[0]))
+                    message = _unknown_key(leaf, key, with_allowed=False) + f": did you mean '{close[0]}' (required)?"
+                else:
+                    message = _unknown_key(leaf, key)
+                out.append(doc.diagnostic(where + (key,), "unknown-key", message, key=True))
+    for leaf in leaves:
+        where = tuple(leaf.absolute_path)
+        if leaf.validator == "additionalProperties" and isinstance(leaf.instance, dict):
+            continue
+        if leaf.validator == "required" and any((where, k) in absorbed and repr(k) in leaf.message
+                                                for k in missing.get(where, ())):
+            continue
+        out.append(doc.diagnostic(where, _code(leaf), _message(leaf)))
     return sorted(set(out))
 
 
@@ -83,9 +104,9 @@ def _code(err) -> str:
     }.get(err.validator, "schema")
 
 
-def _unknown_key(err, key: str) -> str:
+def _unknown_key(err, key: str, with_allowed: bool = True) -> str:
     where = ".".join(str(p) for p in err.absolute_path)
-    allowed = ", ".join(sorted(err.schema.get("properties", {})))
+    allowed = ", ".join(sorted(err.schema.get("properties", {}))) if with_allowed else ""
     return f"unknown key '{key}'" + (f" in {where}" if where else "") + (f" (allowed: {allowed})" if allowed else "")
 
 

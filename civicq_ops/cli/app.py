@@ -14,7 +14,7 @@ import traceback
 from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from civicq_ops import __version__
 from civicq_ops.cli.session import Session, report_error
@@ -26,6 +26,10 @@ from civicq_ops.core.units import UnitError
 class _Handled(TyperGroup):
     """The root group: turns errors into one line and an exit code. `--debug` adds the traceback
     (redacted like every other output) and changes nothing else: the exit code stays the same."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        tidy_help(self)
 
     def invoke(self, ctx):
         try:
@@ -47,6 +51,44 @@ class _Handled(TyperGroup):
                 hint = None
             report_error(message, hint)
             raise typer.Exit(int(code)) from None
+
+
+# What an option's value is, in --help, where the type alone says little (`<str>`).
+METAVARS = {"--config": "PATH", "--target": "NAME", "--format": "FORMAT", "--output": "PATH", "--junit": "PATH",
+            "--write": "DIR", "--baseline": "PATH", "--param": "CHECK.PARAM=VALUE", "--check": "ID", "--tag": "TAG",
+            "--category": "CATEGORY", "--budget": "DURATION", "--ttl": "DURATION", "--listen": "HOST:PORT",
+            "--dir": "DIR", "--sort": "COLUMN"}
+TYPE_METAVARS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "bool": "BOOLEAN"}
+
+
+def tidy_help(command) -> None:
+    """Help without typer's type labels (`<bool>`, `<str>`, `<list[str]>`): flags show none, values
+    a name (PATH, NAME, FORMAT, TEXT, INTEGER, ...), arguments their upper-case name."""
+    for param in getattr(command, "params", []):
+        if param.metavar is None and not getattr(param, "is_flag", False):
+            if param.param_type_name == "argument":
+                param.metavar = (param.name or "value").upper()
+            else:
+                long = next((o for o in param.opts if o.startswith("--")), "")
+                bare = param.bare_type() if hasattr(param, "bare_type") else ""
+                param.metavar = METAVARS.get(long) or TYPE_METAVARS.get(bare.removeprefix("list[").removesuffix("]"),
+                                                                        "VALUE")
+    for sub in getattr(command, "commands", {}).values():
+        tidy_help(sub)
+
+
+def _option_label(self, ctx) -> str | None:
+    return None if self.is_flag else self.metavar
+
+
+def _argument_label(self, ctx) -> None:
+    return None  # the argument's name (its metavar) already stands in the first column
+
+
+# Typer labels every parameter with its Python type, flags included (`--all <bool>`); these two
+# replace that label (the --help, completion and every command's own options).
+TyperOption.display_type_rich = _option_label  # type: ignore[method-assign]
+TyperArgument.display_type_rich = _argument_label  # type: ignore[method-assign]
 
 
 def _debug(ctx) -> bool:
@@ -94,7 +136,7 @@ app = typer.Typer(
     help="Checks, policies, backups and the CivicQ database, for PostgreSQL.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -121,7 +163,7 @@ def root(
 
 
 def _register() -> None:
-    from civicq_ops.cli import backup, catalog, db, inspect_cmd, remediate, report_cmd, run, vacuum, watch
+    from civicq_ops.cli import backup, catalog, db, inspect_cmd, remediate, report_cmd, review, run, vacuum, watch
 
     app.add_typer(db.app, name="db")
     backup.register(app)
@@ -133,6 +175,7 @@ def _register() -> None:
     watch.register(app)
     inspect_cmd.register(app)
     report_cmd.register(app)
+    review.register(app)
 
 
 _register()

@@ -38,7 +38,7 @@ def validate(
 
 
 def schema(
-    kind: Annotated[str | None, typer.Argument(help="project, checks, policies, tests or report.")] = None,
+    kind: Annotated[str | None, typer.Argument(help="project, checks, policies, tests, report, analysis, webhook or plan.")] = None,
     write: Annotated[str | None, typer.Option("--write", help="Write every schema into this folder instead.")] = None,
 ) -> None:
     """Print the JSON Schema of a file kind, or write them all (for editors: # yaml-language-server: $schema=...).
@@ -55,7 +55,7 @@ def schema(
         emit("".join(f"wrote {path}\n" for path in written))
         return
     if not kind:
-        raise InputError("name a KIND (project, checks, policies, tests, report) or pass --write DIR")
+        raise InputError("name a KIND (project, checks, policies, tests, report, analysis, webhook, plan) or pass --write DIR")
     emit(schema_text(kind))
 
 

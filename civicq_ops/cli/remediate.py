@@ -30,52 +30,68 @@ def _make_plan(s: Session, unattended: bool = False):
 
 
 def render_plan(plan) -> str:
-    lines = [f"plan {plan.id} for {plan.target['name']} ({plan.target['database']}, PostgreSQL "
-             f"{plan.target['server_version']}), valid until {plan.expires_at[:19]} UTC"]
-    for e in plan.errors:
-        lines.append(f"error: check {e['check']} failed, so the plan may miss actions: {e['message']}")
-    if not plan.actions:
-        lines.append("no actions" + (" (but a check failed: see above)" if plan.errors else ""))
-    for a in plan.actions:
-        f = a.finding
-        lines.append(f"\n{a.step}. {a.action} {a.object_name}  [policy {a.policy}, mode {a.mode}]")
-        lines.append(f"   why:  {f['check']} is {f['status']}: {f['message']}")
-        lines.append(f"   lock: {a.lock}" + ("" if a.in_transaction else " (runs outside a transaction)"))
-        if a.note:
-            lines.append(f"   note: {a.note}")
-        for statement in a.sql:
-            lines.append(f"   sql:  {statement};")
-    if plan.blocked:
-        lines.append("\nnot planned:")
-        for b in plan.blocked:
-            lines.append(f"  - {b.action} {b.object_name} [policy {b.policy}]: {b.reason}")
-    return "\n".join(lines) + "\n"
+    from civicq_ops.report.plan_view import render_text
+
+    return render_text(plan)
 
 
+PLAN_FORMATS = ("text", "json", "markdown")
+plan_app = typer.Typer()
+
+
+@plan_app.callback(invoke_without_command=True)
 def plan(
     ctx: typer.Context,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the plan as JSON for `apply`.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json")] = "text",
+    output: Annotated[str | None, typer.Option("--output", "-o", metavar="PATH", help="Write the plan as JSON for `apply`.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="text, json or markdown (a pull request comment).")] = "text",
     detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 4 when the plan has actions.")] = False,
+    ttl: Annotated[str | None, typer.Option("--ttl", metavar="DURATION", help="How long the plan stays valid (default 1h, at most 30d); apply still re-checks server, configuration and findings.")] = None,
 ) -> None:
-    """Run the checks, apply waivers and policies, and show what would be done and why.
+    """Run the checks, apply waivers and policies, and show what would be done and why;
+    `plan show FILE` reads a saved plan.
 
-    Example: civicq-ops plan -o plan.json
+    Example: civicq-ops plan -o plan.json --ttl 3d --format markdown
     """
-    from civicq_ops.remediation.plan import write_plan
+    if ctx.invoked_subcommand is not None:
+        return
+    from civicq_ops.catalog.load import project_catalog
+    from civicq_ops.remediation.plan import parse_ttl, plan_target, write_plan
+    from civicq_ops.report.plan_view import render
+    from civicq_ops.state.store import open_store
 
-    one_of("--format", fmt, ("text", "json"))
+    one_of("--format", fmt, PLAN_FORMATS)
     not_blank("--output", output)
+    lifetime = parse_ttl(not_blank("--ttl", ttl))
     s = _s(ctx)
-    p, _catalog, _store, _target = _make_plan(s)
+    target = s.target()
+    p = plan_target(s.project, target, project_catalog(s.project).catalog, open_store(s.project), ttl=lifetime).plan
     if output:
         write_plan(p, output, s.project)
-    emit(json.dumps(p.to_dict(), indent=2, default=str) + "\n" if fmt == "json" else render_plan(p))
-    if output and fmt != "json":
+    emit(render(p, fmt))
+    if output and fmt == "text":
         emit(f"\nwrote {output}: apply it with `civicq-ops apply {output}`\n")
     if p.errors:  # a check that failed outranks "the plan has actions" and "nothing to do"
         exit_with(ExitCode.EXECUTION_ERROR)
     exit_with(ExitCode.PLAN_HAS_ACTIONS if detailed_exitcode and p.actions else ExitCode.OK)
+
+
+@plan_app.command("show")
+def plan_show(
+    ctx: typer.Context,
+    plan_file: Annotated[str, typer.Argument(metavar="PLAN.json", help="A plan written by `plan -o`.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="text, json or markdown.")] = "text",
+) -> None:
+    """Show a saved plan, after saying whether its signature holds and whether it has expired
+    (exit 5 when apply would refuse it for either; 2 when it is not a plan file).
+
+    Example: civicq-ops plan show plan.json --format markdown
+    """
+    from civicq_ops.report.plan_view import show_plan
+
+    one_of("--format", fmt, PLAN_FORMATS)
+    shown = show_plan(plan_file, _s(ctx).project, fmt)
+    emit(shown.text)
+    exit_with(shown.exit_code)
 
 
 def apply(
@@ -166,5 +182,6 @@ def history(
 
 
 def register(root: typer.Typer) -> None:
-    for fn in (plan, apply, audit, history):
+    root.add_typer(plan_app, name="plan")
+    for fn in (apply, audit, history):
         root.command()(fn)

@@ -33,6 +33,7 @@ from civicq_ops.engine.delta import Counters, evaluate_delta
 from civicq_ops.engine.evaluate import evaluate_rows
 from civicq_ops.engine.facts import FactContext, FactProvider, gather
 from civicq_ops.engine.findings import Finding, Summary
+from civicq_ops.engine.shared import Probed, Rows, SharedResults
 from civicq_ops.engine.waivers import apply_waivers
 from civicq_ops.postgres.connect import connect, open_pool, pooled
 from civicq_ops.postgres.deadline import GRACE_S
@@ -99,6 +100,7 @@ class RunOptions:
     now: datetime | None = None
     facts: Mapping[str, FactProvider] = field(default_factory=dict)  # runner facts: name -> provider
     counters: Counters | None = None  # previous counters for `delta:` checks (state/counters.py)
+    shared: SharedResults | None = None  # probes and query results shared with another run (engine/shared.py)
 
 
 @dataclass
@@ -284,19 +286,28 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     needs = [c.requires for c in checks] + [v.when for c in checks for v in c.variants]
     relations = sorted({r for req in needs for r in req.get("relations", [])})
     settings = sorted({s for req in needs for s in (req.get("settings") or {})})
-    try:
-        with connect(project, target, autocommit=False, timeout=_left(deadline)) as first:
-            with query_deadline(first, min(PROBE_LIMIT_S, _left(deadline) or PROBE_LIMIT_S)) as watch:
-                try:
-                    caps = probe(first, name=target.name, environment=target.environment, local=target.embedded,
-                                 relations=relations, settings=settings, expected_role=target.role)
-                except psycopg.Error as e:
-                    why = watch.describe() if watch.fired else first_line(e)
-                    return failed(f"probing target '{target.name}' failed: {why}")
-            needed = {name for c in checks if unmet_requirement(c.requires, caps) is None for name in c.facts}
-            facts, missing = gather(needed, options.facts, FactContext(project, target, caps, first))
-    except CivicqError as e:
-        return failed(e.message)
+    kept = options.shared.probed(target.name, set(relations), set(settings)) if options.shared else None
+    if kept is not None and {n for c in checks if unmet_requirement(c.requires, kept.caps) is None
+                             for n in c.facts} <= kept.needed:
+        caps, facts, missing = kept.caps, kept.facts, kept.missing
+    else:
+        try:
+            with connect(project, target, autocommit=False, timeout=_left(deadline)) as first:
+                with query_deadline(first, min(PROBE_LIMIT_S, _left(deadline) or PROBE_LIMIT_S)) as watch:
+                    try:
+                        caps = probe(first, name=target.name, environment=target.environment,
+                                     local=target.embedded, relations=relations, settings=settings,
+                                     expected_role=target.role)
+                    except psycopg.Error as e:
+                        why = watch.describe() if watch.fired else first_line(e)
+                        return failed(f"probing target '{target.name}' failed: {why}")
+                needed = {name for c in checks if unmet_requirement(c.requires, caps) is None for name in c.facts}
+                facts, missing = gather(needed, options.facts, FactContext(project, target, caps, first))
+        except CivicqError as e:
+            return failed(e.message)
+        if options.shared is not None:
+            options.shared.keep_probe(target.name, Probed(frozenset(relations), frozenset(settings), caps, facts,
+                                                           missing, frozenset(needed)))
     run.server_version, run.role, run.system_identifier = caps.version_text, caps.role, caps.system_identifier
     run.database = caps.database
     pool = open_pool(project, target, options.pool_size)
@@ -315,7 +326,7 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     def work(check: Check) -> list[Finding]:
         try:
             return _run_one(check, params[check.id], caps, facts, missing, conn_from_pool, deadline, options.now,
-                            health, options.counters)
+                            health, options.counters, options.shared)
         except CivicqError as e:  # never lose the other findings of this target
             return [_skipped(check, caps, e.message, "error")]
         finally:
@@ -354,7 +365,7 @@ def _skipped(check: Check, caps: Capabilities, reason: str, status: str = "skipp
 def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: dict[str, dict[str, Any]],
              missing: dict[str, tuple[str, str]], get_conn: Callable[[], AbstractContextManager[psycopg.Connection]],
              deadline: float | None, now: datetime | None, health: _TargetHealth | None = None,
-             counters: Counters | None = None) -> list[Finding]:
+             counters: Counters | None = None, shared: SharedResults | None = None) -> list[Finding]:
     reason = unmet_requirement(check.requires, caps)
     if reason:
         return [_skipped(check, caps, reason)]
@@ -377,6 +388,23 @@ def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: di
     verdict = inspect_query(rendered.numbered(), review=False)
     if verdict.problem:
         return [_skipped(check, caps, f"refused before running: {verdict.problem}", "error")]
+
+    def execute() -> Rows | str:
+        return _execute(check, rendered, timeout, get_conn, health)
+
+    outcome = shared.fetch(caps.name, rendered.text, rendered.binds, execute) if shared else execute()
+    if isinstance(outcome, str):
+        return [_skipped(check, caps, outcome, "error")]
+    rows = outcome
+    if check.delta is not None:
+        return evaluate_delta(check, rows, params, caps, counters, now)
+    return evaluate_rows(check, rows, params, caps, now, facts)
+
+
+def _execute(check: Check, rendered: RenderedQuery, timeout: float,
+             get_conn: Callable[[], AbstractContextManager[psycopg.Connection]],
+             health: _TargetHealth | None) -> Rows | str:
+    """The rows of a check's rendered query, or why it failed (one line)."""
     watch = None
     try:
         # Committed, not rolled back: a read-only commit changes nothing, and rollbacks would
@@ -392,19 +420,17 @@ def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: di
             columns = [d.name for d in cur.description or []]
             rows = [dict(zip(columns, r, strict=True)) for r in cur.fetchall()]
     except CivicqError as e:
-        return [_skipped(check, caps, e.message, "error")]
+        return e.message
     except psycopg.errors.QueryCanceled:
-        return [_skipped(check, caps, f"timed out after {timeout:.1f}s (statement_timeout)", "error")]
+        return f"timed out after {timeout:.1f}s (statement_timeout)"
     except psycopg.errors.LockNotAvailable:
-        return [_skipped(check, caps, f"waited more than {LOCK_TIMEOUT_MS} ms for a lock (lock_timeout)", "error")]
+        return f"waited more than {LOCK_TIMEOUT_MS} ms for a lock (lock_timeout)"
     except psycopg.errors.ReadOnlySqlTransaction as e:
-        return [_skipped(check, caps, f"the query tried to write in a READ ONLY transaction: {first_line(e)}", "error")]
+        return f"the query tried to write in a READ ONLY transaction: {first_line(e)}"
     except psycopg.Error as e:  # a broken connection goes back to the pool, which replaces it
         if watch is not None and watch.fired:
             if health is not None:
                 health.dead = health.dead or f"the target stopped answering ({watch.describe()})"
-            return [_skipped(check, caps, watch.describe(), "error")]
-        return [_skipped(check, caps, f"query failed: {first_line(e)}", "error")]
-    if check.delta is not None:
-        return evaluate_delta(check, rows, params, caps, counters, now)
-    return evaluate_rows(check, rows, params, caps, now, facts)
+            return watch.describe()
+        return f"query failed: {first_line(e)}"
+    return rows

@@ -36,6 +36,7 @@ from civicq_ops.remediation.actions import SPECS, Statement, build, check_option
 from civicq_ops.remediation.facts import DatabaseFacts
 from civicq_ops.remediation.guards import DEFAULT_LOCK_TIMEOUT, Proposal, blocked_by, object_of, wants
 from civicq_ops.remediation.plan import (
+    MAX_PLAN_TTL,
     PLAN_TTL,
     Plan,
     PlannedAction,
@@ -100,9 +101,9 @@ def check_plan(project: Project, target: Target, catalog: Catalog, plan: Plan, n
     expires, created = datetime.fromisoformat(plan.expires_at), datetime.fromisoformat(plan.created_at)
     if expires < now:
         raise PlanRefused(f"plan {plan.id} expired at {plan.expires_at[:19]}: make a new one with `civicq-ops plan`")
-    if expires - created > PLAN_TTL or created > now + PLAN_TTL:
+    if expires - created > MAX_PLAN_TTL or created > now + PLAN_TTL:
         raise PlanRefused(f"plan {plan.id} refused: it claims to be valid from {plan.created_at[:19]} to "
-                          f"{plan.expires_at[:19]}, longer than a plan lives ({PLAN_TTL})")
+                          f"{plan.expires_at[:19]}, longer than a plan may live ({MAX_PLAN_TTL.days} days)")
     identity = target_identity(project, target)
     for key in ("system_identifier", "database"):
         if plan.target.get(key) != identity[key]:

@@ -29,11 +29,12 @@ from civicq_ops.remediation.facts import DatabaseFacts, Facts, StaticFacts
 from civicq_ops.remediation.guards import Proposal, blocked_by, in_window, object_of, wants
 from civicq_ops.remediation.plan_file import validate_plan_data
 
-__all__ = ["PLAN_TTL", "PLAN_VERSION", "BlockedAction", "Plan", "PlannedAction", "config_digest", "decide",
-           "in_window", "make_plan", "plan_target", "read_plan", "target_identity", "write_plan"]
+__all__ = ["MAX_PLAN_TTL", "PLAN_TTL", "PLAN_VERSION", "BlockedAction", "Plan", "PlannedAction", "config_digest",
+           "decide", "in_window", "make_plan", "parse_ttl", "plan_target", "read_plan", "target_identity", "write_plan"]
 
 PLAN_VERSION = "1.0"
 PLAN_TTL = timedelta(hours=1)
+MAX_PLAN_TTL = timedelta(days=30)  # a plan made on a pull request and applied after merge needs hours or days
 CONCURRENT_NOTE = ("a concurrent build waits for every transaction older than itself; apply checks for old "
                    "snapshots again just before it runs")
 
@@ -96,6 +97,25 @@ def config_digest(project: Project, catalog: Catalog) -> str:
         h.update(str(p.name).encode())
         h.update(p.read_bytes() if p.is_file() else b"")
     return "sha256:" + h.hexdigest()
+
+
+def parse_ttl(text: str | None) -> timedelta:
+    """`--ttl`: how long a plan stays valid, more than 0 and at most MAX_PLAN_TTL (default PLAN_TTL).
+    The clock only bounds a plan's life; what makes an old plan safe is apply's re-checking of the
+    server, the configuration digest and every finding."""
+    from civicq_ops.core.units import UnitError, parse_duration
+
+    if text is None:
+        return PLAN_TTL
+    try:
+        seconds = parse_duration(text)
+    except UnitError as e:
+        raise InputError(f"--ttl: {e}") from None
+    if seconds <= 0:
+        raise InputError(f"--ttl must be more than 0s, not {text!r}")
+    if seconds > MAX_PLAN_TTL.total_seconds():
+        raise InputError(f"--ttl {text} is longer than a plan may live ({MAX_PLAN_TTL.days} days)")
+    return timedelta(seconds=seconds)
 
 
 def finding_ref(f: Finding) -> dict:
@@ -170,12 +190,12 @@ def server_version_of(identity: dict) -> tuple[int, int]:
 
 def make_plan(project: Project, target: Target, catalog: Catalog, findings: list[Finding], identity: dict,
               now: datetime | None = None, store=None, unattended: bool = False, facts: Facts | None = None,
-              errors: list[dict] | None = None) -> Plan:
+              errors: list[dict] | None = None, ttl: timedelta = PLAN_TTL) -> Plan:
     now = now or datetime.now(UTC)
     last = (lambda policy, obj: store.last_action(target.name, policy, obj)) if store else None
     actions, blocked = decide([f for f in findings if f.target == target.name], catalog.policies, catalog, target,
                               now, last, unattended, server_version_of(identity), facts)
-    return Plan(id=uuid.uuid4().hex[:12], created_at=now.isoformat(), expires_at=(now + PLAN_TTL).isoformat(),
+    return Plan(id=uuid.uuid4().hex[:12], created_at=now.isoformat(), expires_at=(now + ttl).isoformat(),
                 target=identity, config_digest=config_digest(project, catalog), actions=actions, blocked=blocked,
                 errors=list(errors or []))
 
@@ -195,7 +215,7 @@ class MadePlan:
 
 
 def plan_target(project: Project, target: Target, catalog: Catalog, store=None, *, checks: list[str] | None = None,
-                unattended: bool = False, now: datetime | None = None) -> MadePlan:
+                unattended: bool = False, now: datetime | None = None, ttl: timedelta = PLAN_TTL) -> MadePlan:
     """Run the checks the policies name (or `checks`), record the run, and plan: what `civicq-ops plan`
     does. A check that fails is kept in `plan.errors` (the CLI exits 3 for it, whatever the actions)."""
     selected = checks if checks is not None else sorted({p.check for p in catalog.policies})
@@ -208,7 +228,7 @@ def plan_target(project: Project, target: Target, catalog: Catalog, store=None, 
     errors = [{"check": f.check, "message": f.reason or f.message} for f in result.findings if f.status == "error"]
     with connect(project, target, autocommit=True) as conn:
         plan = make_plan(project, target, catalog, result.findings, target_identity(project, target), now=now,
-                         store=store, unattended=unattended, facts=DatabaseFacts(conn), errors=errors)
+                         store=store, unattended=unattended, facts=DatabaseFacts(conn), errors=errors, ttl=ttl)
     return MadePlan(plan, result)
 
 

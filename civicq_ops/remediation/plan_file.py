@@ -1,6 +1,7 @@
 """The plan file's fields, checked before anything else: a malformed field is exit 2 naming it
 (`plan.json: actions[0].limits.retries: 'abc' is not of type 'integer'`), never an unexpected error.
-Limits and actions use the same declarations as policies (policies.schema.json)."""
+Its JSON Schema is civicq_ops/schemas/plan.schema.json; limits and actions use the same declarations
+as policies (policies.schema.json)."""
 
 from __future__ import annotations
 
@@ -15,55 +16,9 @@ from civicq_ops.core.errors import InputError
 def _validator():
     import jsonschema
 
-    defs = load_schema("policies")["$defs"]
-    action_enum = defs["policy"]["properties"]["action"]["enum"]
-    string = {"type": "string"}
-    step = {
-        "type": "object",
-        "required": ["step", "policy", "action", "mode", "object", "object_name", "sql", "lock", "in_transaction",
-                     "options", "limits", "finding"],
-        "additionalProperties": False,
-        "properties": {
-            "step": {"type": "integer", "minimum": 1},
-            "policy": string,
-            "action": {"enum": action_enum},
-            "mode": {"enum": ["plan", "enforce"]},
-            "object": {"type": "object", "additionalProperties": False, "properties": {
-                "schema": string, "name": string, "database": string, "pid": {"type": "integer"}}},
-            "object_name": string,
-            "sql": {"type": "array", "items": string},
-            "lock": string,
-            "in_transaction": {"type": "boolean"},
-            "options": {"type": "object"},
-            "limits": {"$ref": "#/$defs/limits"},
-            "finding": {"type": "object", "required": ["check"], "properties": {"check": string, "id": string}},
-            "note": string,
-        },
-    }
-    blocked = {"type": "object", "required": ["policy", "action", "object_name", "reason", "finding"],
-               "additionalProperties": False,
-               "properties": {"policy": string, "action": string, "object_name": string, "reason": string,
-                              "finding": {"type": "object"}}}
-    schema = {
-        "type": "object",
-        "required": ["id", "created_at", "expires_at", "target", "config_digest", "actions", "format_version"],
-        "additionalProperties": False,
-        "properties": {
-            "id": {"type": "string", "pattern": "^[0-9a-f]{6,64}$"},
-            "created_at": string, "expires_at": string,
-            "target": {"type": "object", "required": ["name", "system_identifier", "database"],
-                       "properties": {"name": string, "system_identifier": string, "database": string,
-                                      "server_version": string}},
-            "config_digest": string,
-            "actions": {"type": "array", "items": step},
-            "blocked": {"type": "array", "items": blocked},
-            "errors": {"type": "array", "items": {"type": "object"}},
-            "format_version": string,
-            "signature": string,
-        },
-        "$defs": defs,
-    }
-    return jsonschema.Draft202012Validator(schema)
+    # plan.schema.json (`civicq-ops schema plan`) carries the $defs of policies.schema.json, so a
+    # plan's limits and actions are declared as in policies; a test keeps the two in step.
+    return jsonschema.Draft202012Validator(load_schema("plan"))
 
 
 def _where(path) -> str:

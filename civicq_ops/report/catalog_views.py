@@ -14,11 +14,12 @@ from typing import Any
 import yaml
 from tabulate import tabulate
 
-from civicq_ops.catalog.load import load_catalog, project_catalog
+from civicq_ops.catalog.load import discover, load_catalog, project_catalog
 from civicq_ops.catalog.model import Catalog, Check
 from civicq_ops.catalog.structure import available_kinds, load_schema
 from civicq_ops.config import Project
 from civicq_ops.core.capabilities import Capabilities
+from civicq_ops.core.diagnostics import errors_in
 from civicq_ops.core.errors import ExitCode, InputError
 from civicq_ops.core.fileio import write_atomic
 from civicq_ops.engine.run import render_check, resolve_params
@@ -53,11 +54,21 @@ def validate_report(project: Project, given: list[str] | None, fmt: str = "text"
     """Validate YAML checks, policies, alerts, waivers and tests: exit 2 on any error."""
     if fmt not in VALIDATE_FORMATS:
         raise InputError(f"unknown format '{fmt}' (choose from {', '.join(VALIDATE_FORMATS)})")
-    result = load_catalog(catalog_paths(project, given), notifiers=set(project.notifiers))
-    if given and not result.catalog.files and not result.errors:
+    paths = catalog_paths(project, given)
+    if not given:
+        result = load_catalog(paths, notifiers=set(project.notifiers))
+        return Outcome(render_diagnostics(result.diagnostics, fmt, len(result.catalog.files)),
+                       ExitCode.INVALID_INPUT if result.errors else ExitCode.OK)
+    # Named files (pre-commit passes the staged ones): references resolve against the whole
+    # project catalogue, and only the named files are reported on.
+    named = {str(p) for p in discover(paths)}
+    if not named:
         raise InputError(f"no YAML files under {', '.join(given)}: nothing to validate")
-    return Outcome(render_diagnostics(result.diagnostics, fmt, len(result.catalog.files)),
-                   ExitCode.INVALID_INPUT if result.errors else ExitCode.OK)
+    project_paths = [p for p in project.paths("checks") + project.paths("policies") if p.exists()]
+    result = load_catalog(project_paths + paths, notifiers=set(project.notifiers))
+    diagnostics = [d for d in result.diagnostics if d.path in named]
+    return Outcome(render_diagnostics(diagnostics, fmt, len(named)),
+                   ExitCode.INVALID_INPUT if errors_in(diagnostics) else ExitCode.OK)
 
 
 def schema_text(kind: str) -> str:

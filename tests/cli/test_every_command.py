@@ -60,6 +60,8 @@ def commands():
 
     def walk(cmd, path):
         if hasattr(cmd, "commands"):
+            if path and cmd.invoke_without_command:  # `plan` runs itself; `plan show` is its subcommand
+                yield " ".join(path), cmd
             for name, sub in cmd.commands.items():
                 yield from walk(sub, [*path, name])
         else:
