@@ -360,18 +360,19 @@ def _wait_promoted(cluster, timeout_s: float) -> PitrResult:
     import psycopg
 
     deadline = time.monotonic() + timeout_s
-    kw = cluster.conninfo()
+    kw: dict | None = None
     while True:
-        if not cluster.status().running:
+        if not cluster.status().running:  # it stopped: its log's FATAL line says why
             raise ExecutionError(f"recovery failed: {_log_tail(cluster)}")
         try:
+            kw = kw or cluster.conninfo()  # raises if the server stopped since the line above
             with psycopg.connect(autocommit=True, **kw) as conn:
                 if not one_row(conn.execute("SELECT pg_is_in_recovery()"))[0]:
                     lsn, tli = one_row(conn.execute("SELECT pg_current_wal_lsn()::text, timeline_id "
                                                     "FROM pg_control_checkpoint()"))
                     return PitrResult(backup_id="", chain=[], data_dir="", port=int(kw["port"]), conninfo=kw,
                                       recovered=_recovery_lines(cluster), lsn=lsn, timeline=tli)
-        except psycopg.OperationalError:
+        except (psycopg.OperationalError, LocalClusterError):
             pass
         if time.monotonic() > deadline:
             raise ExecutionError(f"recovery did not finish within {timeout_s:.0f}s: {_log_tail(cluster)}")
