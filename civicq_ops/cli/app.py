@@ -121,7 +121,7 @@ def root(
 
 
 def _register() -> None:
-    from civicq_ops.cli import backup, catalog, db, inspect_cmd, remediate, report_cmd, run, vacuum, watch
+    from civicq_ops.cli import backup, catalog, db, fleet, inspect_cmd, remediate, report_cmd, run, vacuum, watch
 
     app.add_typer(db.app, name="db")
     backup.register(app)
@@ -133,6 +133,7 @@ def _register() -> None:
     watch.register(app)
     inspect_cmd.register(app)
     report_cmd.register(app)
+    fleet.register(app)
 
 
 _register()
