@@ -68,7 +68,7 @@ def test_a_group_whose_cluster_is_down_is_a_problem_of_that_group_only(project_f
 
 
 def test_a_worker_rebuilds_a_target_from_its_name_alone(project_file, fleet_cluster):
-    p = project(project_file, f'  groups:\n    east: {{cluster: "{fleet_cluster.url()}", databases: "*", exclude: ["scratch"]}}\n')
+    p = project(project_file, f'  groups:\n    east: {{cluster: "{fleet_cluster.url()}", databases: "*"}}\n')
     t = Resolver(p).get("east/city_07")
     assert t.labels["city"] == "city_07" and "city_07" in (t.target.url or "")
 
