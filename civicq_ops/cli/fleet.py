@@ -98,5 +98,75 @@ def run_cmd(
     exit_with(result.exit_code)
 
 
+@app.command("worker")
+def worker_cmd(
+    ctx: typer.Context,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Jobs at once in this worker.")] = 2,
+    name: Annotated[str | None, typer.Option("--name", help="Worker name in logs (default: host-pid).")] = None,
+    for_: Annotated[str | None, typer.Option("--for", help="Stop after this long (a bounded run). Default: until SIGTERM or Ctrl-C.")] = None,
+) -> None:
+    """Take fleet jobs from the queue (the shared PostgreSQL state store) until SIGTERM or Ctrl-C.
+
+    Example: civicq-ops fleet worker --concurrency 4
+    """
+    import logging
+
+    from civicq_ops.cli.common import not_blank
+    from civicq_ops.core.errors import InputError
+    from civicq_ops.fleet.queue import run_worker
+
+    if concurrency < 1:
+        raise InputError(f"--concurrency must be at least 1, not {concurrency}")
+    not_blank("--name", name)
+    seconds = _duration("--for", not_blank("--for", for_))
+    logging.basicConfig(level=logging.WARNING if session_of(ctx).quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    done = run_worker(session_of(ctx).project, concurrency=concurrency, name=name, for_s=seconds)
+    emit(f"worker stopped after {done} job(s)\n")
+
+
+@app.command("schedule")
+def schedule_cmd(
+    ctx: typer.Context,
+    for_: Annotated[str | None, typer.Option("--for", help="Stop after this long (a bounded run). Default: until SIGTERM or Ctrl-C.")] = None,
+) -> None:
+    """Defer one job per (target, check group) per interval (fleet.schedule) until SIGTERM or Ctrl-C.
+
+    Example: civicq-ops fleet schedule
+    """
+    import signal
+    import threading
+
+    from civicq_ops.cli.common import not_blank
+    from civicq_ops.fleet.queue import schedule
+
+    seconds = _duration("--for", not_blank("--for", for_))
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stats = schedule(session_of(ctx).project, stop, for_s=seconds)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    emit(f"scheduler stopped: {stats.deferred} job(s) deferred, {stats.still_queued} not queued twice, "
+         f"{stats.targets} target(s)\n")
+
+
+@app.command("status")
+def status_cmd(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+) -> None:
+    """Workers, queue depth, lag per target and recent failures of the fleet.
+
+    Example: civicq-ops fleet status -f json
+    """
+    from civicq_ops.cli.common import one_of
+    from civicq_ops.fleet.status import fleet_status, render
+
+    one_of("--format", fmt, ("text", "json"))
+    emit(render(fleet_status(session_of(ctx).project), fmt))
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="fleet")
