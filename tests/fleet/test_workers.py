@@ -109,7 +109,7 @@ def pending(config: Path) -> int:
 
 @pytest.fixture(scope="module")
 def scheduled_fleet(fleet_cluster, tmp_path_factory):
-    """Two workers and a scheduler for 10 s over 20 databases (interval 3 s) plus one target that is down."""
+    """Two workers and a scheduler for 8 s over 20 databases (interval 3 s) plus one target that is down."""
     tmp = tmp_path_factory.mktemp("fleet")
     (tmp / "fleet.d").mkdir()
     (tmp / "fleet.d" / "gone.yaml").write_text(f'targets:\n  gone: {{url: "{dead_url()}"}}\n')
@@ -118,7 +118,7 @@ def scheduled_fleet(fleet_cluster, tmp_path_factory):
     workers = [start(config, "worker", "--concurrency", "2", "--for", "60s") for _ in range(2)]
     try:
         wait_for(lambda: registered_workers(config) == 2, 30, "two workers registered")
-        scheduler = start(config, "schedule", "--for", "10s")
+        scheduler = start(config, "schedule", "--for", "8s")
         out, err = scheduler.communicate(timeout=60)
         assert scheduler.returncode == 0, err.decode()
         wait_for(lambda: pending(config) == 0, 30, "the queue drained")
