@@ -155,7 +155,7 @@ def schedule_cmd(
 @app.command("status")
 def status_cmd(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text, json or prometheus (per target, with its labels).")] = "text",
 ) -> None:
     """Workers, queue depth, lag per target and recent failures of the fleet.
 
@@ -164,7 +164,7 @@ def status_cmd(
     from civicq_ops.cli.common import one_of
     from civicq_ops.fleet.status import fleet_status, render
 
-    one_of("--format", fmt, ("text", "json"))
+    one_of("--format", fmt, ("text", "json", "prometheus"))
     emit(render(fleet_status(session_of(ctx).project), fmt))
 
 

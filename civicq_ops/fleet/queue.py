@@ -194,7 +194,7 @@ class FleetWorker:
         if self.notifiers is not None and outcome.result is not None:
             store.execute("SELECT pg_advisory_lock(?)", (_ALERTS_LOCK,))
             try:
-                process_run(outcome.result, self.catalog, store, self.notifiers)
+                process_run(outcome.result, self.catalog, store, self.notifiers, target_labels={target: outcome.labels})
             finally:
                 store.execute("SELECT pg_advisory_unlock(?)", (_ALERTS_LOCK,))
         return f"{worst} (attempt {attempt})"

@@ -82,6 +82,7 @@ def fleet_status(project: Project, window_s: float = 3600.0) -> FleetStatus:
             interval = groups[group_name].interval_s if group_name in groups else 0.0
             since = now - (row.finished_at or now)
             out.targets.append({"target": target, "check_group": group_name, "status": row.status,
+                                "labels": json.loads(row.labels) if row.labels else {},
                                 "lag_s": round((row.finished_at or now) - row.due_at, 2), "since_last_s": round(since, 1),
                                 "behind": bool(interval) and since > 2 * interval})
     finally:
@@ -90,5 +91,33 @@ def fleet_status(project: Project, window_s: float = 3600.0) -> FleetStatus:
     return out
 
 
+def prometheus(status: FleetStatus) -> str:
+    """The status as Prometheus text: per target (with its fleet labels) up, lag and age of the last run."""
+    def esc(v: object) -> str:
+        return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+    def labels(t: dict) -> str:
+        pairs = {"target": t["target"], "check_group": t["check_group"],
+                 **{k: v for k, v in t.get("labels", {}).items() if k not in ("target", "check_group")}}
+        return ",".join(f'{k}="{esc(v)}"' for k, v in pairs.items())
+
+    lines = ["# HELP civicq_fleet_workers Workers with a heartbeat row in the queue.", "# TYPE civicq_fleet_workers gauge",
+             f"civicq_fleet_workers {len(status.workers)}",
+             "# HELP civicq_fleet_jobs Jobs of the fleet queue by status.", "# TYPE civicq_fleet_jobs gauge"]
+    lines += [f'civicq_fleet_jobs{{status="{esc(k)}"}} {v}' for k, v in sorted(status.queue.items())]
+    lines += ["# HELP civicq_fleet_target_up 1 when the target's last interval reached it.",
+              "# TYPE civicq_fleet_target_up gauge"]
+    lines += [f"civicq_fleet_target_up{{{labels(t)}}} {0 if t['status'] == 'down' else 1}" for t in status.targets]
+    lines += ["# HELP civicq_fleet_target_lag_seconds From the last interval's due time to its end.",
+              "# TYPE civicq_fleet_target_lag_seconds gauge"]
+    lines += [f"civicq_fleet_target_lag_seconds{{{labels(t)}}} {t['lag_s']}" for t in status.targets]
+    lines += ["# HELP civicq_fleet_target_last_run_age_seconds Since the target's last interval finished.",
+              "# TYPE civicq_fleet_target_last_run_age_seconds gauge"]
+    lines += [f"civicq_fleet_target_last_run_age_seconds{{{labels(t)}}} {t['since_last_s']}" for t in status.targets]
+    return "\n".join(lines) + "\n"
+
+
 def render(status: FleetStatus, fmt: str) -> str:
+    if fmt == "prometheus":
+        return prometheus(status)
     return json.dumps(status.to_dict(), indent=2) + "\n" if fmt == "json" else status.text()

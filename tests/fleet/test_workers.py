@@ -18,7 +18,7 @@ import pytest
 from psycopg import sql
 
 from civicq_ops.config import load_project
-from civicq_ops.fleet.status import fleet_status
+from civicq_ops.fleet.status import fleet_status, render
 from tests.fleet.conftest import dead_url
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,6 +166,16 @@ def test_status_shows_workers_queue_lag_and_failures(scheduled_fleet):
     assert all(t["lag_s"] < INTERVAL_S for t in status.targets)
     assert {f["target"] for f in status.failures} == {"west/gone"}
     assert "workers: 2" in status.text()
+
+
+def test_status_metrics_carry_each_target_s_labels(scheduled_fleet):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, _, status = scheduled_fleet
+    families = {f.name: f for f in text_string_to_metric_families(render(status, "prometheus"))}
+    up = {s.labels["target"]: s for s in families["civicq_fleet_target_up"].samples}
+    assert up["east/city_03"].labels["city"] == "city_03" and up["east/city_03"].labels["cluster"] == "east"
+    assert up["east/city_03"].value == 1 and up["west/gone"].value == 0
 
 
 def test_a_job_whose_worker_was_killed_runs_again_on_another_worker_within_the_bound(fleet_cluster, tmp_path):
