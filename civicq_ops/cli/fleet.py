@@ -16,6 +16,11 @@ GroupOpt = Annotated[list[str] | None, typer.Option("--group", "-g", help="Only 
 
 
 def _groups(values: list[str] | None) -> list[str] | None:
+    """Repeated or comma-separated group names; a blank one is exit 2, never "every group"."""
+    if any(not item.strip() for item in values or []):
+        from civicq_ops.core.errors import InputError
+
+        raise InputError("--group needs a group name: leave the option out for every target and group")
     names = [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
     return names or None
 

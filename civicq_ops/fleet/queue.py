@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -253,6 +254,7 @@ def run_worker(project: Project, concurrency: int = 2, name: str | None = None, 
 @dataclass
 class ScheduleStats:
     deferred: int = 0
+    errors: int = 0  # rounds that lost the store or the queue (and went on)
     still_queued: int = 0  # that interval's job was already waiting (another scheduler queued it): not queued twice
     targets: int = 0
     problems: dict[str, str] = field(default_factory=dict)
@@ -278,8 +280,6 @@ def schedule(project: Project, stop: threading.Event, for_s: float | None = None
     catalog = project_catalog(project).catalog
     for group in groups.values():
         group.selection.pick(catalog)
-    store = open_store(project)
-    ledger.ensure_tables(store)
     app = make_app(url)
     app.open()
     stats = ScheduleStats()
@@ -288,44 +288,67 @@ def schedule(project: Project, stop: threading.Event, for_s: float | None = None
     last: dict[tuple[str, str], int] = {}
     known: dict[str, list[str]] = {}  # group (or "" for targets:) -> target names of its last good expansion
     refreshed = -1e18
+    store: StateStore | None = None
+    backoff = 0.5
     try:
         while not stop.is_set() and (ends is None or time.monotonic() < ends):
-            stats.active = _lease(store, holder, max(3 * conf["heartbeat_s"], 5.0))
-            if not stats.active:
-                stop.wait(1.0)
+            try:
+                if store is None:
+                    store = open_store(project)
+                    ledger.ensure_tables(store)
+                stats.active = _lease(store, holder, max(3 * conf["heartbeat_s"], 5.0))
+                if not stats.active:
+                    stop.wait(1.0)
+                    continue
+                if time.monotonic() - refreshed >= conf["refresh_s"]:
+                    inventory = expand(project)
+                    fresh: dict[str, list[str]] = {}
+                    for t in inventory.targets:
+                        fresh.setdefault(t.group or "", []).append(t.name)
+                    for g in inventory.problems:
+                        fresh[g] = known.get(g, [])
+                    known, stats.problems, refreshed = fresh, dict(inventory.problems), time.monotonic()
+                    stats.targets = sum(len(v) for v in known.values())
+                _defer_due(app, known, groups, last, clock(), stats)
+                backoff = 0.5
+            except (CivicqError, pq_exceptions.ProcrastinateException, psycopg.Error, OSError) as e:
+                # The store or the queue went away (a restart, a failover): keep what was deferred,
+                # open them again and go on; the slots not deferred yet are deferred then.
+                stats.errors += 1
+                log.warning("the scheduler lost the state store or the queue (%s); again in %.1fs", e, backoff)
+                if store is not None:
+                    with contextlib.suppress(Exception):
+                        store.close()
+                    store = None
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
                 continue
-            if time.monotonic() - refreshed >= conf["refresh_s"]:
-                inventory = expand(project)
-                fresh: dict[str, list[str]] = {}
-                for t in inventory.targets:
-                    fresh.setdefault(t.group or "", []).append(t.name)
-                for g in inventory.problems:
-                    fresh[g] = known.get(g, [])
-                known, stats.problems, refreshed = fresh, dict(inventory.problems), time.monotonic()
-                stats.targets = sum(len(v) for v in known.values())
-            now = clock()
-            for name in (n for names in known.values() for n in names):
-                for group in groups.values():
-                    slot, due = slot_of(name, group, now)
-                    if last.get((name, group.name)) == slot:
-                        continue
-                    due = max(due, now)  # the first interval a scheduler sees is due when it is queued, not before
-                    try:
-                        app.configure_task(TASK, lock=f"target:{name}", queueing_lock=f"{name}|{group.name}|{slot}",
-                                           queue=QUEUE).defer(target=name, check_group=group.name, slot=slot, due_at=due)
-                        stats.deferred += 1
-                    except pq_exceptions.AlreadyEnqueued:
-                        stats.still_queued += 1
-                    last[(name, group.name)] = slot
             if on_tick is not None:
                 on_tick(stats)
             stop.wait(0.25)
     finally:
-        try:
-            store.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (SCHEDULER_LEASE, holder))
-        except CivicqError:
-            pass
-        store.close()
+        if store is not None:
+            with contextlib.suppress(CivicqError):
+                store.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (SCHEDULER_LEASE, holder))
+            store.close()
         app.close()
     return stats
 
+
+def _defer_due(app: procrastinate.App, known: dict[str, list[str]], groups: dict[str, CheckGroup],
+               last: dict[tuple[str, str], int], now: float, stats: ScheduleStats) -> None:
+    """Defer each (target, group) whose interval started since its last job; a slot is marked
+    only once its job is in the queue, so one that failed is deferred at the next round."""
+    for name in (n for names in known.values() for n in names):
+        for group in groups.values():
+            slot, due = slot_of(name, group, now)
+            if last.get((name, group.name)) == slot:
+                continue
+            due = max(due, now)  # the first interval a scheduler sees is due when it is queued, not before
+            try:
+                app.configure_task(TASK, lock=f"target:{name}", queueing_lock=f"{name}|{group.name}|{slot}",
+                                   queue=QUEUE).defer(target=name, check_group=group.name, slot=slot, due_at=due)
+                stats.deferred += 1
+            except pq_exceptions.AlreadyEnqueued:
+                stats.still_queued += 1
+            last[(name, group.name)] = slot

@@ -95,6 +95,16 @@ def state(config: Path):
     return psycopg.connect(project.state.url, autocommit=True)
 
 
+def registered(config: Path, workers: list[subprocess.Popen], timeout: float = 90) -> None:
+    """Wait until every worker has registered; a worker that died says why."""
+    try:
+        wait_for(lambda: registered_workers(config) == len(workers) or any(w.poll() is not None for w in workers),
+                 timeout, f"{len(workers)} worker(s) registered")
+    finally:
+        dead = [w for w in workers if w.poll() is not None]
+    assert not dead, dead[0].stderr.read().decode()[-3000:] if dead[0].stderr else "a worker died"
+
+
 def registered_workers(config: Path) -> int:
     with state(config) as conn:
         if conn.execute("SELECT to_regclass('procrastinate_workers') IS NULL").fetchone()[0]:
@@ -109,16 +119,16 @@ def pending(config: Path) -> int:
 
 @pytest.fixture(scope="module")
 def scheduled_fleet(fleet_cluster, tmp_path_factory):
-    """Two workers and a scheduler for 8 s over 20 databases (interval 3 s) plus one target that is down."""
+    """Two workers and a scheduler for 7 s over 20 databases (interval 3 s) plus one target that is down."""
     tmp = tmp_path_factory.mktemp("fleet")
     (tmp / "fleet.d").mkdir()
     (tmp / "fleet.d" / "gone.yaml").write_text(f'targets:\n  gone: {{url: "{dead_url()}"}}\n')
     config = make_project(tmp, fleet_cluster, f"    quick: {{interval: {INTERVAL_S}s, checks: [db-size]}}\n", "city_*",
                           "    west: {directory: fleet.d}\n")
-    workers = [start(config, "worker", "--concurrency", "2", "--for", "60s") for _ in range(2)]
+    workers = [start(config, "worker", "--concurrency", "2", "--for", "180s") for _ in range(2)]
     try:
-        wait_for(lambda: registered_workers(config) == 2, 30, "two workers registered")
-        scheduler = start(config, "schedule", "--for", "8s")
+        registered(config, workers)
+        scheduler = start(config, "schedule", "--for", "7s")
         out, err = scheduler.communicate(timeout=60)
         assert scheduler.returncode == 0, err.decode()
         wait_for(lambda: pending(config) == 0, 30, "the queue drained")
@@ -180,10 +190,10 @@ def test_status_metrics_carry_each_target_s_labels(scheduled_fleet):
 
 def test_a_job_whose_worker_was_killed_runs_again_on_another_worker_within_the_bound(fleet_cluster, tmp_path):
     config = make_project(tmp_path, fleet_cluster, "    slow: {interval: 1h, checks: [slow]}\n", "city_00")
-    workers = {p.pid: p for p in (start(config, "worker", "--concurrency", "1", "--for", "90s") for _ in range(2))}
+    workers = {p.pid: p for p in (start(config, "worker", "--concurrency", "1", "--for", "180s") for _ in range(2))}
     scheduler = None
     try:
-        wait_for(lambda: registered_workers(config) == 2, 30, "two workers registered")
+        registered(config, list(workers.values()))
         scheduler = start(config, "schedule", "--for", "60s")
 
         def claimed():
@@ -211,3 +221,30 @@ def test_a_job_whose_worker_was_killed_runs_again_on_another_worker_within_the_b
             assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1  # recorded once
     finally:
         stop(*[p for p in workers.values()], *([scheduler] if scheduler else []))
+
+
+def test_the_state_store_restarting_under_load_loses_and_duplicates_no_job(fleet_cluster, tmp_path):
+    config = make_project(tmp_path, fleet_cluster, "    quick: {interval: 2s, checks: [db-size]}\n", "city_0[0-4]")
+    worker = start(config, "worker", "--concurrency", "2", "--for", "180s")
+    scheduler = None
+    try:
+        registered(config, [worker])
+        scheduler = start(config, "schedule", "--for", "9s")
+        time.sleep(3)
+        fleet_cluster.local.stop()  # the state store (and the queue) restart under load
+        fleet_cluster.local.start()
+        restarted = time.time()
+        out, err = scheduler.communicate(timeout=60)
+        assert scheduler.returncode == 0 and "lost the state store" in err.decode(), err.decode()[-2000:]
+        wait_for(lambda: pending(config) == 0, 30, "the queue drained")
+        assert worker.poll() is None, "the worker carried on"
+        with state(config) as conn:
+            jobs = dict(conn.execute("SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1").fetchall())
+            rows = conn.execute("SELECT target, finished_at FROM fleet_runs").fetchall()
+            history = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    finally:
+        stop(worker, *([scheduler] if scheduler else []))
+    assert set(jobs) == {"succeeded"}  # every job deferred ran: none lost, none failed for good
+    assert all(finished is not None for _, finished in rows)
+    assert history == len(rows)  # recorded once each, retries included
+    assert any(finished > restarted for _, finished in rows)  # the fleet went on after the restart
