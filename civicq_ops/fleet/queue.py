@@ -161,6 +161,10 @@ class FleetWorker:
             except Exception:  # noqa: BLE001 - a broken connection may fail to close
                 pass
 
+    def close(self) -> None:
+        """Close this thread's state store connection."""
+        self._drop_store()
+
     def run(self, target: str, check_group: str, slot: int, due_at: float, worker: str) -> str:
         try:
             return self._run(target, check_group, slot, due_at, worker)

@@ -248,3 +248,18 @@ def test_the_state_store_restarting_under_load_loses_and_duplicates_no_job(fleet
     assert all(finished is not None for _, finished in rows)
     assert history == len(rows)  # recorded once each, retries included
     assert any(finished > restarted for _, finished in rows)  # the fleet went on after the restart
+
+
+def test_an_interval_delivered_twice_is_run_and_recorded_once(fleet_cluster, tmp_path):
+    from civicq_ops.fleet.queue import FleetWorker
+
+    config = make_project(tmp_path, fleet_cluster, "    quick: {interval: 30s, checks: [db-size]}\n", "city_05")
+    fleet = FleetWorker(load_project(config, env={}))
+    first = fleet.run("east/city_05", "quick", 7, time.time(), "w1")
+    again = fleet.run("east/city_05", "quick", 7, time.time(), "w2")  # a second scheduler, or a retry
+    other = fleet.run("east/city_05", "quick", 8, time.time(), "w2")
+    fleet.close()
+    assert first.startswith("ok") and again == "already done" and other.startswith("ok")
+    with state(config) as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
+        assert conn.execute("SELECT slot, attempts FROM fleet_runs ORDER BY slot").fetchall() == [(7, 1), (8, 1)]
