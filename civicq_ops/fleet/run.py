@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -165,24 +164,32 @@ def run_fleet(project: Project, options: FleetOptions, inventory: Inventory | No
     run_options = RunOptions(params=options.params, fail_on=options.fail_on, budget_s=timeout_s, pool_size=options.pool,
                              facts=default_providers(project), counters=CounterStore(store) if store else None)
 
+    started_at: dict[str, float] = {}
+
     def one(ft: FleetTarget) -> TargetOutcome:
+        started_at[ft.name] = time.monotonic()
         try:
             return run_one(project, catalog, ft, options.selection, run_options)
         except CivicqError as e:
             return TargetOutcome(ft.name, ft.labels, [down_finding(ft.name, e.message)], down=e.message)
 
-    outcomes: list[TargetOutcome] = []
+    done: dict[str, TargetOutcome] = {}
     executor = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(inventory.targets))))
     try:
-        futures = [(ft, executor.submit(one, ft)) for ft in inventory.targets]
-        for ft, future in futures:
-            try:
-                outcomes.append(future.result(timeout=max(0.0, timeout_s + GUARD_S)))
-            except FutureTimeout:
-                why = f"no result within {timeout_s:g}s (+{GUARD_S:g}s)"
-                outcomes.append(TargetOutcome(ft.name, ft.labels, [down_finding(ft.name, why)], timeout_s, why))
+        pending = {executor.submit(one, ft): ft for ft in inventory.targets}
+        while pending:
+            finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done[pending.pop(future).name] = future.result()
+            now = time.monotonic()
+            for future, ft in list(pending.items()):  # the guard counts from the target's own start, not its wait in line
+                if ft.name in started_at and now - started_at[ft.name] > timeout_s + GUARD_S:
+                    why = f"no result within {timeout_s:g}s (+{GUARD_S:g}s)"
+                    done[ft.name] = TargetOutcome(ft.name, ft.labels, [down_finding(ft.name, why)], timeout_s, why)
+                    del pending[future]
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
+    outcomes = [done[ft.name] for ft in inventory.targets]
     for group, message in inventory.problems.items():
         outcomes.append(TargetOutcome(group, {"cluster": group}, [down_finding(group, message)], down=message))
     result = FleetResult(uuid.uuid4().hex[:12], started, round(time.monotonic() - t0, 3), options.fail_on, outcomes,
