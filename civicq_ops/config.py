@@ -53,6 +53,7 @@ class Target:
     database: str = "civicq"
     connect_timeout: int = 10
     backups: dict | None = None  # {expect: civicq-ops | external | none}: where its backups are judged
+    labels: dict | None = None  # fleet labels (cluster, city, environment, ...): civicq_ops/fleet/inventory.py
 
 
 DEFAULT_BACKUP_JOBS = 2  # parallel pg_dump / pg_restore jobs unless a project or a flag says otherwise

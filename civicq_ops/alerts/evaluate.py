@@ -35,6 +35,7 @@ class Observation:
     targets: dict[str, str | None]  # target -> error message, or None when reachable
     checks: set[str]  # the checks this run selected
     units: dict[str, str | None] = field(default_factory=dict)  # check -> unit, for `when.value`
+    target_labels: dict[str, dict[str, str]] = field(default_factory=dict)  # a fleet's labels (cluster, city, ...)
 
 
 @dataclass
@@ -68,6 +69,10 @@ def evaluate(rules: Iterable[AlertRule], obs: Observation, now: float, previous:
         for rule in rules:
             if rule.check == f.check and _matches(rule, f, obs.units.get(f.check), problems):
                 _activate(active, rule, f.target, f.check, f.subject, _finding_ctx(f), f.value, f.status, now, problems)
+
+    for alert in active.values():  # a fleet target's labels, under the alert's own
+        for key, value in obs.target_labels.get(alert.target, {}).items():
+            alert.labels.setdefault(key, value)
 
     def in_scope(alert: Alert) -> bool:
         if alert.rule == TARGET_DOWN:

@@ -58,9 +58,12 @@ def process_observation(rules: list[AlertRule], obs: Observation, store: StateSt
 
 
 def process_run(result, catalog: Catalog, store: StateStore, notifiers: dict[str, Notifier],
-                now: float | None = None) -> AlertOutcome:
-    """Evaluate the catalogue's alert rules over an engine run and notify."""
-    return process_observation(catalog.alerts, observation_of(result, catalog), store, notifiers, now)
+                now: float | None = None, target_labels: dict[str, dict[str, str]] | None = None) -> AlertOutcome:
+    """Evaluate the catalogue's alert rules over an engine run and notify (a fleet passes its
+    targets' labels, which its alerts then carry)."""
+    obs = observation_of(result, catalog)
+    obs.target_labels = target_labels or {}
+    return process_observation(catalog.alerts, obs, store, notifiers, now)
 
 
 def load_alerting(project) -> dict[str, Notifier] | None:

@@ -163,7 +163,19 @@ def root(
 
 
 def _register() -> None:
-    from civicq_ops.cli import backup, catalog, db, inspect_cmd, remediate, report_cmd, review, run, vacuum, watch
+    from civicq_ops.cli import (
+        backup,
+        catalog,
+        db,
+        fleet,
+        inspect_cmd,
+        remediate,
+        report_cmd,
+        review,
+        run,
+        vacuum,
+        watch,
+    )
 
     app.add_typer(db.app, name="db")
     backup.register(app)
@@ -176,6 +188,7 @@ def _register() -> None:
     inspect_cmd.register(app)
     report_cmd.register(app)
     review.register(app)
+    fleet.register(app)
 
 
 _register()

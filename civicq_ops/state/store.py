@@ -18,6 +18,7 @@ once per plan and step, so two `apply` processes on the same plan never run a st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -191,6 +192,10 @@ class StateStore:
                 if migration:
                     self.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
                 yield
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Several writes as one: all of them or none (a fleet job's history and its ledger row)."""
+        return self._transaction()
 
     def close(self) -> None:
         self._conn.close()

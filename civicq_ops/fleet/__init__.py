@@ -1,0 +1,1 @@
+"""Fleets: target groups that expand at run time, fleet runs, and workers on a procrastinate queue."""
