@@ -185,22 +185,20 @@ def verify(
     if pgbackrest.names_a_set(s.project, backup_id):
         if restore:
             raise InputError("--restore is for logical backups: test a pgBackRest backup with `restore --physical`")
-        checked = pgbackrest.verify_set(s.project, str(backup_id))
-        for note in checked.notes:
-            emit(f"note: {note}\n")
-        for p in checked.problems:
-            emit(f"problem: {p}\n")
-        emit(f"backup {backup_id}: {'verified' if checked.ok else 'DAMAGED'} ({checked.level}, {checked.seconds:.1f}s)\n")
-        exit_with(ExitCode.OK if checked.ok else ExitCode.GATE_FAILED)
+        _verdict(str(backup_id), pgbackrest.verify_set(s.project, str(backup_id)))
         return
     identity = target_identity(s.project, s.target()) if latest else None
     folder, manifest = find(backups_dir(s.project), backup_id, latest, identity=identity)
-    result = verify_backup(s.project, s.target(), folder, manifest, restore=restore)
+    _verdict(manifest.id, verify_backup(s.project, s.target(), folder, manifest, restore=restore))
+
+
+def _verdict(backup_id: str, result) -> None:
+    """A verification's notes, problems and one-line verdict; exit 1 when the backup is damaged."""
     for note in result.notes:
         emit(f"note: {note}\n")
-    for p in result.problems:
-        emit(f"problem: {p}\n")
-    emit(f"backup {manifest.id}: {'verified' if result.ok else 'DAMAGED'} ({result.level}, {result.seconds:.1f}s)\n")
+    for problem in result.problems:
+        emit(f"problem: {problem}\n")
+    emit(f"backup {backup_id}: {'verified' if result.ok else 'DAMAGED'} ({result.level}, {result.seconds:.1f}s)\n")
     exit_with(ExitCode.OK if result.ok else ExitCode.GATE_FAILED)
 
 

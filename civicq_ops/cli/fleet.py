@@ -26,18 +26,9 @@ def _groups(values: list[str] | None) -> list[str] | None:
 
 
 def _duration(option: str, value: str | None) -> float | None:
-    from civicq_ops.core.errors import InputError
-    from civicq_ops.core.units import UnitError, parse_duration
+    from civicq_ops.core.units import positive_duration_option
 
-    if value is None:
-        return None
-    try:
-        seconds = parse_duration(value)
-    except (UnitError, ValueError) as e:
-        raise InputError(f"{option}: {e}") from None
-    if seconds <= 0:
-        raise InputError(f"{option} must be a positive duration such as 30s, not {value!r}")
-    return seconds
+    return None if value is None else positive_duration_option(option, value)
 
 
 @app.command("list")

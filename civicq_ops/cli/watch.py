@@ -32,7 +32,7 @@ def watch(
     from civicq_ops.catalog.load import project_catalog
     from civicq_ops.cli.common import not_blank
     from civicq_ops.core.errors import InputError
-    from civicq_ops.core.units import UnitError, parse_duration
+    from civicq_ops.core.units import positive_duration_option
     from civicq_ops.watch.logs import configure
     from civicq_ops.watch.watcher import serve
 
@@ -41,12 +41,7 @@ def watch(
         raise InputError(f"--pool must be at least 1 connection per target, not {pool}")
     deadline = None
     if not_blank("--for", for_) is not None:
-        try:
-            deadline = parse_duration(for_)
-        except UnitError as e:
-            raise InputError(f"--for: {e}") from None
-        if deadline <= 0:
-            raise InputError(f"--for must be a positive duration such as 90s or 10m, not {for_!r}")
+        deadline = positive_duration_option("--for", str(for_))
     s = session_of(ctx)
     configure(json_logs, logging.WARNING if s.quiet else logging.INFO)
     catalog = project_catalog(s.project).catalog

@@ -59,6 +59,20 @@ def parse_duration(value: object) -> float:
     return parse_quantity(value, "seconds")
 
 
+def positive_duration_option(option: str, text: str) -> float:
+    """Seconds in a command-line duration that must be more than zero (`--for`, `--ttl`), or exit 2
+    naming the option."""
+    from civicq_ops.core.errors import InputError
+
+    try:
+        seconds = parse_duration(text)
+    except UnitError as e:
+        raise InputError(f"{option}: {e}") from None
+    if seconds <= 0:
+        raise InputError(f"{option} must be a positive duration such as 90s or 10m, not {text!r}")
+    return seconds
+
+
 def format_bytes(n: float | None) -> str:
     if n is None:
         return "n/a"

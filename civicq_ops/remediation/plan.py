@@ -103,16 +103,11 @@ def parse_ttl(text: str | None) -> timedelta:
     """`--ttl`: how long a plan stays valid, more than 0 and at most MAX_PLAN_TTL (default PLAN_TTL).
     The clock only bounds a plan's life; what makes an old plan safe is apply's re-checking of the
     server, the configuration digest and every finding."""
-    from civicq_ops.core.units import UnitError, parse_duration
+    from civicq_ops.core.units import positive_duration_option
 
     if text is None:
         return PLAN_TTL
-    try:
-        seconds = parse_duration(text)
-    except UnitError as e:
-        raise InputError(f"--ttl: {e}") from None
-    if seconds <= 0:
-        raise InputError(f"--ttl must be more than 0s, not {text!r}")
+    seconds = positive_duration_option("--ttl", text)
     if seconds > MAX_PLAN_TTL.total_seconds():
         raise InputError(f"--ttl {text} is longer than a plan may live ({MAX_PLAN_TTL.days} days)")
     return timedelta(seconds=seconds)
@@ -242,6 +237,13 @@ def write_plan(plan: Plan, path: str | Path, project: Project) -> None:
 
 def read_plan(path: str | Path, project: Project) -> Plan:
     """Read a plan file: every field checked (exit 2 naming the field), then its signature (exit 5)."""
+    data = read_plan_data(path)
+    signing.verify(data, signing.plan_key(project), str(path))
+    return Plan.from_dict(data)
+
+
+def read_plan_data(path: str | Path) -> dict:
+    """A plan file's JSON with every field checked (exit 2 naming the field); its signature unchecked."""
     p = Path(path)
     try:
         data = json.loads(p.read_text())
@@ -256,8 +258,7 @@ def read_plan(path: str | Path, project: Project) -> Plan:
     if str(data.get("format_version", "")).split(".")[0] != PLAN_VERSION.split(".")[0]:
         raise InputError(f"{path}: plan format {data.get('format_version')} is not {PLAN_VERSION}")
     validate_plan_data(data, str(path))
-    signing.verify(data, signing.plan_key(project), str(path))
-    return Plan.from_dict(data)
+    return data
 
 
 def steps_are_well_formed(plan: Plan) -> None:

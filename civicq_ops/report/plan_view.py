@@ -12,8 +12,7 @@ from pathlib import Path
 from civicq_ops.config import Project
 from civicq_ops.core.errors import ExitCode, InputError, PlanRefused
 from civicq_ops.remediation import signing
-from civicq_ops.remediation.plan import PLAN_VERSION, Plan
-from civicq_ops.remediation.plan_file import validate_plan_data
+from civicq_ops.remediation.plan import Plan, read_plan_data
 
 FORMATS = ("text", "json", "markdown")
 
@@ -91,20 +90,7 @@ def show_plan(path: str | Path, project: Project, fmt: str = "text", now: dateti
     need the database (server, configuration digest, findings) are apply's."""
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such plan file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a plan file") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not a civicq-ops plan (not JSON: {e})") from e
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: not a civicq-ops plan (not a JSON object)")
-    if str(data.get("format_version", "")).split(".")[0] != PLAN_VERSION.split(".")[0]:
-        raise InputError(f"{path}: plan format {data.get('format_version')} is not {PLAN_VERSION}")
-    validate_plan_data(data, str(path))
+    data = read_plan_data(path)
     verdicts, code = [], ExitCode.OK
     try:
         signing.verify(data, signing.plan_key(project), str(path))

@@ -86,7 +86,7 @@ def test_ttl_accepts_up_to_thirty_days(text, expected):
     assert parse_ttl(text) == expected
 
 
-@pytest.mark.parametrize(("text", "message"), [("0s", "more than 0s"), ("31d", "longer than a plan may live"),
+@pytest.mark.parametrize(("text", "message"), [("0s", "must be a positive duration"), ("31d", "longer than a plan may live"),
                                                ("soon", "--ttl")])
 def test_ttl_refuses_zero_too_long_and_nonsense(text, message):
     with pytest.raises(InputError, match=message):
