@@ -19,6 +19,7 @@ from civicq_ops.core.assets import shipped_dir
 from civicq_ops.core.diagnostics import errors_in
 from civicq_ops.core.errors import ConfigError
 from civicq_ops.core.redaction import register_secret, register_url_secrets
+from civicq_ops.core.units import parse_duration
 from civicq_ops.core.yamlpos import JsonPath, LoadedDocument, load_file, load_text
 
 PROJECT_FILE = "civicq-ops.yaml"
@@ -58,15 +59,21 @@ class Target:
 DEFAULT_BACKUP_JOBS = 2  # parallel pg_dump / pg_restore jobs unless a project or a flag says otherwise
 
 
+DEFAULT_STATE_RETENTION_S = 90 * 86400.0  # `state.retention` unless the project says otherwise
+
+
 @dataclass(frozen=True)
 class StateSettings:
     """`state:` of the project file; url None means SQLite in .civicq-ops/state.db."""
 
     url: str | None = None  # not interpolated yet: ${ENV} is read when the store is opened
+    retention_s: float | None = DEFAULT_STATE_RETENTION_S  # None: history is kept forever
 
     @classmethod
     def parse(cls, raw: dict[str, Any] | None) -> StateSettings:
-        return cls(url=(raw or {}).get("url"))
+        raw = raw or {}
+        retention = raw.get("retention", "90d")
+        return cls(url=raw.get("url"), retention_s=None if retention == "forever" else parse_duration(retention))
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,8 @@ class RunResult:
     gate_failures: list[str] = field(default_factory=list)
     exit_code: ExitCode = ExitCode.OK
     comparison: Comparison | None = None  # against the baseline, when there is one
+    # (check, target) -> ok rows the engine counted without making findings of them (`ok_count:` checks)
+    ok_counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def summary(self) -> Summary:
