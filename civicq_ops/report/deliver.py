@@ -38,8 +38,9 @@ class RunRequest:
     budget: str | None = None
     baseline: str | None = None
     pool: int | None = None  # connections per target; None: the engine's default
-    verbose: bool = False
+    verbose: bool = False  # list ok findings (and have the queries that count them return them)
     colour: bool = False
+    pretty: bool = False  # indented JSON
 
 
 @dataclass
@@ -73,7 +74,8 @@ def run_and_report(project: Project, targets: list[Target], request: RunRequest,
     catalog = project_catalog(project).catalog
     notifiers = load_alerting(project)
     options = RunOptions(params=request.params, fail_on=request.fail_on, budget_s=budget_s,
-                         baseline=request.baseline, pool_size=request.pool or DEFAULT_POOL, facts=default_providers(project))
+                         baseline=request.baseline, pool_size=request.pool or DEFAULT_POOL, facts=default_providers(project),
+                         list_ok=request.verbose)
     counters = _LazyCounters(project, store)
     options.counters = counters
     try:
@@ -93,8 +95,8 @@ def _run_and_report(project, targets, request, progress, catalog, notifiers, opt
     # Each output on its own: one that fails is named, the others are still written (exit 3).
     failures: list[OutputFailure] = []
     text = render_safely(result, request.fmt, f"{request.fmt} (standard output)", failures,
-                         colour=request.colour, verbose=request.verbose)
-    failures += write_outputs(result, out_specs, stdout_format=request.fmt)
+                         colour=request.colour, verbose=request.verbose, pretty=request.pretty)
+    failures += write_outputs(result, out_specs, stdout_format=request.fmt, pretty=request.pretty)
     # A store that could not be opened is tried once more by record_run, which names the failure.
     notice = record_run(project, result, counters.store(), pending=counters)
     errors = [e["message"] for e in result.errors]

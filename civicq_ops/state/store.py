@@ -258,7 +258,7 @@ class StateStore:
             else:
                 kept.append(f)
         aggregates = []
-        counted: dict[tuple[str, str], int] = dict(getattr(result, "ok_counts", None) or {})
+        counted: dict[tuple[str, str], int] = dict(result.ok_counts)
         for key in ok.keys() | counted.keys():
             fs = ok.get(key, [])
             values = [v for v in (_number(f.value) for f in fs) if v is not None]

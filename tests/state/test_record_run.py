@@ -21,9 +21,8 @@ def _finding(check: str, subject: str, status: str, value: float) -> Finding:
 
 
 def _result(run_id: str, at: datetime, findings: list[Finding], ok_counts: dict | None = None) -> RunResult:
-    return RunResult(id=run_id, started_at=at, duration_s=0.1, fail_on="critical", targets=[TargetRun("local")],
-                     findings=findings,
-                     checks={}, ok_counts=ok_counts or {})
+    return RunResult(id=run_id, started_at=at, duration_s=0.1, fail_on="critical",
+                     targets=[TargetRun("local", ok_counts=ok_counts or {})], findings=findings, checks={})
 
 
 def _traced(store: StateStore) -> list[str]:
@@ -57,7 +56,7 @@ def test_ok_findings_become_one_aggregate_row_per_check_with_the_counted_ones(tm
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     findings = [_finding("table-bloat", f"t{i}", "ok", i) for i in range(1, 5)]
     findings.append(_finding("table-bloat", "hot", "critical", 99))
-    store.record_run(_result("r1", datetime.now(UTC), findings, ok_counts={("table-bloat", "local"): 1000}),
+    store.record_run(_result("r1", datetime.now(UTC), findings, ok_counts={"table-bloat": 1000}),
                      keep_ok=TRENDED)
     [agg] = store.check_aggregates("table-bloat", "local")
     assert (agg["ok"], agg["values"], agg["min"], agg["max"], agg["sum"]) == (1004, 4, 1, 4, 10)
