@@ -85,3 +85,18 @@ def test_run_checks_verbose_lists_the_counted_keys(db, tmp_path):
                              store=store)
     assert len(quiet.result.findings) == 1 and "4 ok" in quiet.text
     assert len(verbose.result.findings) == 5 and "small_3" in verbose.text
+
+
+def test_sequences_far_from_their_limit_are_counted_and_listed_with_verbose(db):
+    with db.connect() as conn:
+        for i in range(6):
+            conn.execute(f"CREATE TABLE counted_{i} (id serial PRIMARY KEY)")
+            conn.execute(f"SELECT nextval('counted_{i}_id_seq')")
+        conn.execute("CREATE TABLE nearly_full (id serial PRIMARY KEY)")
+        conn.execute("SELECT setval('nearly_full_id_seq', 2100000000)")
+    result = run_on(db, ["sequence-exhaustion"])
+    assert [(f.subject["sequencename"], f.status) for f in result.findings] == [("nearly_full_id_seq", "critical")]
+    assert result.findings[0].evidence["column_type"] == "integer"
+    assert result.summary.ok == 6
+    listed = run_on(db, ["sequence-exhaustion"], list_ok=True)
+    assert len(listed.findings) == 7 and listed.ok_counts == {}
