@@ -134,3 +134,17 @@ def test_run_and_report_opens_one_store_and_commits_once(civicq_db, tmp_path, mo
     assert _outside_transaction(statements) == []
     assert store.execute("SELECT count(*) FROM check_counters")[0][0] > 0  # delta counters, same commit
     assert [r["id"] for r in store.runs()] == [delivered.result.id]
+
+
+def test_a_postgresql_store_records_aggregates_and_applies_retention(db):
+    store = StateStore(db.url, retention_s=86400)
+    now = datetime.now(UTC)
+    store.record_run(_result("old", now - timedelta(days=3), [_finding("table-bloat", "a", "warning", 1)]))
+    findings = [_finding("table-bloat", f"t{i}", "ok", i) for i in range(1, 5)]
+    findings.append(_finding("table-bloat", "hot", "critical", 99))
+    store.record_run(_result("new", now, findings, ok_counts={"table-bloat": 10}), keep_ok=TRENDED)
+    assert [r["id"] for r in store.runs()] == ["new"]
+    assert store.execute("SELECT run_id, status FROM findings") == [("new", "critical")]
+    [agg] = store.check_aggregates("table-bloat", "local")
+    assert (agg["ok"], agg["max"]) == (14, 4)
+    store.close()
