@@ -31,6 +31,8 @@ GROWING = {"database-size", "largest-tables", "largest-indexes", "database-xid-a
 def synthesize_history(store, result, days: int = 90, every: timedelta = timedelta(hours=1), seed: int = 7) -> int:
     """Write `days` of runs every `every`, ending now, from one real run: growing values grow
     (with a weekly vacuum sawtooth for ages), the others wander. Returns the number of runs."""
+    from civicq_ops.report.history import TRENDED
+
     rng = random.Random(seed)
     end = datetime.now(UTC) - every
     count = int(timedelta(days=days) / every)
@@ -49,7 +51,8 @@ def synthesize_history(store, result, days: int = 90, every: timedelta = timedel
                     else:
                         value = value * (1 + rng.uniform(-0.2, 0.2))
                 findings.append(dataclasses.replace(f, value=value))
-            store.record_run(dataclasses.replace(result, id=f"synth{i:05d}", started_at=at, findings=findings))
+            store.record_run(dataclasses.replace(result, id=f"synth{i:05d}", started_at=at, findings=findings),
+                             keep_ok=TRENDED)
         store.execute("COMMIT")
     except BaseException:
         store.execute("ROLLBACK")

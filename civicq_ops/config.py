@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from civicq_ops.catalog.cache import cache_in
 from civicq_ops.catalog.structure import validate_document
 from civicq_ops.core.assets import shipped_dir
 from civicq_ops.core.diagnostics import errors_in
 from civicq_ops.core.errors import ConfigError
 from civicq_ops.core.redaction import register_secret, register_url_secrets
+from civicq_ops.core.units import parse_duration
 from civicq_ops.core.yamlpos import JsonPath, LoadedDocument, load_file, load_text
 
 PROJECT_FILE = "civicq-ops.yaml"
@@ -59,15 +61,21 @@ class Target:
 DEFAULT_BACKUP_JOBS = 2  # parallel pg_dump / pg_restore jobs unless a project or a flag says otherwise
 
 
+DEFAULT_STATE_RETENTION_S = 90 * 86400.0  # `state.retention` unless the project says otherwise
+
+
 @dataclass(frozen=True)
 class StateSettings:
     """`state:` of the project file; url None means SQLite in .civicq-ops/state.db."""
 
     url: str | None = None  # not interpolated yet: ${ENV} is read when the store is opened
+    retention_s: float | None = DEFAULT_STATE_RETENTION_S  # None: history is kept forever
 
     @classmethod
     def parse(cls, raw: dict[str, Any] | None) -> StateSettings:
-        return cls(url=(raw or {}).get("url"))
+        raw = raw or {}
+        retention = raw.get("retention", "90d")
+        return cls(url=raw.get("url"), retention_s=None if retention == "forever" else parse_duration(retention))
 
 
 @dataclass(frozen=True)
@@ -294,6 +302,19 @@ def find_project_file(explicit: str | None = None, env: dict[str, str] | None = 
     return None
 
 
+def _validated(doc: LoadedDocument, found: Path | None, root: Path) -> list:
+    """The project file's schema problems; none, without validating, when this very file was
+    validated before (the catalogue cache, catalog/cache.py)."""
+    cache = cache_in(root / STATE_DIR) if found is not None else None
+    key = cache.key([found], {"kind": "project"}) if cache and found else None
+    if cache is not None and cache.get(key) is not None:
+        return []
+    problems = validate_document(doc, "project")
+    if cache is not None and not problems:
+        cache.put(key, [])
+    return problems
+
+
 def load_project(path: str | Path | None = None, env: dict[str, str] | None = None) -> Project:
     """Load and validate the project file; with none found, a default with one local target."""
     env = dict(os.environ) if env is None else env
@@ -311,7 +332,7 @@ def load_project(path: str | Path | None = None, env: dict[str, str] | None = No
         if not isinstance(doc.data, dict):
             problems = [doc.diagnostic((), "wrong-type", "the project file must be a mapping")]
         else:
-            problems = validate_document(doc, "project")
+            problems = _validated(doc, found, root)
     if problems or doc.data is None:
         first = problems[0] if problems else None
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

@@ -41,6 +41,50 @@ def seed_salt(email: str) -> bytes:
     return hashlib.sha256(b"civicq-dev-seed:" + email.encode()).digest()[:16]
 
 
+def dev_hash(email: str, password: str) -> str:
+    """The user's hash: precomputed for the development users (DEV_HASHES), else computed."""
+    return DEV_HASHES.get((email, password)) or hash_password(password, seed_salt(email))
+
+
+# The development users' hashes, computed once: 32 scrypt hashes cost over a second per `db seed`.
+# Regenerate after changing USERS or the scrypt parameters; tests/civicq/test_dev_hashes.py checks
+# every entry against hash_password.
+DEV_HASHES: dict[tuple[str, str], str] = {
+    ('admin@civicq.com', 'admin123'): 'scrypt$16384$8$1$E5dKigZV7Ubn/9lbL110Yg==$nnpKpmHY1P2GwR54+WurLnANPyiG6i0n4B4zDZ0vbQ0=',
+    ('clerk@san-francisco.gov', 'password123'): 'scrypt$16384$8$1$lAGqi+q/Z09xyCgBZlc1Gw==$i5oDDEeO0mnZJW18RdgoMZauy1/LFIkQplj3Fwv6mHE=',
+    ('clerk@oaklandca.gov', 'password123'): 'scrypt$16384$8$1$4iIubE2W5vGYAy7T7cJNeg==$NDA8pDddn8KqJvwIODSOVWYqn9KttkhRPdmsoqRcEwg=',
+    ('clerk@berkeleyca.gov', 'password123'): 'scrypt$16384$8$1$wPtALz6We6QSgYm83PH+3Q==$BSkitOkEmQKpJ/hQdNtKCk2ff2ZegymFlsxuqijrhg8=',
+    ('moderator1@civicq.com', 'password123'): 'scrypt$16384$8$1$CgPc7VmNLpEFY9/q//SYSw==$VSuqvV3lz4zV1eHWN3Rfa0LaIEAPiDrC2G/OqgCImfI=',
+    ('moderator2@civicq.com', 'password123'): 'scrypt$16384$8$1$9PJuHMyMulkOHAwUE4GctQ==$sOC2FK92yC7dT51b20txJQrLHJnja11ZknHRcTATGHY=',
+    ('candidate1@example.com', 'password123'): 'scrypt$16384$8$1$1xeY8jiORmM216FMT63fNQ==$mcIvgGsvPcfQRPKNXSifAaWJNyIXa1i7SQKdtCxzLqc=',
+    ('candidate2@example.com', 'password123'): 'scrypt$16384$8$1$PXNf+Quyh9VZDN8OzJvloQ==$Pfs/Dq+u2SEEkIIQGu2jEzWpokw9ZjPXWxg0LP+9kIY=',
+    ('candidate3@example.com', 'password123'): 'scrypt$16384$8$1$6Veco3R9LFm10qo7z0jztQ==$vWA/BPJqW8v0IUTkJzn//Ls4nckO34jz2L3Jn7nF3hI=',
+    ('candidate4@example.com', 'password123'): 'scrypt$16384$8$1$UYlyF4NJ/U+SiiZ/U2/jSg==$nYfpAZBBQ4lH0L5ivfro7Z5O/wQ1v/8m6slCi/yNV/c=',
+    ('candidate5@example.com', 'password123'): 'scrypt$16384$8$1$T/japVoXlwzLYbk3DYRLmQ==$nCt9GLkL9UiXOT3JQ3FOVSI1lffd+kE/se0hVWB6kJ4=',
+    ('candidate6@example.com', 'password123'): 'scrypt$16384$8$1$Em5sato+bHMA9lDw+HPqsw==$89m28E+r9YoZ5K3FFQg8oUuqYncxGxrshG9WjGNM2Fg=',
+    ('voter1@example.com', 'password123'): 'scrypt$16384$8$1$bP4c4WBLYbL5aZqb8TSmRA==$0XsPR0cxaxlkteECt2/WrJ8emQrr7IdnkS/xGdja66s=',
+    ('voter2@example.com', 'password123'): 'scrypt$16384$8$1$Cy/iPzSJsd6CQQ/3W5dEdg==$JAvhAove0te6BZcmWwzI1UFtKV+GtdDCFValpXY3jXE=',
+    ('voter3@example.com', 'password123'): 'scrypt$16384$8$1$/oH7f4bw9qcjhifwOwQXZA==$sv7fmrhwmBEBfn21nBae4/+ZEndyLB3WbbBTGciP7wY=',
+    ('voter4@example.com', 'password123'): 'scrypt$16384$8$1$iscESpFGsa15kqQFtCbzwQ==$pWk7FF4YBzNWf4y8NhzYw/bnYLF2ngTQ4BeCALi3Brg=',
+    ('voter5@example.com', 'password123'): 'scrypt$16384$8$1$2fxu9hlhKWREdiUbt8qa8A==$3SlFf3mQDgQ2xQAc1SJujE+edRiYO8ucw1FwhZPGsCQ=',
+    ('voter6@example.com', 'password123'): 'scrypt$16384$8$1$ECypjNSrrVvJ7IJpOfM90g==$IOlaMT3CtFyB9I4Le9BZx+BXBh/7JEsnZtvjOqTHuno=',
+    ('voter7@example.com', 'password123'): 'scrypt$16384$8$1$Wt4HA1xkW3jNOacsMqGZFw==$Cqa8vm1lChnDjgHUyY1ohXmcLd3+sRITBDHRWB4Hqbc=',
+    ('voter8@example.com', 'password123'): 'scrypt$16384$8$1$rO8pdxtlYEcKLiEY84Tvpg==$KgbPwaLGXC+Je5OvE3p5g4GIJE3IcNmB9ueYp/ykqCs=',
+    ('voter9@example.com', 'password123'): 'scrypt$16384$8$1$pb1j7HhQM5kB4UDf9f8B6w==$myGJomKyNTM5WXqjXh7B12ZzjJO6JpMMgPhKN1jfS+k=',
+    ('voter10@example.com', 'password123'): 'scrypt$16384$8$1$4NWhdTgOyN0pj7rigqZhwA==$zxs/1FM+JSU33HGFf6BnbmzbZ+SBCT5Bscuyv4AFw6k=',
+    ('voter11@example.com', 'password123'): 'scrypt$16384$8$1$Sd6QHmbpL51ZAhQZy6pC/w==$C/4bpSzO82OEGypYxJCYgDuuY8kb0Z3SFHlVZtF1L4k=',
+    ('voter12@example.com', 'password123'): 'scrypt$16384$8$1$H/ss6CIHcWv/s+p80pYm9g==$UugIpoQCsT211eu5Y6r/6NnXt/rkStBgDkwQZUU/fwE=',
+    ('voter13@example.com', 'password123'): 'scrypt$16384$8$1$j5tm9c6Xg/PdCxpoBizGLw==$t7cUqJ6zkaTbIzRzJWzqa3oCZpQ0lMTYvR6BaiP2K6M=',
+    ('voter14@example.com', 'password123'): 'scrypt$16384$8$1$FwendJkIvO29oFIYVlc3tQ==$u467boNjrNtW4h1vSRcUdv91m11Gvc/ft5EeySDMKkI=',
+    ('voter15@example.com', 'password123'): 'scrypt$16384$8$1$sCXbrqKw5G7/q9vMe2ewJw==$AOgbpoPYZP4KexTonUEp5yBaWKbkwBdoOwjSy4CvzYY=',
+    ('voter16@example.com', 'password123'): 'scrypt$16384$8$1$E6cZujPuSKdcDbhzhRI+iw==$/v/nhip4fjht7G/v5doCkOnkztttxOhWOZL3C2uYqCI=',
+    ('voter17@example.com', 'password123'): 'scrypt$16384$8$1$wnfdINX4Miw/egrSsKamCA==$QBNiIMpxbHpqczxW19olKG8S8ccJTrRVZd9FgfZt/yg=',
+    ('voter18@example.com', 'password123'): 'scrypt$16384$8$1$oU6Cdnogs7h/CrDG1X2VNg==$bX32PafQ994BxSzXnUh1oyHpzz0TQYqDoxs+UOAbiWA=',
+    ('voter19@example.com', 'password123'): 'scrypt$16384$8$1$KcIxeQpCk7Pr6U3FeV1n2Q==$7cFPHuX9agJrkNrHcCrXL11n8j8zqaHU9vbOCo7A9Gg=',
+    ('voter20@example.com', 'password123'): 'scrypt$16384$8$1$Zmho/mFySjKIGA5Jwv4zOw==$f6sv+WF6CPi4O01+hNAF9kqWI04DXRu76Ylom9lUCOE=',
+}
+
+
 # -- the data -----------------------------------------------------------------------------------
 
 CITIES = [
@@ -242,7 +286,7 @@ def seed(conn) -> dict[str, int]:
         put("cities", ["id", "name", "state", "slug", "population"], CITIES)
         existing = {r[0] for r in conn.execute("SELECT lower(email) FROM users")}
         users = [
-            (uid, email, hash_password(pw, seed_salt(email)), name, role, city, role != "voter" or uid % 4 != 0,
+            (uid, email, dev_hash(email, pw), name, role, city, role != "voter" or uid % 4 != 0,
              _interests(uid))
             for uid, email, pw, name, role, city in USERS
             if email.lower() not in existing

@@ -73,11 +73,15 @@ def load_alerting(project) -> dict[str, Notifier] | None:
     return load_notifiers(project) if project.section("notifiers") else None
 
 
-def notify_run(project, catalog: Catalog, result, notifiers: dict[str, Notifier]) -> AlertOutcome:
-    """`run checks`' alert round; a state store that cannot be opened becomes a notice, not a failure."""
+def notify_run(project, catalog: Catalog, result, notifiers: dict[str, Notifier],
+               store: StateStore | None = None) -> AlertOutcome:
+    """`run checks`' alert round, on the run's store when the caller has one open; a state store that
+    cannot be opened becomes a notice, not a failure."""
     from civicq_ops.core.errors import CivicqError
     from civicq_ops.state.store import open_store
 
+    if store is not None:
+        return process_run(result, catalog, store, notifiers)
     try:
         store = open_store(project)
     except (CivicqError, OSError) as e:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from civicq_ops.catalog.cache import CatalogCache, cache_in
 from civicq_ops.catalog.model import AlertRule, Catalog, Check, Policy, Source, Waiver
-from civicq_ops.catalog.semantic import check_catalog
 from civicq_ops.catalog.structure import validate_document
 from civicq_ops.core.diagnostics import Diagnostic, errors_in
 from civicq_ops.core.errors import SchemaError
@@ -74,10 +74,15 @@ class LoadResult:
 
 
 def load_catalog(paths: list[Path], *, notifiers: set[str] | None = None, today=None,
-                 semantic: bool = True, parse_sql: bool = True, include_tests: bool = True) -> LoadResult:
-    """Load every file under `paths`; with `semantic`, also cross-check ids, references, SQL, templates."""
+                 semantic: bool = True, parse_sql: bool = True, include_tests: bool = True,
+                 cache: CatalogCache | None = None) -> LoadResult:
+    """Load every file under `paths`; with `semantic`, also cross-check ids, references, SQL, templates.
+    With a `cache` (catalog/cache.py), files validated before, unchanged, are not validated again."""
     result = LoadResult(Catalog())
-    for path in discover(paths, include_tests):
+    files = discover(paths, include_tests)
+    key = _cache_key(cache, files, notifiers, today, semantic, parse_sql, include_tests)
+    cached = cache.get(key) if cache else None
+    for path in files:
         doc = load_file(path)
         result.documents[doc.path] = doc
         result.catalog.files.append(doc.path)
@@ -89,15 +94,21 @@ def load_catalog(paths: list[Path], *, notifiers: set[str] | None = None, today=
             result.diagnostics.append(doc.diagnostic((), "unknown-kind", "not a civicq-ops file: expected a "
                                                      "'checks', 'policies', 'alerts', 'waivers' or 'cases' key"))
             continue
-        problems = validate_document(doc, kind)
+        problems = [] if cached is not None else validate_document(doc, kind)
         result.diagnostics.extend(problems)
         if errors_in(problems):
             result.unloaded |= _declared_ids(doc, kind)
             continue
         _add(result, doc, kind)
-    if semantic:
+    if cached is not None:
+        result.diagnostics = cached
+    elif semantic:
+        from civicq_ops.catalog.semantic import check_catalog  # jinja2, pglast: only when validating
+
         result.diagnostics.extend(check_catalog(result, notifiers=notifiers, today=today, parse_sql=parse_sql))
     result.diagnostics.sort()
+    if cache is not None and cached is None and not result.errors:
+        cache.put(key, result.diagnostics)
     return result
 
 
@@ -107,6 +118,20 @@ def _declared_ids(doc: LoadedDocument, kind: str) -> set[str]:
     if not isinstance(items, list):
         return set()
     return {item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)}
+
+
+def _cache_key(cache, files, notifiers, today, semantic, parse_sql, include_tests):
+    return cache.key(files, {"notifiers": sorted(notifiers or ()), "today": today, "semantic": semantic,
+                             "parse_sql": parse_sql, "tests": include_tests}) if cache else None
+
+
+def validated_before(paths: list[Path], cache: CatalogCache, *, notifiers: set[str] | None = None,
+                     today=None) -> tuple[list[Path], list[Diagnostic]] | None:
+    """(the files, their warnings) when these files, unchanged, passed `load_catalog`'s full
+    validation before (no file is even parsed); else None. For `validate`, which needs no catalogue."""
+    files = discover(paths, True)
+    cached = cache.get(_cache_key(cache, files, notifiers, today, True, True, True))
+    return (files, cached) if cached is not None else None
 
 
 def _add(result: LoadResult, doc: LoadedDocument, kind: str) -> None:
@@ -150,7 +175,7 @@ def project_catalog(project, paths: list[Path] | None = None, *, today=None) -> 
     # transaction instead, and starts in a fraction of the time.
     result = load_catalog(paths or project.paths("checks") + project.paths("policies"),
                           notifiers=set(project.notifiers), today=today, parse_sql=False,
-                          include_tests=False)
+                          include_tests=False, cache=cache_in(project.state_dir))
     if result.errors:
         first = result.errors[0]
         more = f" (and {len(result.errors) - 1} more: run `civicq-ops validate`)" if len(result.errors) > 1 else ""

@@ -24,7 +24,7 @@ from civicq_ops.core.version import Version, version_matches
 from civicq_ops.templating.render import NullFact, environment, render_query
 
 MAX_WAIVER_DAYS = 180
-QUERY_NAMES = {"params", "target", "facts"}
+QUERY_NAMES = {"params", "target", "facts", "run"}
 MESSAGE_NAMES = {"params", "target", "facts", "subject", "value", "row", "check", "now"}
 ALERT_NAMES = MESSAGE_NAMES | {"labels", "finding", "level"}
 
@@ -274,10 +274,12 @@ def _sql(doc, jpath, check: Check, text: str) -> list[Diagnostic]:
     samples = [check.default_params(),
                {n: (p.default if p.default not in (None, [], "") else _SAMPLES[p.type]) for n, p in check.params.items()}]
     seen_problems = set()
-    for params in samples:
+    # A query that reads `run.list_ok` is judged both ways: counting ok subjects and listing them.
+    runs = [{"list_ok": False}, {"list_ok": True}] if "run." in text else [{"list_ok": False}]
+    for params, run in [(p, r) for p in samples for r in runs]:
         try:
             rendered = render_query(text, {"params": params, "target": caps.to_context(),
-                                           "facts": {name: NullFact() for name in check.facts}})
+                                           "facts": {name: NullFact() for name in check.facts}, "run": run})
         except TemplateError as e:
             out.append(doc.diagnostic(jpath, "template-render", e.message))
             return out

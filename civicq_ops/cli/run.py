@@ -24,14 +24,14 @@ OutputOpt = Annotated[list[str] | None, typer.Option("--output", "-o", help="FOR
 
 
 def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, params=None, fail_on="critical",
-            fmt="text", outputs=None, budget=None, baseline=None, pool=None, verbose=False):
+            fmt="text", outputs=None, budget=None, baseline=None, pool=None, verbose=False, pretty=False):
     """Shared by `run checks` and `health`: one library call, print, exit code."""
     from civicq_ops.report.deliver import RunRequest, run_and_report
 
     s = session_of(ctx)
     request = RunRequest(selection=_selection(checks, tags, categories), params=parse_params(params),
                          fail_on=fail_on, fmt=fmt, outputs=outputs or [], budget=budget, baseline=baseline,
-                         pool=pool, verbose=verbose, colour=colour_on())
+                         pool=pool, verbose=verbose, colour=colour_on(), pretty=pretty)
     with progress(s.quiet, "checks") as show:
         delivered = run_and_report(s.project, s.targets(), request, progress=show)
     emit(delivered.text)
@@ -71,6 +71,7 @@ def run_checks_cmd(
     baseline: Annotated[str | None, typer.Option("--baseline", help="Fail only on findings new or worse than this baseline file.")] = None,
     pool: Annotated[int | None, typer.Option("--pool", help="Connections per target (default: 2).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List ok findings too.")] = False,
+    pretty: Annotated[bool, typer.Option("--pretty", help="Indent JSON output for people (default: one line).")] = False,
 ) -> None:
     """Run the checks against the target(s) and report; the exit code is the gate.
 
@@ -79,7 +80,7 @@ def run_checks_cmd(
     Example: civicq-ops run checks --fail-on warning --format sarif -o junit=report.xml
     """
     execute(ctx, checks=check, tags=tag, categories=category, params=param, fail_on=fail_on, fmt=fmt,
-            outputs=output, budget=budget, baseline=baseline, pool=pool, verbose=verbose)
+            outputs=output, budget=budget, baseline=baseline, pool=pool, verbose=verbose, pretty=pretty)
 
 
 def health(

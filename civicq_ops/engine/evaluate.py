@@ -17,6 +17,31 @@ from civicq_ops.engine.findings import Finding, jsonable
 from civicq_ops.templating.render import render_text
 
 LOW_CONFIDENCE_COLUMN = "low_confidence_reason"
+# A row with a non-NULL `ok_count` is not a subject: it counts subjects the query judged ok in SQL
+# and did not return (a check over thousands of objects returns those near its thresholds, and
+# every row when the run lists ok findings: the `run.list_ok` the query sees).
+OK_COUNT_COLUMN = "ok_count"
+
+
+def split_counted(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """(the subject rows, how many ok subjects the count rows stand for)."""
+    if not rows or OK_COUNT_COLUMN not in rows[0]:
+        return rows, 0
+    counted = sum(int(r[OK_COUNT_COLUMN]) for r in rows if r.get(OK_COUNT_COLUMN) is not None)
+    return [r for r in rows if r.get(OK_COUNT_COLUMN) is None], counted
+
+
+def evaluate_counted(
+    check: Check, rows: list[dict[str, Any]], params: dict[str, Any], caps: Capabilities,
+    now: datetime | None = None, facts: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[list[Finding], int]:
+    """evaluate_rows over the subject rows, and how many ok subjects the query counted instead."""
+    rows, counted = split_counted(rows)
+    findings = evaluate_rows(check, rows, params, caps, now, facts)
+    if counted and not rows:
+        findings[0].message = (f"{check.title}: {counted:,} ok, none near the thresholds (counted, not listed: "
+                               "--verbose lists them)")
+    return findings, counted
 
 
 def evaluate_rows(
@@ -53,7 +78,7 @@ def evaluate_rows(
         status, reason = _status(check, value)
         low = row.get(LOW_CONFIDENCE_COLUMN)
         evidence = {k: v for k, v in row.items()
-                    if k not in check.subject and k != check.value and k != LOW_CONFIDENCE_COLUMN}
+                    if k not in check.subject and k != check.value and k not in (LOW_CONFIDENCE_COLUMN, OK_COUNT_COLUMN)}
         f = Finding(check=check.id, category=check.category, target=caps.name, subject=subject, status=status,
                     title=check.title, value=value, unit=check.unit, threshold=_threshold(check),
                     confidence="low" if low else "high", confidence_reason=low or None,

@@ -30,7 +30,7 @@ from civicq_ops.core.errors import CivicqError, ExitCode, InputError, TargetUnre
 from civicq_ops.core.thresholds import SEVERITY
 from civicq_ops.engine.baseline import Comparison, compare, load_baseline
 from civicq_ops.engine.delta import Counters, evaluate_delta
-from civicq_ops.engine.evaluate import evaluate_rows
+from civicq_ops.engine.evaluate import evaluate_counted
 from civicq_ops.engine.facts import FactContext, FactProvider, gather
 from civicq_ops.engine.findings import Finding, Summary
 from civicq_ops.engine.shared import Probed, Rows, SharedResults
@@ -101,6 +101,7 @@ class RunOptions:
     facts: Mapping[str, FactProvider] = field(default_factory=dict)  # runner facts: name -> provider
     counters: Counters | None = None  # previous counters for `delta:` checks (state/counters.py)
     shared: SharedResults | None = None  # probes and query results shared with another run (engine/shared.py)
+    list_ok: bool = False  # queries that count ok subjects in SQL return them instead (`--verbose`)
 
 
 @dataclass
@@ -111,6 +112,7 @@ class TargetRun:
     system_identifier: str | None = None
     error: str | None = None
     database: str | None = None
+    ok_counts: dict[str, int] = field(default_factory=dict)  # check id -> ok subjects counted in SQL, not listed
 
 
 @dataclass
@@ -130,9 +132,16 @@ class RunResult:
     comparison: Comparison | None = None  # against the baseline, when there is one
 
     @property
+    def ok_counts(self) -> dict[tuple[str, str], int]:
+        """(check, target) -> ok subjects a query counted instead of returning (evaluate.OK_COUNT_COLUMN)."""
+        return {(check, t.name): n for t in self.targets for check, n in t.ok_counts.items()}
+
+    @property
     def summary(self) -> Summary:
-        """The findings by status; a target that could not be reached or probed counts as an error."""
+        """The findings by status, with the ok subjects counted in SQL; a target that could not be
+        reached or probed counts as an error."""
         summary = Summary.of(self.findings)
+        summary.ok += sum(n for t in self.targets for n in t.ok_counts.values())
         summary.error += sum(1 for t in self.targets if t.error)
         return summary
 
@@ -167,11 +176,13 @@ def choose_query(check: Check, caps: Capabilities) -> str:
 
 
 def render_check(check: Check, params: dict[str, Any], caps: Capabilities,
-                 facts: Mapping[str, Mapping[str, Any]] | None = None) -> RenderedQuery:
-    """The check's query for this target, with `params`, `target` and the runner `facts` it declares."""
+                 facts: Mapping[str, Mapping[str, Any]] | None = None, list_ok: bool = False) -> RenderedQuery:
+    """The check's query for this target, with `params`, `target`, the runner `facts` it declares and
+    `run` (`run.list_ok`: return every ok subject rather than a count of those far from the thresholds)."""
     facts = facts or {}
     return render_query(choose_query(check, caps), {"params": params, "target": caps.to_context(),
-                                                    "facts": {n: facts[n] for n in check.facts if n in facts}})
+                                                    "facts": {n: facts[n] for n in check.facts if n in facts},
+                                                    "run": {"list_ok": list_ok}})
 
 
 def run_checks(
@@ -326,7 +337,7 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     def work(check: Check) -> list[Finding]:
         try:
             return _run_one(check, params[check.id], caps, facts, missing, conn_from_pool, deadline, options.now,
-                            health, options.counters, options.shared)
+                            health, options.counters, options.shared, options.list_ok, run.ok_counts)
         except CivicqError as e:  # never lose the other findings of this target
             return [_skipped(check, caps, e.message, "error")]
         finally:
@@ -365,7 +376,8 @@ def _skipped(check: Check, caps: Capabilities, reason: str, status: str = "skipp
 def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: dict[str, dict[str, Any]],
              missing: dict[str, tuple[str, str]], get_conn: Callable[[], AbstractContextManager[psycopg.Connection]],
              deadline: float | None, now: datetime | None, health: _TargetHealth | None = None,
-             counters: Counters | None = None, shared: SharedResults | None = None) -> list[Finding]:
+             counters: Counters | None = None, shared: SharedResults | None = None, list_ok: bool = False,
+             ok_counts: dict[str, int] | None = None) -> list[Finding]:
     reason = unmet_requirement(check.requires, caps)
     if reason:
         return [_skipped(check, caps, reason)]
@@ -380,7 +392,7 @@ def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: di
             return [_skipped(check, caps, "not run: the run budget was used up", "error")]
         timeout = min(timeout, left)
     try:
-        rendered = render_check(check, params, caps, facts)
+        rendered = render_check(check, params, caps, facts, list_ok)
     except CivicqError as e:
         return [_skipped(check, caps, e.message, "error")]
     # The final SQL is judged again: a `| sql_unsafe` value or a `--param` could have brought in
@@ -398,7 +410,10 @@ def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: di
     rows = outcome
     if check.delta is not None:
         return evaluate_delta(check, rows, params, caps, counters, now)
-    return evaluate_rows(check, rows, params, caps, now, facts)
+    findings, counted = evaluate_counted(check, rows, params, caps, now, facts)
+    if counted and ok_counts is not None:
+        ok_counts[check.id] = counted  # one check per key: no two threads write the same one
+    return findings
 
 
 def _execute(check: Check, rendered: RenderedQuery, timeout: float,

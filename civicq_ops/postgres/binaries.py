@@ -41,6 +41,20 @@ def program_version(program: Path) -> Version:
     return Version.parse(m.group(1))
 
 
+_FOLDER_VERSIONS: dict[Path, Version] = {}
+
+
+def _version_in(folder: Path, program: Path) -> Version:
+    """A program's version; in a PostgreSQL installation's bin folder (it holds the `postgres`
+    server, and the program is no symlink such as Debian's pg_wrapper) one program's `--version`
+    stands for every program there, so a backup asks once per folder, not once per program."""
+    if program.is_symlink() or not (folder / "postgres").is_file():
+        return program_version(program)
+    if folder not in _FOLDER_VERSIONS:
+        _FOLDER_VERSIONS[folder] = program_version(program)
+    return _FOLDER_VERSIONS[folder]
+
+
 def server_bin_dir(configured: str | None = None) -> Path:
     """The server binaries to use: a configured bin dir, else the wheel's."""
     if configured:
@@ -86,7 +100,7 @@ def find_client(name: str, min_major: int | None = None, extra_dirs: list[str] |
             continue
         seen.add(program)
         try:
-            found.append((program_version(program), program))
+            found.append((_version_in(folder, program), program))
         except MissingBinary:
             continue
     if not found:

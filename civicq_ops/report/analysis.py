@@ -245,7 +245,9 @@ def analyze(project, target, catalog, *, fail_on: str = "critical", horizon: Hor
     result = run_checks(project, [target], catalog, Selection(), RunOptions(fail_on=fail_on, facts=default_providers(project)),
                          progress=progress)
     if store is not None and record:
-        store.record_run(result)
+        from civicq_ops.report.history import TRENDED
+
+        store.record_run(result, keep_ok=TRENDED)
     listings = read_listings(project, target, top)
     if store is not None:
         history = load_history(store, target.name)

@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 from tabulate import tabulate
 
-from civicq_ops.catalog.load import discover, load_catalog, project_catalog
+from civicq_ops.catalog.cache import cache_in
+from civicq_ops.catalog.load import discover, load_catalog, project_catalog, validated_before
 from civicq_ops.catalog.model import Catalog, Check
 from civicq_ops.catalog.structure import available_kinds, load_schema
 from civicq_ops.config import Project
@@ -22,7 +23,6 @@ from civicq_ops.core.capabilities import Capabilities
 from civicq_ops.core.diagnostics import errors_in
 from civicq_ops.core.errors import ExitCode, InputError
 from civicq_ops.core.fileio import write_atomic
-from civicq_ops.engine.run import render_check, resolve_params
 from civicq_ops.report import checks_doc
 from civicq_ops.report.validation import FORMATS as VALIDATE_FORMATS
 from civicq_ops.report.validation import render as render_diagnostics
@@ -54,9 +54,13 @@ def validate_report(project: Project, given: list[str] | None, fmt: str = "text"
     """Validate YAML checks, policies, alerts, waivers and tests: exit 2 on any error."""
     if fmt not in VALIDATE_FORMATS:
         raise InputError(f"unknown format '{fmt}' (choose from {', '.join(VALIDATE_FORMATS)})")
-    paths = catalog_paths(project, given)
+    paths, cache = catalog_paths(project, given), cache_in(project.state_dir)
     if not given:
-        result = load_catalog(paths, notifiers=set(project.notifiers))
+        earlier = validated_before(paths, cache, notifiers=set(project.notifiers)) if cache else None
+        if earlier is not None and earlier[0]:
+            files, diagnostics = earlier
+            return Outcome(render_diagnostics(diagnostics, fmt, len(files)), ExitCode.OK)
+        result = load_catalog(paths, notifiers=set(project.notifiers), cache=cache)
         return Outcome(render_diagnostics(result.diagnostics, fmt, len(result.catalog.files)),
                        ExitCode.INVALID_INPUT if result.errors else ExitCode.OK)
     # Named files (pre-commit passes the staged ones): references resolve against the whole
@@ -65,7 +69,7 @@ def validate_report(project: Project, given: list[str] | None, fmt: str = "text"
     if not named:
         raise InputError(f"no YAML files under {', '.join(given)}: nothing to validate")
     project_paths = [p for p in project.paths("checks") + project.paths("policies") if p.exists()]
-    result = load_catalog(project_paths + paths, notifiers=set(project.notifiers))
+    result = load_catalog(project_paths + paths, notifiers=set(project.notifiers), cache=cache)
     diagnostics = [d for d in result.diagnostics if d.path in named]
     return Outcome(render_diagnostics(diagnostics, fmt, len(named)),
                    ExitCode.INVALID_INPUT if errors_in(diagnostics) else ExitCode.OK)
@@ -144,6 +148,8 @@ def check_sql(project: Project, check_id: str, overrides: dict[str, Any],
     """`checks render ID`: the final SQL with bind parameters, the binds, and a psql-ready copy.
     Runner facts the check declares render as NULL (they are known only during a run)."""
     check = _check(project_catalog(project).catalog, check_id)
+    from civicq_ops.engine.run import render_check, resolve_params  # psycopg behind it: only when rendering
+
     params = resolve_params(check, overrides)
     caps = Capabilities.from_test_spec({"server_version": server_version} if server_version else None)
     rendered = render_check(check, params, caps, {name: NullFact() for name in check.facts})

@@ -6,6 +6,7 @@ with `Delivered.result.exit_code`; tests call the same functions."""
 from __future__ import annotations
 
 import threading
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +19,9 @@ from civicq_ops.engine.baseline import write_baseline
 from civicq_ops.engine.run import DEFAULT_POOL, Progress, RunOptions, RunResult, Selection, run_checks
 from civicq_ops.facts import default_providers
 from civicq_ops.report.formats import RUN_FORMATS, OutputFailure, parse_outputs, render_safely, write_outputs
+from civicq_ops.report.history import TRENDED
 from civicq_ops.state.counters import CounterStore, Previous
-from civicq_ops.state.store import open_store
+from civicq_ops.state.store import StateStore, open_store
 
 FAIL_ON = ("warning", "critical")
 
@@ -36,8 +38,9 @@ class RunRequest:
     budget: str | None = None
     baseline: str | None = None
     pool: int | None = None  # connections per target; None: the engine's default
-    verbose: bool = False
+    verbose: bool = False  # list ok findings (and have the queries that count them return them)
     colour: bool = False
+    pretty: bool = False  # indented JSON
 
 
 @dataclass
@@ -50,8 +53,11 @@ class Delivered:
 
 
 def run_and_report(project: Project, targets: list[Target], request: RunRequest,
-                   progress: Progress | None = None) -> Delivered:
-    """Validate the request (exit 2 before any connection), run, record, render, write outputs."""
+                   progress: Progress | None = None, store: StateStore | None = None) -> Delivered:
+    """Validate the request (exit 2 before any connection), run, record, render, write outputs.
+
+    One state store serves the whole run (delta counters, alerts, history; `store`, else the
+    project's, opened on first use), and the run's writes to it are one transaction."""
     if request.fmt not in RUN_FORMATS:
         raise InputError(f"unknown format '{request.fmt}' (choose from {', '.join(RUN_FORMATS)})")
     if request.fail_on not in FAIL_ON:
@@ -68,19 +74,31 @@ def run_and_report(project: Project, targets: list[Target], request: RunRequest,
     catalog = project_catalog(project).catalog
     notifiers = load_alerting(project)
     options = RunOptions(params=request.params, fail_on=request.fail_on, budget_s=budget_s,
-                         baseline=request.baseline, pool_size=request.pool or DEFAULT_POOL, facts=default_providers(project))
-    counters = _LazyCounters(project)
+                         baseline=request.baseline, pool_size=request.pool or DEFAULT_POOL, facts=default_providers(project),
+                         list_ok=request.verbose)
+    counters = _LazyCounters(project, store)
     options.counters = counters
+    try:
+        return _run_and_report(project, targets, request, progress, catalog, notifiers, options, counters, out_specs)
+    finally:
+        if store is None:
+            counters.close()
+
+
+def _run_and_report(project, targets, request, progress, catalog, notifiers, options, counters,
+                    out_specs) -> Delivered:
     result = run_checks(project, targets, catalog, request.selection, options, progress=progress)
     if notifiers is not None:  # bounded by each notifier's timeout; failures are notices
-        result.notices.extend(notify_run(project, catalog, result, notifiers).notices())
+        shared = counters.store()
+        result.notices.extend(notify_run(project, catalog, result, notifiers, store=shared).notices())
     # The report first: rendered and written before history is recorded, which is best effort.
     # Each output on its own: one that fails is named, the others are still written (exit 3).
     failures: list[OutputFailure] = []
     text = render_safely(result, request.fmt, f"{request.fmt} (standard output)", failures,
-                         colour=request.colour, verbose=request.verbose)
-    failures += write_outputs(result, out_specs, stdout_format=request.fmt)
-    notice = record_run(project, result)
+                         colour=request.colour, verbose=request.verbose, pretty=request.pretty)
+    failures += write_outputs(result, out_specs, stdout_format=request.fmt, pretty=request.pretty)
+    # A store that could not be opened is tried once more by record_run, which names the failure.
+    notice = record_run(project, result, counters.store(), pending=counters)
     errors = [e["message"] for e in result.errors]
     errors += [f"output {failure.name} was not written: {failure.message}" for failure in failures]
     return Delivered(result, text or "", ExitCode.EXECUTION_ERROR if failures else result.exit_code,
@@ -88,45 +106,69 @@ def run_and_report(project: Project, targets: list[Target], request: RunRequest,
 
 
 class _LazyCounters:
-    """Previous counters for `delta:` checks, from the state store opened on first use, so a run
-    refused before anything runs (bad --param, empty selection) writes nothing. A store that cannot
-    be opened gives a notice; the delta checks then have no previous counters to judge against."""
+    """The run's state store, opened on first use (so a run refused before anything runs, such as a
+    bad --param or an empty selection, writes nothing) and kept for the rest of the run: previous
+    counters for `delta:` checks, alerts and history. New counters wait for the run's record and are
+    written in its transaction. A store that cannot be opened gives a notice; the delta checks then
+    have no previous counters to judge against."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Project, store: StateStore | None = None) -> None:
         self.project = project
         self.notice: str | None = None
-        self._store: CounterStore | None = None
+        self._store = store
+        self._counters: CounterStore | None = CounterStore(store) if store is not None else None
+        self._pending: dict[tuple[str, str], dict[str, Previous]] = {}
+        self._error: str | None = None
         self._lock = threading.Lock()
 
-    def _get(self) -> CounterStore | None:
+    def store(self) -> StateStore | None:
         with self._lock:
-            if self._store is None and self.notice is None:
+            if self._store is None and self._error is None:
                 try:
-                    self._store = CounterStore(open_store(self.project))
+                    self._store = open_store(self.project)
+                    self._counters = CounterStore(self._store)
                 except (CivicqError, OSError) as e:
-                    message = e.message if isinstance(e, CivicqError) else str(e)
-                    self.notice = f"no previous counters for checks with delta: ({message})"
+                    self._error = e.message if isinstance(e, CivicqError) else str(e)
             return self._store
 
     def load(self, target: str, check_id: str) -> dict[str, Previous]:
-        store = self._get()
-        return store.load(target, check_id) if store else {}
+        if self.store() is None:
+            self.notice = f"no previous counters for checks with delta: ({self._error})"
+        return self._counters.load(target, check_id) if self._counters else {}
 
     def save(self, target: str, check_id: str, entries: dict[str, Previous]) -> None:
-        store = self._get()
-        if store:
-            store.save(target, check_id, entries)
+        with self._lock:
+            self._pending.setdefault((target, check_id), {}).update(entries)
+
+    def flush(self) -> None:
+        """Write the counters the run saw (inside the caller's transaction)."""
+        if self._counters is not None:
+            for (target, check_id), entries in self._pending.items():
+                self._counters.save(target, check_id, entries)
+        self._pending.clear()
+
+    def close(self) -> None:
+        if self._store is not None:
+            with suppress(CivicqError, OSError):
+                self._store.close()
 
 
-def record_run(project: Project, result: RunResult) -> str | None:
-    """Keep the run in the state store for `history`. A store that cannot be opened or written
-    (read-only, full disk, server gone) gives a notice to print, never a lost report."""
+def record_run(project: Project, result: RunResult, store: StateStore | None = None,
+               pending: _LazyCounters | None = None) -> str | None:
+    """Keep the run in the state store for `history` (with the run's new `delta:` counters, in
+    one transaction). A store that cannot be opened or written (read-only, full disk, server gone)
+    gives a notice to print, never a lost report."""
+    own = store is None
     try:
-        store = open_store(project)
+        store = store or open_store(project)
         try:
-            store.record_run(result)
+            with store.transaction():
+                if pending is not None:
+                    pending.flush()
+                store.record_run(result, keep_ok=TRENDED)
         finally:
-            store.close()
+            if own:
+                store.close()
     except (CivicqError, OSError) as e:
         message = e.message if isinstance(e, CivicqError) else str(e)
         return f"the run was not recorded in the state store: {message}"

@@ -11,11 +11,13 @@ from civicq_ops.core.fileio import write_atomic
 RUN_FORMATS = ("text", "json", "junit", "sarif", "github", "markdown", "prometheus")
 
 
-def render(result, fmt: str, *, colour: bool = False, verbose: bool = False) -> str:
+def render(result, fmt: str, *, colour: bool = False, verbose: bool = False, pretty: bool = False) -> str:
     from civicq_ops.report import github, json_report, junit, markdown, prometheus, sarif, text
 
     if fmt == "text":
         return text.render(result, colour=colour, verbose=verbose)
+    if fmt == "json":
+        return json_report.render(result, pretty=pretty)
     renderers = {"json": json_report.render, "junit": junit.render, "sarif": sarif.render,
                  "github": github.render, "markdown": markdown.render, "prometheus": prometheus.render}
     if fmt not in renderers:
@@ -53,12 +55,13 @@ def render_safely(result, fmt: str, name: str, failures: list[OutputFailure], **
         return None
 
 
-def write_outputs(result, outputs: list[tuple[str, str]], stdout_format: str | None = None) -> list[OutputFailure]:
+def write_outputs(result, outputs: list[tuple[str, str]], stdout_format: str | None = None,
+                  pretty: bool = False) -> list[OutputFailure]:
     """Write each extra format on its own (atomically); with GitHub output anywhere, also append the
     Markdown step summary. Returns what failed, after trying everything."""
     failures: list[OutputFailure] = []
     for fmt, path in outputs:
-        text = render_safely(result, fmt, f"{fmt}={path}", failures)
+        text = render_safely(result, fmt, f"{fmt}={path}", failures, pretty=pretty)
         if text is None:
             continue
         try:

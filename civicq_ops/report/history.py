@@ -13,7 +13,14 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from civicq_ops.report.forecast import LIMITS
+
 CHUNK = 400  # run ids per IN list (SQLite allows 999 variables by default)
+
+# The checks whose ok findings the report draws or forecasts: the store keeps their values per finding
+# (the greatest few per check, state/store.py KEEP_OK_TOP); other ok findings only count in
+# per-check aggregates. Every recorder of runs passes this as `keep_ok`.
+TRENDED = frozenset({"database-size", "largest-tables", "database-xid-age", "database-multixact-age", *LIMITS})
 
 
 @dataclass

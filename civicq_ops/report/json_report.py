@@ -46,6 +46,8 @@ def _finding(f, gate: bool, baseline: dict | None) -> dict:
             "reason": f.reason, "fails_gate": gate, "baseline": baseline, "evidence": f.evidence}
 
 
-def render(result: RunResult) -> str:
+def render(result: RunResult, pretty: bool = False) -> str:
+    """One line by default (json's C encoder: an indent takes its pure-Python path, seconds on a report
+    of tens of thousands of findings); `pretty` indents for people."""
     # allow_nan=False: strict parsers (jq, JavaScript) reject NaN; json_value already spelled them out.
-    return json.dumps(json_value(document(result)), indent=2, allow_nan=False) + "\n"
+    return json.dumps(json_value(document(result)), indent=2 if pretty else None, allow_nan=False) + "\n"

@@ -47,7 +47,9 @@ def render(result: RunResult, colour: bool = False, verbose: bool = False) -> st
     for cat in sorted(by_category, key=lambda c: (-worst(c), c)):
         findings = sorted(by_category[cat], key=_rank)
         shown = [f for f in findings if verbose or f.status != "ok"]
-        ok = sum(1 for f in findings if f.status == "ok")
+        ok = sum(1 for f in findings if f.status == "ok") + sum(
+            n for (check, _target), n in result.ok_counts.items()
+            if check in result.checks and result.checks[check].category == cat)  # counted in SQL, not listed
         header = f"== {printable(cat, newlines=False)} ({len({f.check for f in findings})} checks, {ok} ok)"
         lines.append(header)
         if shown:

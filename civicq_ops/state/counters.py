@@ -16,6 +16,8 @@ from typing import Protocol
 class _Executes(Protocol):
     def execute(self, text: str, params: tuple = ()) -> list[tuple]: ...
 
+    def executemany(self, text: str, rows: list[tuple]) -> None: ...
+
 
 @dataclass(frozen=True)
 class Previous:
@@ -41,11 +43,10 @@ class CounterStore:
         return {r[0]: Previous(json.loads(r[1]), r[2]) for r in rows}
 
     def save(self, target: str, check_id: str, entries: dict[str, Previous]) -> None:
-        for key, previous in entries.items():
-            self._store.execute(
-                "INSERT INTO check_counters (target, check_id, subject, counters, at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (target, check_id, subject) DO UPDATE SET counters = excluded.counters, at = excluded.at",
-                (target, check_id, key, json.dumps(previous.counters), previous.at))
+        self._store.executemany(
+            "INSERT INTO check_counters (target, check_id, subject, counters, at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (target, check_id, subject) DO UPDATE SET counters = excluded.counters, at = excluded.at",
+            [(target, check_id, key, json.dumps(previous.counters), previous.at) for key, previous in entries.items()])
 
 
 class MemoryCounters:

@@ -18,13 +18,12 @@ once per plan and step, so two `apply` processes on the same plan never run a st
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,11 @@ from civicq_ops.postgres.connect import open_connection
 
 # pg_advisory_xact_lock key for schema upgrades: "civicq-ops state" folded into a bigint.
 _MIGRATION_LOCK = 0x63697669637153
+
+# Ok findings of a check the caller asks to keep (`keep_ok`: those the report draws or forecasts)
+# keep their own values for the greatest this many per check and target; the rest only count in
+# the check's aggregate row. Findings that are not ok always keep their value.
+KEEP_OK_TOP = 50
 
 
 def _v1_initial(store: StateStore) -> None:
@@ -88,9 +92,21 @@ def _v4_check_counters(store: StateStore) -> None:
     PRIMARY KEY (target, check_id, subject))""")
 
 
+def _v5_ok_aggregates_and_retention(store: StateStore) -> None:
+    """Healthy findings are kept as one row per check and target and run (how many were ok, and
+    the least, greatest and summed value) instead of one row each; runs have an index on their
+    start so retention finds the old ones without a scan."""
+    store.execute("""CREATE TABLE IF NOT EXISTS check_aggregates (
+    run_id TEXT NOT NULL, check_id TEXT NOT NULL, target TEXT NOT NULL, at TEXT NOT NULL, ok_count INTEGER NOT NULL,
+    value_count INTEGER NOT NULL, value_min REAL, value_max REAL, value_sum REAL,
+    PRIMARY KEY (run_id, target, check_id))""")
+    store.execute("CREATE INDEX IF NOT EXISTS check_aggregates_by_check ON check_aggregates (check_id, target, at)")
+    store.execute("CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at)")
+
+
 # MIGRATIONS[n - 1] brings a store from version n - 1 to version n.
 MIGRATIONS: list[Callable[[StateStore], None]] = [_v1_initial, _v2_run_gate_and_check_history, _v3_alert_state,
-                                                  _v4_check_counters]
+                                                  _v4_check_counters, _v5_ok_aggregates_and_retention]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -101,8 +117,9 @@ def now_iso() -> str:
 class StateStore:
     """A thin, dialect-aware wrapper: SQL is written with ? placeholders."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, retention_s: float | None = None) -> None:
         self.url = url
+        self.retention_s = retention_s  # runs older than this are deleted when a run is recorded
         self._lock = threading.Lock()
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
@@ -130,6 +147,23 @@ class StateStore:
         with self._lock, self._errors():
             cur = self._conn.execute(self._sql(text), params)
             return list(cur.fetchall()) if cur.description else []
+
+    def executemany(self, text: str, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        with self._lock, self._errors():
+            if self.kind == "sqlite":
+                self._conn.executemany(text, rows)
+            else:
+                with self._conn.cursor() as cur:
+                    cur.executemany(self._sql(text), rows)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Several writes as one: all or nothing, one commit (one sync on SQLite): a run's history
+        and its counters, a fleet job's history and its ledger row."""
+        with self._transaction():
+            yield
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -193,33 +227,72 @@ class StateStore:
                     self.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
                 yield
 
-    def transaction(self) -> contextlib.AbstractContextManager[None]:
-        """Several writes as one: all of them or none (a fleet job's history and its ledger row)."""
-        return self._transaction()
-
     def close(self) -> None:
         self._conn.close()
 
     # -- runs and findings ------------------------------------------------------------------
 
-    def record_run(self, result) -> None:
-        """Keep a run and the value of each finding, for `history`: all of it or nothing (one
-        transaction, also one sync instead of one per finding)."""
+    def record_run(self, result, keep_ok: Collection[str] | None = None) -> None:
+        """Keep a run for `history` and the report, in one transaction (one commit, one sync):
+        the value of each finding that is not ok, the values of the `keep_ok` checks' ok findings
+        (the KEEP_OK_TOP greatest per check; None: every ok finding's value, as before aggregates
+        existed), and one aggregate row per check and target for the
+        ok findings (including ok rows the engine counted without materialising them, in
+        `result.ok_counts`). Runs older than the store's retention are deleted in the same
+        transaction."""
         with self._transaction():
-            self._record_run(result)
+            self._record_run(result, None if keep_ok is None else frozenset(keep_ok))
+            if self.retention_s is not None:
+                self.prune(result.started_at - timedelta(seconds=self.retention_s))
 
-    def _record_run(self, result) -> None:
+    def _record_run(self, result, keep_ok: frozenset[str] | None) -> None:
         at = result.started_at.isoformat()
         self.execute("INSERT INTO runs (id, started_at, duration_s, targets, summary, exit_code, fail_on) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
                      (result.id, at, result.duration_s, json.dumps([t.name for t in result.targets]),
                       json.dumps(result.summary.to_dict()), int(result.exit_code), result.fail_on))
+        kept: list = []
+        ok: dict[tuple[str, str], list] = {}
         for f in result.findings:
-            value = f.value if isinstance(f.value, (int, float)) and not isinstance(f.value, bool) else None
-            self.execute("INSERT INTO findings (run_id, finding_id, check_id, target, subject, status, value, at) "
+            if f.status == "ok":
+                ok.setdefault((f.check, f.target), []).append(f)
+            else:
+                kept.append(f)
+        aggregates = []
+        counted: dict[tuple[str, str], int] = dict(result.ok_counts)
+        for key in ok.keys() | counted.keys():
+            fs = ok.get(key, [])
+            values = [v for v in (_number(f.value) for f in fs) if v is not None]
+            if keep_ok is None:
+                kept += fs
+            elif key[0] in keep_ok:
+                kept += sorted(fs, key=lambda f: -(_number(f.value) or 0))[:KEEP_OK_TOP]
+            aggregates.append((result.id, key[0], key[1], at, len(fs) + counted.get(key, 0), len(values),
+                               min(values, default=None), max(values, default=None), sum(values) if values else None))
+        self.executemany("INSERT INTO findings (run_id, finding_id, check_id, target, subject, status, value, at) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (result.id, f.id, f.check, f.target, json.dumps(f.subject, sort_keys=True, default=str),
-                          f.status, value, at))
+                         [(result.id, f.id, f.check, f.target, json.dumps(f.subject, sort_keys=True, default=str),
+                           f.status, _number(f.value), at) for f in kept])
+        self.executemany("INSERT INTO check_aggregates (run_id, check_id, target, at, ok_count, value_count, value_min, "
+                         "value_max, value_sum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", aggregates)
+
+    def prune(self, before: datetime) -> int:
+        """Delete the runs that started before `before`, with their findings and aggregates; how many."""
+        cutoff = before.isoformat()
+        old = "SELECT id FROM runs WHERE started_at < ?"
+        with self._transaction():
+            self.execute(f"DELETE FROM findings WHERE run_id IN ({old})", (cutoff,))
+            self.execute(f"DELETE FROM check_aggregates WHERE run_id IN ({old})", (cutoff,))
+            gone = self.execute("SELECT count(*) FROM runs WHERE started_at < ?", (cutoff,))[0][0]
+            if gone:
+                self.execute("DELETE FROM runs WHERE started_at < ?", (cutoff,))
+        return int(gone)
+
+    def check_aggregates(self, check_id: str, target: str, limit: int = 50) -> list[dict]:
+        """The ok findings of one check on one target, run by run, newest first."""
+        rows = self.execute("SELECT at, ok_count, value_count, value_min, value_max, value_sum FROM check_aggregates "
+                            "WHERE check_id = ? AND target = ? ORDER BY at DESC LIMIT ?", (check_id, target, limit))
+        return [{"at": r[0], "ok": r[1], "values": r[2], "min": r[3], "max": r[4], "sum": r[5]} for r in rows]
 
     def runs(self, limit: int = 20) -> list[dict]:
         rows = self.execute("SELECT id, started_at, duration_s, targets, summary, exit_code, fail_on FROM runs "
@@ -272,10 +345,14 @@ class StateStore:
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def open_store(project: Project) -> StateStore:
     """The project's state store (`state.url`, else `.civicq-ops/state.db`), upgraded to this
-    version's schema."""
+    version's schema, with the project's history retention (`state.retention`)."""
     url = project.state.url or f"sqlite:///{project.state_dir / 'state.db'}"
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_absolute():
         url = f"sqlite:///{project.root / url.removeprefix('sqlite:///')}"
-    return StateStore(project.interpolate(url, ("state", "url")))
+    return StateStore(project.interpolate(url, ("state", "url")), retention_s=project.state.retention_s)

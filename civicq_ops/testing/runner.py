@@ -21,7 +21,7 @@ from civicq_ops.core.errors import CivicqError, ExitCode, InputError
 from civicq_ops.core.fileio import write_atomic
 from civicq_ops.core.yamlpos import LoadedDocument
 from civicq_ops.engine.delta import evaluate_delta, target_key
-from civicq_ops.engine.evaluate import evaluate_rows
+from civicq_ops.engine.evaluate import evaluate_counted
 from civicq_ops.engine.findings import Finding
 from civicq_ops.engine.run import render_check, resolve_params
 from civicq_ops.remediation.plan import decide
@@ -171,7 +171,7 @@ def _run_check_case(data: dict, case: dict, loaded: LoadResult) -> list[str]:
         if check.delta is not None:
             actual = evaluate_delta(check, case.get("rows", []), params, caps, _previous(check, case, caps), now)
         else:
-            actual = evaluate_rows(check, case.get("rows", []), params, caps, now, facts)
+            actual, _counted = evaluate_counted(check, case.get("rows", []), params, caps, now, facts)
     return compare(case["expect"]["findings"], actual)
 
 

@@ -29,6 +29,7 @@ from civicq_ops.core.units import parse_duration
 from civicq_ops.engine.findings import Finding
 from civicq_ops.engine.run import RunOptions, Selection, run_checks
 from civicq_ops.facts import default_providers
+from civicq_ops.report.history import TRENDED
 from civicq_ops.state.alert_tables import release_lease, take_lease
 from civicq_ops.state.store import StateStore, open_store
 from civicq_ops.watch.logs import log
@@ -144,7 +145,7 @@ class Watcher:
                 ts.latest[check] = [f for f in result.findings if f.check == check]
         self.metrics.observe_run(result, time.time())
         try:
-            self.store.record_run(result)
+            self.store.record_run(result, keep_ok=TRENDED)
         except Exception as e:  # noqa: BLE001 - history is best effort; alerts and metrics go on
             log("history-not-recorded", logging.WARNING, error=str(e))
         # A long batch may outlast the lease: renew it (forcing the write) before sending, so a
