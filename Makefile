@@ -169,6 +169,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/watch.py
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/indexes.py
+	$(BIN)/python bench/db_lint.py
 bench-indexes: $(STAMP)
 	$(BIN)/python bench/indexes.py --scale $(or $(SCALE),20) --runs $(or $(RUNS),25)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import jsonschema
@@ -194,15 +193,12 @@ def test_a_threshold_that_is_not_a_number_is_a_config_error_at_its_line(tmp_path
     assert "civicq-ops.yaml:3" in result.stderr, result.stderr
 
 
-def test_the_shipped_migrations_lint_in_under_two_seconds_with_a_live_target(civicq_db):
+def test_the_shipped_migrations_lint_clean_with_a_live_target(civicq_db):
+    """Their speed is bench/db_lint.py's: a test only says they pass the gate."""
     project, target = civicq_db.project()
-    started = time.perf_counter()
     result = lint(project, target, "base:head")
-    elapsed = time.perf_counter() - started
     assert result.online and result.revisions == ["0001", "0002", "0003", "0004"]
     assert not result.failed, [(f.rule, f.risk, f.line) for f in result.findings if f.risk not in ("info", "low")]
-    print(f"db lint base:head: {elapsed:.2f} s, squawk {result.timings['squawk']:.3f} s")
-    assert elapsed < 5  # the goal is 2 s; the bound leaves room for a loaded CI machine
 
 
 def test_nothing_pending_is_a_pass(civicq_db):
