@@ -85,8 +85,10 @@ demo: $(STAMP)
 	@echo
 	-$(OPS) run checks
 
+# Two pytest-xdist workers (this machine has two cores); each starts its own clusters. JOBS=0 runs
+# the tests in this process (what --pdb and -x want).
 test: lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(JOBS)),-p no:xdist,-n $(or $(JOBS),2)) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check civicq_ops tests bench seeds migrations
