@@ -70,7 +70,7 @@ def run_cmd(
     fail_on: Annotated[str, typer.Option("--fail-on", help="Gate level: warning or critical.")] = "critical",
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Targets at once (default: fleet.jobs, else 8).")] = None,
     timeout: Annotated[str | None, typer.Option("--timeout", help="Per-target bound, e.g. 30s (default: fleet.timeout, else 60s).")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text, json or markdown (the fleet report: targets worst first, their labels, every problem).")] = "text",
 ) -> None:
     """Run the checks on every target of the fleet, at most --jobs at once; name the worst targets.
 
@@ -78,12 +78,13 @@ def run_cmd(
     run goes on. Exit 1 when a finding reaches --fail-on, else 0.
 
     Example: civicq-ops fleet run --tag quick --jobs 16 --timeout 30s
+    Example: civicq-ops fleet run -f markdown >> "$GITHUB_STEP_SUMMARY"
     """
     from civicq_ops.cli.common import one_of
     from civicq_ops.cli.run import _selection
-    from civicq_ops.fleet.run import FleetOptions, render, run_fleet
+    from civicq_ops.fleet.run import FORMATS, FleetOptions, render, run_fleet
 
-    one_of("--format", fmt, ("text", "json"))
+    one_of("--format", fmt, FORMATS)
     one_of("--fail-on", fail_on, ("warning", "critical"))
     options = FleetOptions(selection=_selection(check, tag, category), params=parse_params(param), fail_on=fail_on,
                            jobs=jobs, timeout_s=_duration("--timeout", timeout), groups=_groups(group))

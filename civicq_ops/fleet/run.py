@@ -213,9 +213,52 @@ def _store(project: Project) -> tuple[StateStore | None, list[str]]:
         return None, [f"no state store: {e.message if isinstance(e, CivicqError) else e}"]
 
 
+FORMATS = ("text", "json", "markdown")
+
+
 def render(result: FleetResult, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(result.to_dict(), indent=2, default=str) + "\n"
     if fmt == "text":
         return result.text()
-    raise InputError(f"--format must be text or json, not {fmt!r}")
+    if fmt == "markdown":
+        return markdown(result)
+    raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+
+
+def markdown(result: FleetResult, problems_shown: int = 200) -> str:
+    """The fleet report for people (a step summary, a ticket, a chat message): the gate, the targets
+    worst first with their labels, the groups that could not be listed, then every problem finding
+    (up to `problems_shown`; the JSON has them all)."""
+    from civicq_ops.report.markdown import _code, _esc
+    from civicq_ops.report.safe import shown_value
+
+    s = result.summary
+    gate = {0: "passed", 1: "**failed**"}.get(int(result.exit_code), str(int(result.exit_code)))
+    down = [o for o in result.outcomes if o.down]
+    lines = [f"### civicq-ops fleet: gate {gate} (`--fail-on {result.fail_on}`)", "",
+             f"{len(result.outcomes)} target(s) in {result.duration_s:.1f} s, {len(down)} down · "
+             f"{s.critical} critical · {s.warning} warning · {s.error} error · {s.ok} ok", ""]
+    for group, message in result.problems.items():
+        lines.append(f"> group `{_code(group)}` could not be listed: {_esc(message)}")
+    if result.problems:
+        lines.append("")
+    ranked = sorted(result.outcomes, key=lambda o: (tuple(-n for n in o.rank()), o.name))
+    lines += ["| target | labels | critical | warning | error | time |", "|---|---|---:|---:|---:|---:|"]
+    for o in ranked:
+        t = o.summary
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(o.labels.items()))
+        name = f"{_esc(o.name)} (down)" if o.down else _esc(o.name)
+        lines.append(f"| {name} | {_esc(labels)} | {t.critical} | {t.warning} | {t.error} | {o.duration_s:.1f} s |")
+    found = sorted(((o, f) for o in result.outcomes for f in o.findings if f.status in ("critical", "warning", "error")),
+                   key=lambda of: (-SEVERITY[of[1].status], of[0].name, of[1].check))
+    if found:
+        lines += ["", "| status | target | check | subject | value | what to do |", "|---|---|---|---|---|---|"]
+        for o, f in found[:problems_shown]:
+            todo = f.recommendation or f.reason or f.message
+            lines.append(f"| {f.status} | {_esc(o.name)} | `{_code(f.check)}` | "
+                         f"{_esc(f.subject_text() if f.subject else '')} | {_esc(shown_value(f.value, f.unit))} | "
+                         f"{_esc(todo)} |")
+        if len(found) > problems_shown:
+            lines.append(f"\n{len(found) - problems_shown} more problem finding(s): see `--format json`.")
+    return "\n".join(lines) + "\n"

@@ -75,3 +75,24 @@ def test_fleet_run_from_the_command_line_names_the_worst_targets(cli, project_fi
     assert doc["run"]["targets"] == 11 and doc["worst"] == ["lost"]
     listed = cli("--config", str(path), "fleet", "list", "-f", "json")
     assert len(json.loads(listed.stdout)["targets"]) == 10
+
+
+def test_the_markdown_fleet_report_lists_targets_worst_first_with_labels_and_every_problem(cli, project_file,
+                                                                                          fleet_cluster):
+    path = project_file("version: 1\nfleet:\n  groups:\n"
+                        f'    east: {{cluster: "{fleet_cluster.url()}", databases: "*", include: ["city_0*"], '
+                        'city: "city_(.*)"}\n'
+                        f'    lost: {{cluster: "{dead_url()}", databases: "*"}}\n')
+    r = cli("--config", str(path), "fleet", "run", "--check", "database-size", "--jobs", "3", "-f", "markdown")
+    assert r.exit_code == 1, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0] == "### civicq-ops fleet: gate **failed** (`--fail-on critical`)"
+    assert "11 target(s)" in lines[2] and "1 down" in lines[2]
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| target")
+            and not line.startswith("| status")]
+    target_rows = [row for row in rows if row.endswith(" s |")]
+    assert len(target_rows) == 11
+    assert target_rows[0].startswith("| lost (down) |")  # the worst first: one critical
+    assert "city=00" in r.stdout and "cluster=" in r.stdout
+    problems = [row for row in rows if row.startswith(("| critical ", "| warning ", "| error "))]
+    assert problems[0].startswith("| critical | lost | `fleet-target-down`")
