@@ -190,11 +190,18 @@ class FleetWorker:
         worst = "down" if outcome.down else max((f.status for f in outcome.findings),
                                                 key=lambda s: ("ok", "skipped", "warning", "error", "critical").index(s),
                                                 default="ok")
-        with store.transaction():
-            if outcome.result is not None:
-                store.record_run(outcome.result)
-            ledger.finish(store, target, check_group, slot, run_id=outcome.result.id if outcome.result else None,
-                          status=worst, summary=outcome.summary.to_dict(), labels=outcome.labels, detail=outcome.down)
+        try:
+            with store.transaction():
+                # The ledger row first: it locks the row, so a second delivery of this interval
+                # running at the same time waits here, then finds it finished and records nothing.
+                if not ledger.finish(store, target, check_group, slot,
+                                     run_id=outcome.result.id if outcome.result else None, status=worst,
+                                     summary=outcome.summary.to_dict(), labels=outcome.labels, detail=outcome.down):
+                    raise _AlreadyRecorded
+                if outcome.result is not None:
+                    store.record_run(outcome.result)
+        except _AlreadyRecorded:
+            return "already done"
         self.done += 1
         if self.notifiers is not None and outcome.result is not None:
             store.execute("SELECT pg_advisory_lock(?)", (_ALERTS_LOCK,))
@@ -203,6 +210,10 @@ class FleetWorker:
             finally:
                 store.execute("SELECT pg_advisory_unlock(?)", (_ALERTS_LOCK,))
         return f"{worst} (attempt {attempt})"
+
+
+class _AlreadyRecorded(Exception):
+    """Another delivery of the same interval finished first: roll this one's writes back."""
 
 
 async def _recover_stalled(app: procrastinate.App, stalled_after_s: float, every_s: float) -> None:

@@ -263,3 +263,31 @@ def test_an_interval_delivered_twice_is_run_and_recorded_once(fleet_cluster, tmp
     with state(config) as conn:
         assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
         assert conn.execute("SELECT slot, attempts FROM fleet_runs ORDER BY slot").fetchall() == [(7, 1), (8, 1)]
+
+
+def test_two_deliveries_of_one_interval_at_the_same_time_record_it_once(fleet_cluster, tmp_path):
+    """A job retried after its worker went silent while the first still runs: both run the checks,
+    one records; the other rolls back (no second history row, no second alert pass)."""
+    import threading
+
+    from civicq_ops.fleet.queue import FleetWorker
+
+    config = make_project(tmp_path, fleet_cluster, "    quick: {interval: 30s, checks: [db-size]}\n", "city_06")
+    fleet = FleetWorker(load_project(config, env={}))
+    results: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def deliver(worker: str) -> None:
+        barrier.wait()
+        results.append(fleet.run("east/city_06", "quick", 9, time.time(), worker))
+        fleet.close()  # this thread's store connection
+
+    threads = [threading.Thread(target=deliver, args=(w,)) for w in ("w1", "w2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(r == "already done" for r in results) == [False, True], results
+    with state(config) as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM fleet_runs WHERE finished_at IS NOT NULL").fetchone()[0] == 1
