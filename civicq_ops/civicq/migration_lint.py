@@ -113,7 +113,7 @@ def run_squawk(text: str, pg_version: str | None = None) -> tuple[list[dict], st
 def resolve_range(project: Project, spec: str | None, current: str | None, online: bool) -> tuple[str | None, str, str]:
     """(start, end, label) of REV_RANGE: `A:B`, `A:`, `:B`, one revision `REV`, or None (online:
     the pending ones, current..head; offline: the whole history)."""
-    from civicq_ops.civicq.migrations import history
+    from civicq_ops.civicq.migrations import history, revision_order
 
     if spec is not None and not spec.strip():
         raise InputError("db lint: REV_RANGE is empty (leave it out for the pending migrations)")
@@ -121,9 +121,12 @@ def resolve_range(project: Project, spec: str | None, current: str | None, onlin
         start = current if online else None
         return start, "head", f"{start or 'base'}:head"
     spec = spec.strip()
+    if spec.count(":") > 1:
+        raise InputError(f"db lint: a range is A:B, A:, :B or one revision, not {spec!r}")
     if ":" in spec:
         a, b = spec.split(":", 1)
         start = None if a in ("", "base") else a
+        revision_order(project, start, b or "head", "db lint")
         return start, b or "head", f"{start or 'base'}:{b or 'head'}"
     revs = {r.revision: r for r in history(project)}
     if spec not in revs:
@@ -146,7 +149,10 @@ def lint(project: Project, target: Target | None, spec: str | None = None) -> Li
 
             conn = connect(project, target, autocommit=True, timeout=5)
         except CivicqError as e:
-            unknown.append(f"target '{target.name}' is unreachable ({e.message}): linted offline")
+            # A gate that cannot see the server it guards must not pass quietly (exit 3, as
+            # `db current --check`); linting without one is asked for by name.
+            raise ExecutionError(f"db lint: target '{target.name}' is unreachable: {e.message}",
+                                 hint="`db lint --offline` lints with squawk's rules only, sizes unknown") from e
     try:
         if conn is not None:
             conn.execute("SET statement_timeout = '5s'; SET lock_timeout = '1s'; SET default_transaction_read_only = on")

@@ -126,11 +126,29 @@ def migrate(project: Project, target: Target, revision: str = "head") -> Migrati
     return _run(project, target, lambda cfg: command.upgrade(cfg, revision))
 
 
+def checked_revision(project: Project, rev: str, what: str) -> str:
+    """`base`, `head` or a revision a migration file defines; anything else is exit 2 naming them."""
+    known = [r.revision for r in history(project)]
+    if rev in ("base", "head") or rev in known:
+        return rev
+    raise InputError(f"{what}: unknown revision {rev!r} (known: base, {', '.join(known)}, head)")
+
+
+def revision_order(project: Project, start: str | None, end: str, what: str) -> None:
+    """Refuse a range whose start comes after its end (alembic would print nothing and pass)."""
+    order = ["base", *[r.revision for r in history(project)]]
+    first = order.index(checked_revision(project, start or "base", what))
+    last = len(order) - 1 if end == "head" else order.index(checked_revision(project, end, what))
+    if first > last:
+        raise InputError(f"{what}: {start} comes after {end}: a range goes from older to newer")
+
+
 def migration_sql(project: Project, revision: str = "head", start: str | None = None) -> str:
     """The SQL an upgrade would run, for review; nothing is executed and no database is needed."""
     from alembic import command
     from alembic.util import CommandError
 
+    revision_order(project, start, revision, "db migrate --sql")
     buffer = io.StringIO()
     spec = f"{start}:{revision}" if start else revision
     try:
@@ -177,6 +195,7 @@ def status(project: Project, target: Target) -> MigrationStatus:
 
 def pending_sql(project: Project, target: Target, revision: str = "head") -> str:
     """The SQL of the migrations the target has not applied yet (up to `revision`)."""
+    checked_revision(project, revision, "db migrate --sql")
     st = status(project, target)
     if not st.pending or st.current == revision:
         return f"-- nothing to upgrade: target '{target.name}' is at {st.current or '<empty>'} (head {st.head})\n"

@@ -217,7 +217,7 @@ def test_statements_built_from_a_list_of_index_definitions_point_at_their_entry(
     assert build.line == line_of(source, '"users_city_role_idx"')
 
 
-def test_an_unreachable_target_is_linted_offline_and_says_so(tmp_path, cli):
+def test_an_unreachable_target_is_exit_3_and_offline_is_asked_for_by_name(tmp_path, cli):
     import socket
 
     with socket.socket() as s:
@@ -225,6 +225,23 @@ def test_an_unreachable_target_is_linted_offline_and_says_so(tmp_path, cli):
         port = s.getsockname()[1]  # closed again: nothing listens there
     cfg = make_project(tmp_path, f"postgresql://nobody@127.0.0.1:{port}/none?connect_timeout=2")
     result = cli("--config", str(cfg), "db", "lint", "0005")
-    assert result.exit_code == 1, result.output
-    assert "not known: target 't' is unreachable" in result.stdout and "linted offline" in result.stdout
-    assert f"0005_lint_demo.py:{LINE['token']}: unknown [adding-field-with-default]" in result.stdout
+    assert result.exit_code == 3, result.output
+    assert "target 't' is unreachable" in result.stderr and "--offline" in result.stderr
+    offline = cli("--config", str(cfg), "db", "lint", "--offline", "0005")
+    assert offline.exit_code == 1, offline.output
+    assert f"0005_lint_demo.py:{LINE['token']}: unknown [adding-field-with-default]" in offline.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["db", "lint", "--offline", "0001:0003:0004"],
+    ["db", "lint", "--offline", "0001:nosuch"],
+    ["db", "migrate", "--sql", "--from", "0001:0002"],
+    ["db", "migrate", "--sql", "--from", "0003", "0001"],
+    ["db", "migrate", "--sql", "--from", "base", "nosuch"],
+    ["db", "migrate", "--sql", "nosuch"],
+])
+def test_a_revision_range_that_is_not_one_is_exit_2_naming_the_known_ones(cli, args):
+    result = cli("--config", str(REPO / "civicq-ops.yaml"), *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and ("unknown revision" in result.stderr or "range" in result.stderr
+                                                or "comes after" in result.stderr), result.stderr
