@@ -20,7 +20,7 @@ from civicq_ops.core.assets import shipped_dir
 from civicq_ops.core.diagnostics import errors_in
 from civicq_ops.core.errors import ConfigError
 from civicq_ops.core.redaction import register_secret, register_url_secrets
-from civicq_ops.core.units import parse_duration
+from civicq_ops.core.units import UnitError, parse_duration
 from civicq_ops.core.yamlpos import JsonPath, LoadedDocument, load_file, load_text
 
 PROJECT_FILE = "civicq-ops.yaml"
@@ -62,6 +62,7 @@ DEFAULT_BACKUP_JOBS = 2  # parallel pg_dump / pg_restore jobs unless a project o
 
 
 DEFAULT_STATE_RETENTION_S = 90 * 86400.0  # `state.retention` unless the project says otherwise
+MIN_STATE_RETENTION_S = 86400.0  # less keeps no trend to forecast from (and 0s wiped every earlier run)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,11 @@ class StateSettings:
     def parse(cls, raw: dict[str, Any] | None) -> StateSettings:
         raw = raw or {}
         retention = raw.get("retention", "90d")
-        return cls(url=raw.get("url"), retention_s=None if retention == "forever" else parse_duration(retention))
+        seconds = None if retention == "forever" else parse_duration(retention)
+        if seconds is not None and seconds < MIN_STATE_RETENTION_S:
+            raise UnitError(f"retention {retention!r} would delete the history every run makes: at least 1d, "
+                            "or forever")
+        return cls(url=raw.get("url"), retention_s=seconds)
 
 
 @dataclass(frozen=True)
@@ -152,12 +157,21 @@ class MigrationSettings:
             given = lint.get(key) or {}
             return (parse_quantity(given.get("medium", default[0]), unit), parse_quantity(given.get("high", default[1]), unit))
 
-        return cls(lock_timeout=parse_quantity(raw.get("lock_timeout", cls.lock_timeout), "seconds"),
-                   statement_timeout=parse_quantity(raw.get("statement_timeout", cls.statement_timeout), "seconds"),
-                   retries=int(raw.get("retries", cls.retries)),
-                   retry_backoff=parse_quantity(raw.get("retry_backoff", cls.retry_backoff), "seconds"),
-                   fail_on=lint.get("fail_on", cls.fail_on), rows=pair("rows", "count", cls.rows),
-                   bytes=pair("bytes", "bytes", cls.bytes), seconds=pair("seconds", "seconds", cls.seconds))
+        settings = cls(lock_timeout=parse_quantity(raw.get("lock_timeout", cls.lock_timeout), "seconds"),
+                       statement_timeout=parse_quantity(raw.get("statement_timeout", cls.statement_timeout), "seconds"),
+                       retries=int(raw.get("retries", cls.retries)),
+                       retry_backoff=parse_quantity(raw.get("retry_backoff", cls.retry_backoff), "seconds"),
+                       fail_on=lint.get("fail_on", cls.fail_on), rows=pair("rows", "count", cls.rows),
+                       bytes=pair("bytes", "bytes", cls.bytes), seconds=pair("seconds", "seconds", cls.seconds))
+        if settings.lock_timeout < 0.001:  # PostgreSQL counts milliseconds; 0 means "wait forever"
+            raise UnitError(f"lock_timeout {raw.get('lock_timeout')!r} is under 1ms, which PostgreSQL takes as no "
+                            "timeout at all: readers would queue behind a migration without bound")
+        for key in ("rows", "bytes", "seconds"):
+            medium, high = getattr(settings, key)
+            if medium > high:
+                raise UnitError(f"lint.{key}: medium ({lint[key].get('medium')}) is above high "
+                                f"({lint[key].get('high')})")
+        return settings
 
 
 @dataclass(frozen=True)
@@ -186,14 +200,16 @@ class Project:
     migrations: MigrationSettings = field(default_factory=MigrationSettings)
 
     def __post_init__(self) -> None:
-        from civicq_ops.core.units import UnitError
-
         try:
             self.migrations = MigrationSettings.parse(self.data.get("migrations"))
         except UnitError as e:
             line, col = self.document.position(("migrations",))
             raise ConfigError(f"{self.path}:{line}:{col}: migrations: {e}") from e
-        self.state = StateSettings.parse(self.data.get("state"))
+        try:
+            self.state = StateSettings.parse(self.data.get("state"))
+        except UnitError as e:
+            line, col = self.document.position(("state",))
+            raise ConfigError(f"{self.path}:{line}:{col}: state: {e}") from e
         self.backups = BackupSettings.parse(self.data.get("backups"), self.root)
         self.notifiers = {name: NotifierSettings(name=name, type=spec["type"], url=spec["url"],
                                                  timeout=spec.get("timeout"))

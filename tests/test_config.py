@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from civicq_ops.config import load_project
@@ -118,3 +120,19 @@ def test_sections_are_parsed_once_into_typed_settings_with_their_defaults(projec
                                           retention={"keep_last": 3})
     assert full.state.url == "sqlite:///s.db"
     assert full.notifiers["am"].type == "alertmanager" and full.notifiers["am"].url == "http://am:9093"
+
+
+@pytest.mark.parametrize(("section", "says"), [
+    ("state: {retention: 0s}", "at least 1d"),
+    ("state: {retention: 12h}", "at least 1d"),
+    ("migrations: {lock_timeout: 0s}", "under 1ms"),
+    ("migrations: {lock_timeout: 0.0001s}", "under 1ms"),
+    ("migrations: {lint: {rows: {medium: 1000000, high: 10}}}", "medium (1000000) is above high (10)"),
+])
+def test_settings_that_would_switch_a_safety_off_are_refused_at_their_line(tmp_path, section, says):
+    """A retention of 0s deleted every earlier run; a lock_timeout under 1ms is PostgreSQL's "no
+    timeout", so a migration's readers would queue without bound (found by review)."""
+    path = tmp_path / "civicq-ops.yaml"
+    path.write_text(f"version: 1\ntargets: {{t: {{url: 'postgresql://x@h/db'}}}}\n{section}\n")
+    with pytest.raises(ConfigError, match=rf"civicq-ops.yaml:3:\d+: .*{re.escape(says)}"):
+        load_project(path, env={})
