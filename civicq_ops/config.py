@@ -83,6 +83,12 @@ class StateSettings:
         return cls(url=raw.get("url"), retention_s=seconds)
 
 
+# What a pgBackRest path cannot hold: archive_command and restore_command go through a shell and,
+# for restore_command, through pgBackRest into a single-quoted postgresql.auto.conf value, unescaped
+# (a space is fine: the word is double-quoted).
+PGBACKREST_UNSAFE = set("'\"\\$`\n\r%")
+
+
 @dataclass(frozen=True)
 class PgBackRestSettings:
     """`backups.pgbackrest:` pgBackRest's options, given on its command line (never a config file)."""
@@ -363,4 +369,11 @@ def load_project(path: str | Path | None = None, env: dict[str, str] | None = No
         line, col = doc.position(("backups", "engine"))
         raise ConfigError(f"{doc.path}:{line}:{col}: backups.engine is pgbackrest, but backups.pgbackrest "
                           "(stanza, repo_path) is not set")
+    raw_pgbackrest = (doc.data.get("backups") or {}).get("pgbackrest") or {}
+    for key in ("repo_path", "lock_path", "spool_path", "log_path", "bin", "stanza"):
+        value = raw_pgbackrest.get(key)
+        if isinstance(value, str) and PGBACKREST_UNSAFE & set(value):
+            line, col = doc.position(("backups", "pgbackrest", key))
+            raise ConfigError(f"{doc.path}:{line}:{col}: backups.pgbackrest.{key} {value!r} holds a quote, $, `, \\, % "
+                              "or a line break, which archive_command and restore_command cannot carry")
     return project

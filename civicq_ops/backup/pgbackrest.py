@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import time
@@ -39,8 +38,8 @@ from civicq_ops.backup.physical import (
     check_recovery_target,
 )
 from civicq_ops.backup.tools import client_env, start_tool, stopped_on_exit
-from civicq_ops.config import PgBackRestSettings, Project, Target
-from civicq_ops.core.errors import ExecutionError, InputError, LocalClusterError
+from civicq_ops.config import PGBACKREST_UNSAFE, PgBackRestSettings, Project, Target
+from civicq_ops.core.errors import ConfigError, ExecutionError, InputError, LocalClusterError
 from civicq_ops.core.fileio import write_atomic
 from civicq_ops.core.redaction import redact
 
@@ -188,13 +187,25 @@ def options(settings: PgBackRestSettings, command: str, pg_path: str | None = No
     return opts
 
 
+def command_line(words: list[str]) -> str:
+    """Words for /bin/sh inside a single-quoted server setting: plain, or in double quotes (spaces)."""
+    out = []
+    for word in words:
+        bad = sorted(PGBACKREST_UNSAFE & set(word))
+        if bad:
+            raise ConfigError(f"pgBackRest path {word!r} has {''.join(bad)!r}, which archive_command and "
+                              "restore_command cannot carry: choose a path without quotes, $, `, \\ or %")
+        out.append(word if word and all(c.isalnum() or c in "@+=:,./-_" for c in word) else f'"{word}"')
+    return " ".join(out)
+
+
 def archive_command(settings: PgBackRestSettings, data_dir: str | Path) -> str:
     """The server's `archive_command` that pushes WAL into this stanza."""
-    return shlex.join([settings.bin, *options(settings, "archive-push", pg_path=str(data_dir)), "archive-push"]) + " %p"
+    return command_line([settings.bin, *options(settings, "archive-push", pg_path=str(data_dir)), "archive-push"]) + " %p"
 
 
 def restore_command(settings: PgBackRestSettings, data_dir: str | Path) -> str:
-    return (shlex.join([settings.bin, *options(settings, "archive-get", pg_path=str(data_dir)), "archive-get"])
+    return (command_line([settings.bin, *options(settings, "archive-get", pg_path=str(data_dir)), "archive-get"])
             + ' %f "%p"')
 
 

@@ -43,7 +43,10 @@ def stanza(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pgbackrest-project")
     data = root / "data"
     # The project file names the repository; the archive_command comes from the same settings.
-    (folder / "civicq-ops.yaml").write_text(project_text("postgresql://placeholder/pitr", repo=root / "repo"))
+    # A space in the repository's path: restore_command reaches postgresql.auto.conf through pgBackRest
+    # unescaped inside single quotes, so its words are double-quoted (a review found shlex's quotes broke it).
+    repo = root / "pg repo"
+    (folder / "civicq-ops.yaml").write_text(project_text("postgresql://placeholder/pitr", repo=repo))
     settings = load_project(folder / "civicq-ops.yaml", env={}).backups.pgbackrest
     assert settings is not None
     cluster = LocalCluster(data, bin_dir=bin_dir, settings={
@@ -55,7 +58,7 @@ def stanza(tmp_path_factory):
         kw = cluster.conninfo("pitr")
         url = f"postgresql://{kw['user']}:{kw['password']}@{kw['host']}:{kw['port']}/pitr"
         # Uncompressed: the repository is small and the test machine's cores are shared.
-        (folder / "civicq-ops.yaml").write_text(project_text(url, repo=root / "repo", extra=", compress_type: none"))
+        (folder / "civicq-ops.yaml").write_text(project_text(url, repo=repo, extra=", compress_type: none"))
         project = load_project(folder / "civicq-ops.yaml", env={})
         with psycopg.connect(autocommit=True, **kw) as conn:
             conn.execute("CREATE TABLE events (id serial PRIMARY KEY, phase text, payload text)")
@@ -245,3 +248,12 @@ def test_restore_of_the_latest_backup_to_the_latest_wal_through_the_cli(stanza, 
     with psycopg.connect(autocommit=True, **{**kw, "port": port}) as conn:
         assert conn.execute("SELECT count(*) FROM events WHERE phase = 'latest'").fetchone()[0] == 200
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
+
+
+@pytest.mark.parametrize("repo", ["/srv/it's", '/srv/"x"', "/srv/$HOME", "/srv/a%f", "/srv/back\\slash"])
+def test_a_repository_path_no_server_command_can_carry_is_refused_at_its_line(tmp_path, repo):
+    (tmp_path / "civicq-ops.yaml").write_text(
+        "version: 1\ntargets: {src: {url: 'postgresql://x@h/db'}}\nbackups:\n  engine: pgbackrest\n"
+        f"  pgbackrest: {{stanza: civicq, repo_path: {json.dumps(repo)}}}\n")
+    with pytest.raises(ConfigError, match=r"civicq-ops.yaml:5:\d+: backups.pgbackrest.repo_path"):
+        load_project(tmp_path / "civicq-ops.yaml", env={})
