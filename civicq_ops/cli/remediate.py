@@ -172,8 +172,9 @@ def history(
     store = open_store(_s(ctx).project)
     if finding:
         rows = store.finding_history(finding, limit)
-        emit(tabulate([[r["at"][:19], r["check"], r["target"], r["status"], r["value"]] for r in rows],
-                      headers=["when (UTC)", "check", "target", "status", "value"]) + "\n")
+        # An ok run keeps no value of its own (ok findings are the check's counts): "-".
+        emit(tabulate([[r["at"][:19], r["check"], r["target"], r["status"], "-" if r["counted"] else r["value"]]
+                       for r in rows], headers=["when (UTC)", "check", "target", "status", "value"]) + "\n")
         return
     rows = store.runs(limit)
     emit(tabulate([[r["started_at"][:19], r["id"], ",".join(r["targets"]), r["exit_code"],

@@ -301,10 +301,22 @@ class StateStore:
                  "summary": json.loads(r[4]), "exit_code": r[5], "fail_on": r[6]} for r in rows]
 
     def finding_history(self, finding_id: str, limit: int = 50) -> list[dict]:
-        rows = self.execute("SELECT at, status, value, check_id, target, subject FROM findings WHERE finding_id = ? "
-                            "ORDER BY at DESC LIMIT ?", (finding_id, limit))
-        return [{"at": r[0], "status": r[1], "value": r[2], "check": r[3], "target": r[4],
-                 "subject": json.loads(r[5]) if r[5] else None} for r in rows]
+        """A finding's states over time, newest first. Its ok runs are those whose check ran on its
+        target without keeping a row of it (ok findings are kept as the check's counts): they read
+        `ok` with no value (`counted: True`)."""
+        rows = self.execute("SELECT at, status, value, check_id, target, subject, run_id FROM findings "
+                            "WHERE finding_id = ? ORDER BY at DESC LIMIT ?", (finding_id, limit))
+        found = [{"at": r[0], "status": r[1], "value": r[2], "check": r[3], "target": r[4],
+                  "subject": json.loads(r[5]) if r[5] else None, "counted": False} for r in rows]
+        if not found:
+            return found
+        kept = {r[6] for r in rows}
+        check, target, subject = found[0]["check"], found[0]["target"], found[0]["subject"]
+        counted = self.execute("SELECT at, run_id FROM check_aggregates WHERE check_id = ? AND target = ? "
+                               "ORDER BY at DESC LIMIT ?", (check, target, limit))
+        found += [{"at": at, "status": "ok", "value": None, "check": check, "target": target, "subject": subject,
+                   "counted": True} for at, run_id in counted if run_id not in kept]
+        return sorted(found, key=lambda r: r["at"], reverse=True)[:limit]
 
     # -- actions (append-only audit) -----------------------------------------------------------
 
