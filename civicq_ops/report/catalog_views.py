@@ -64,13 +64,14 @@ def validate_report(project: Project, given: list[str] | None, fmt: str = "text"
         return Outcome(render_diagnostics(result.diagnostics, fmt, len(result.catalog.files)),
                        ExitCode.INVALID_INPUT if result.errors else ExitCode.OK)
     # Named files (pre-commit passes the staged ones): references resolve against the whole
-    # project catalogue, and only the named files are reported on.
+    # project catalogue; everything about the named files is reported, and of the other files their
+    # errors (a renamed check id in a named file breaks the policies that name it elsewhere).
     named = {str(p) for p in discover(paths)}
     if not named:
         raise InputError(f"no YAML files under {', '.join(given)}: nothing to validate")
     project_paths = [p for p in project.paths("checks") + project.paths("policies") if p.exists()]
     result = load_catalog(project_paths + paths, notifiers=set(project.notifiers), cache=cache)
-    diagnostics = [d for d in result.diagnostics if d.path in named]
+    diagnostics = [d for d in result.diagnostics if d.path in named or d.level == "error"]
     return Outcome(render_diagnostics(diagnostics, fmt, len(named)),
                    ExitCode.INVALID_INPUT if errors_in(diagnostics) else ExitCode.OK)
 
