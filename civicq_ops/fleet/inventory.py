@@ -73,17 +73,35 @@ def expand(project: Project, groups: list[str] | None = None, static: bool = Tru
     if unknown:
         raise ConfigError(f"unknown fleet group(s) {', '.join(unknown)} (fleet.groups in {project.path}: "
                           f"{', '.join(specs) or 'none'})")
+    for group, spec in specs.items():  # a mistake in the file is exit 2 at its line, before anything runs
+        if spec.get("city"):
+            try:
+                re.compile(spec["city"])
+            except re.error as e:
+                line, col = project.document.position(("fleet", "groups", group, "city"))
+                raise ConfigError(f"{project.path}:{line}:{col}: fleet.groups.{group}.city is not a regular "
+                                  f"expression: {e}") from None
     inventory = Inventory()
     if static and not groups:
         for name in project.target_names:
-            target = project.target(name)
+            try:  # one target whose ${VARIABLE} is unset is that target's problem, not the fleet's
+                target = project.target(name)
+            except CivicqError as e:
+                inventory.problems[name] = e.message
+                continue
             inventory.targets.append(FleetTarget(target, static_labels(target)))
     for group in groups or list(specs):
         try:
             inventory.targets.extend(expand_group(project, group))
+        except DuplicateTarget:
+            raise
         except CivicqError as e:
             inventory.problems[group] = e.message
     return inventory
+
+
+class DuplicateTarget(ConfigError):
+    """Two entries name the same fleet target: it would be run and recorded twice."""
 
 
 def static_labels(target: Target) -> dict[str, str]:
@@ -161,8 +179,12 @@ def _directory_group(project: Project, group: str, spec: dict[str, Any]) -> list
     if not folder.is_dir():
         raise ConfigError(f"fleet group '{group}': {folder} is not a folder")
     out = []
+    seen: dict[str, Path] = {}
     for path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
         for name, entry in _target_file(path).items():
+            if str(name) in seen:
+                raise DuplicateTarget(f"fleet group '{group}': target '{name}' is in both {seen[str(name)]} and {path}")
+            seen[str(name)] = path
             out.append(_entry(project, group, spec, str(name), entry, where=str(path)))
     return out
 
@@ -230,6 +252,10 @@ def _query_group(project: Project, group: str, spec: dict[str, Any]) -> list[Fle
         raise ConfigError(f"fleet group '{group}': the inventory query must return the columns name and url "
                           f"(it returned {', '.join(columns)})")
     out = []
+    names = [str(row["name"]) for row in rows if row["name"] is not None]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DuplicateTarget(f"fleet group '{group}': the inventory query returns {', '.join(twice)} more than once")
     for row in rows:
         if row["name"] is None or row["url"] is None:
             continue

@@ -322,6 +322,12 @@ def schedule(project: Project, stop: threading.Event, for_s: float | None = None
                         fresh.setdefault(t.group or "", []).append(t.name)
                     for g in inventory.problems:
                         fresh[g] = known.get(g, [])
+                    for g, why in inventory.problems.items():
+                        if stats.problems.get(g) != why:
+                            log.warning("fleet group or target %s cannot be listed: %s (its targets of the last good "
+                                        "listing stay scheduled)", g, why)
+                    for g in set(stats.problems) - set(inventory.problems):
+                        log.warning("fleet group or target %s can be listed again", g)
                     known, stats.problems, refreshed = fresh, dict(inventory.problems), time.monotonic()
                     stats.targets = sum(len(v) for v in known.values())
                 _defer_due(app, known, groups, last, clock(), stats)

@@ -11,6 +11,7 @@ from typing import Any
 
 from civicq_ops.config import Project
 from civicq_ops.fleet import ledger
+from civicq_ops.fleet.inventory import expand
 from civicq_ops.fleet.queue import QUEUE, SCHEDULER_LEASE, check_groups, ensure_schema, queue_url
 from civicq_ops.postgres.connect import open_connection
 from civicq_ops.state.store import open_store
@@ -23,10 +24,11 @@ class FleetStatus:
     scheduler: dict[str, Any] | None = None
     targets: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    unlisted: dict[str, str] = field(default_factory=dict)  # group or target -> why it cannot be listed now
 
     def to_dict(self) -> dict[str, Any]:
         return {"workers": self.workers, "queue": self.queue, "scheduler": self.scheduler, "targets": self.targets,
-                "failures": self.failures}
+                "failures": self.failures, "unlisted": self.unlisted}
 
     def text(self) -> str:
         lines = [f"workers: {len(self.workers)}" + "".join(
@@ -41,6 +43,8 @@ class FleetStatus:
             lag = f"{t['lag_s']:.1f}s" if t["lag_s"] is not None else "-"
             lines.append(f"  {t['target']} [{t['check_group']}]: last run {since}, lag {lag}, status {t['status']}"
                          + (" BEHIND" if t["behind"] else ""))
+        for name, why in sorted(self.unlisted.items()):
+            lines.append(f"cannot list {name}: {why}")
         lines.append(f"failures: {len(self.failures)}")
         for f in self.failures[:10]:
             lines.append(f"  {f['target']} [{f['check_group']}] slot {f['slot']}: {f['status']}: {f.get('detail') or ''}")
@@ -88,6 +92,7 @@ def fleet_status(project: Project, window_s: float = 3600.0) -> FleetStatus:
     finally:
         store.close()
     out.failures.reverse()  # newest first
+    out.unlisted = dict(expand(project).problems)  # a group nobody can list has no job and no row: say it
     return out
 
 
@@ -105,6 +110,9 @@ def prometheus(status: FleetStatus) -> str:
              f"civicq_fleet_workers {len(status.workers)}",
              "# HELP civicq_fleet_jobs Jobs of the fleet queue by status.", "# TYPE civicq_fleet_jobs gauge"]
     lines += [f'civicq_fleet_jobs{{status="{esc(k)}"}} {v}' for k, v in sorted(status.queue.items())]
+    lines += ["# HELP civicq_fleet_unlisted 1 for a group or target that cannot be listed now (no job runs for it).",
+              "# TYPE civicq_fleet_unlisted gauge"]
+    lines += [f'civicq_fleet_unlisted{{group="{esc(name)}"}} 1' for name in sorted(status.unlisted)]
     lines += ["# HELP civicq_fleet_target_up 1 when the target's last interval reached it.",
               "# TYPE civicq_fleet_target_up gauge"]
     lines += [f"civicq_fleet_target_up{{{labels(t)}}} {0 if t['status'] == 'down' else 1}" for t in status.targets]

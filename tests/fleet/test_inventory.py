@@ -78,3 +78,35 @@ def test_patterns_and_city_labels():
     assert selected(["a1", "b1"], None, None) == ["a1", "b1"]
     assert city_of("city_oakland", r"city_(\w+)") == "oakland"
     assert city_of("other", r"city_(\w+)") == "other"
+
+
+def test_a_city_pattern_that_is_not_a_regular_expression_is_exit_2_at_its_line(project_file, fleet_cluster):
+    import pytest
+
+    from civicq_ops.core.errors import ConfigError
+
+    p = project(project_file, f'  groups:\n    east: {{cluster: "{fleet_cluster.url()}", databases: "*", city: "city_(.*"}}\n')
+    with pytest.raises(ConfigError, match=r"civicq-ops.yaml:4:\d+: fleet.groups.east.city is not a regular expression"):
+        expand(p)
+
+
+def test_the_same_target_in_two_files_of_a_group_is_refused_naming_both(project_file, fleet_cluster, tmp_path):
+    import pytest
+
+    from civicq_ops.core.errors import ConfigError
+
+    (tmp_path / "fleet.d").mkdir()
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / "fleet.d" / name).write_text(f'targets:\n  oakland: {{url: "{fleet_cluster.url("city_00")}"}}\n')
+    p = project(project_file, "  groups:\n    west: {directory: fleet.d}\n")
+    with pytest.raises(ConfigError, match=r"'oakland' is in both .*a\.yaml and .*b\.yaml"):
+        expand(p)
+
+
+def test_a_static_target_with_an_unset_variable_is_its_own_problem_not_the_fleets(project_file, fleet_cluster):
+    path = project_file("version: 1\ntargets:\n  staging: {url: '${STAGING_URL}'}\n"
+                        f"fleet:\n  groups:\n    east: {{cluster: \"{fleet_cluster.url()}\", databases: \"*\", "
+                        'include: ["city_0*"]}\n')
+    inventory = expand(load_project(path, env={}))
+    assert len(inventory.targets) == 10
+    assert "STAGING_URL" in inventory.problems["staging"]

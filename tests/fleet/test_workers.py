@@ -124,13 +124,15 @@ def scheduled_fleet(fleet_cluster, tmp_path_factory):
     (tmp / "fleet.d").mkdir()
     (tmp / "fleet.d" / "gone.yaml").write_text(f'targets:\n  gone: {{url: "{dead_url()}"}}\n')
     config = make_project(tmp, fleet_cluster, f"    quick: {{interval: {INTERVAL_S}s, checks: [db-size]}}\n", "city_*",
-                          "    west: {directory: fleet.d}\n")
+                          "    west: {directory: fleet.d}\n"
+                          f'    lost: {{cluster: "{dead_url()}", databases: "*"}}\n')  # a group nobody can list
     workers = [start(config, "worker", "--concurrency", "2", "--for", "180s") for _ in range(2)]
     try:
         registered(config, workers)
         scheduler = start(config, "schedule", "--for", "7s")
         out, err = scheduler.communicate(timeout=60)
         assert scheduler.returncode == 0, err.decode()
+        assert "fleet group or target lost cannot be listed" in err.decode(), err.decode()
         wait_for(lambda: pending(config) == 0, 30, "the queue drained")
         status = fleet_status(load_project(config, env={}))
     finally:
@@ -176,6 +178,9 @@ def test_status_shows_workers_queue_lag_and_failures(scheduled_fleet):
     assert all(t["lag_s"] < INTERVAL_S for t in status.targets)
     assert {f["target"] for f in status.failures} == {"west/gone"}
     assert "workers: 2" in status.text()
+    # A group that cannot be listed has no job and no ledger row: status says so (review found silence).
+    assert "cannot connect" in status.unlisted["lost"] and "cannot list lost:" in status.text()
+    assert 'civicq_fleet_unlisted{group="lost"} 1' in render(status, "prometheus")
 
 
 def test_status_metrics_carry_each_target_s_labels(scheduled_fleet):
