@@ -43,8 +43,9 @@ def engine_for(project: Project, target: Target):
 def session_settings(project: Project) -> list[str]:
     """The SET statements every migration session starts with (`migrations:` in civicq-ops.yaml)."""
     m = project.migrations
-    return [f"SET lock_timeout = '{int(m.lock_timeout * 1000)}ms';",
-            f"SET statement_timeout = '{int(m.statement_timeout * 1000)}ms';"]
+    # No terminator: alembic's offline SQL adds its own (`;;` before), a driver needs none.
+    return [f"SET lock_timeout = '{int(m.lock_timeout * 1000)}ms'",
+            f"SET statement_timeout = '{int(m.statement_timeout * 1000)}ms'"]
 
 
 def _config(project: Project, connection=None, buffer: io.StringIO | None = None):

@@ -124,7 +124,7 @@ def test_migrate_sql_prints_the_pending_range_and_from_base_the_whole_history(tm
     pending = cli("--config", str(cfg), "db", "migrate", "--sql")
     assert pending.exit_code == 0, pending.output
     assert "Running upgrade 0004 -> 0005" in pending.stdout and "-> 0001" not in pending.stdout
-    assert pending.stdout.startswith("SET lock_timeout = '5000ms';")
+    assert pending.stdout.startswith("SET lock_timeout = '5000ms';\n")  # one terminator, not `;;`
     everything = cli("--config", str(cfg), "db", "migrate", "--sql", "--from", "base")
     assert "Running upgrade  -> 0001" in everything.stdout and "Running upgrade 0004 -> 0005" in everything.stdout
     project = load_project(cfg)
