@@ -15,6 +15,9 @@ from datetime import UTC, datetime, timedelta
 USERS_PER_UNIT = 200
 QUESTIONS_PER_UNIT = 50
 AUDIT_PER_UNIT = 200
+# The tables seed_scale loads: on a first load civicq-ops builds their secondary indexes after COPY.
+TABLES = ("cities", "users", "ballots", "contests", "candidates", "questions", "votes", "videos", "video_answers",
+          "audit_logs")
 
 
 def shared_hash() -> str:

@@ -25,7 +25,7 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 _VALIDATORS = ("catalog", "schemas", "templating")
 
 
-def _validator_stamp() -> str:
+def validator_stamp() -> str:
     parts = [__version__]
     for folder in _VALIDATORS:
         for f in sorted((_PACKAGE / folder).glob("*")):
@@ -45,7 +45,7 @@ class CatalogCache:
         """(entry name, content key), or None when a file cannot be read (loading will say why)."""
         opts = json.dumps({**options, "today": options.get("today") or date.today().isoformat()},
                           sort_keys=True, default=str)
-        name = hashlib.sha256(f"{_validator_stamp()}\n{opts}".encode()).hexdigest()[:24]
+        name = hashlib.sha256(f"{validator_stamp()}\n{opts}".encode()).hexdigest()[:24]
         digest = hashlib.sha256(name.encode())
         for f in files:
             try:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from types import ModuleType
 
 import psycopg
 from psycopg import sql
 
+from civicq_ops.civicq.deferred_indexes import indexes_built_after
 from civicq_ops.civicq.migrations import asset_dir, migrate
 from civicq_ops.config import Project, Target
 from civicq_ops.core.errors import InputError, QueryFailed, first_line
@@ -50,8 +52,13 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
             fresh = not one_row(conn.execute("SELECT EXISTS (SELECT 1 FROM users)"))[0]
             result.rows = load_seed_module(project, "seed_dev").seed(conn)
             if scale:
-                for table, count in load_seed_module(project, "scale").seed_scale(conn, scale).items():
-                    result.rows[table] = result.rows.get(table, 0) + count
+                module = load_seed_module(project, "scale")
+                # The first scaled load (the tables hold at most the development set) builds the
+                # secondary indexes after COPY, as pg_restore does; a later one adds to live indexes.
+                bulk = list(getattr(module, "TABLES", ())) if not module.units_present(conn) else []
+                with indexes_built_after(conn, bulk) if bulk else nullcontext():
+                    for table, count in module.seed_scale(conn, scale).items():
+                        result.rows[table] = result.rows.get(table, 0) + count
             if one_row(conn.execute("SELECT to_regproc('refresh_all_materialized_views') IS NOT NULL"))[0]:
                 conn.execute("SELECT * FROM refresh_all_materialized_views(%s)", (not fresh,))
             conn.commit()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from civicq_ops.catalog.model import Check
@@ -83,9 +84,10 @@ def evaluate_rows(
                     title=check.title, value=value, unit=check.unit, threshold=_threshold(check),
                     confidence="low" if low else "high", confidence_reason=low or None,
                     remediation=check.remediation, evidence=evidence, reason=reason)
-        f.message = _message(check, f, scope, row)
+        # Rendered when first read (findings.LazyText): most findings are ok and never shown.
+        f.message = partial(_message, check, f, scope, row)
         if status in ("warning", "critical"):
-            f.recommendation = _render(check.recommendation, scope, subject, value, row)
+            f.recommendation = partial(_render, check.recommendation, scope, subject, value, row)
         findings.append(f)
     return findings
 

@@ -7,8 +7,9 @@ import decimal
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from civicq_ops.core.thresholds import SEVERITY
 
@@ -18,6 +19,33 @@ def finding_id(target: str, check: str, subject: dict | None) -> str:
     so history, baselines and CI deduplication survive threshold edits."""
     key = json.dumps([target, check, subject or {}], sort_keys=True, default=str, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+T = TypeVar("T", str, str | None)
+
+
+class LazyText(Generic[T]):
+    """A text field that may be given as a function and is computed on first read, then kept:
+    a check's message and recommendation are Jinja renders, paid only for findings that are shown
+    (ok findings appear with --verbose, in JSON or in the state store's aggregates only)."""
+
+    def __init__(self, default: T) -> None:
+        self.default: T = default
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_lazy_" + name
+
+    def __get__(self, obj: object | None, objtype: type | None = None) -> T:
+        if obj is None:
+            return self.default  # the dataclass field's default
+        value = obj.__dict__.get(self.slot, self.default)
+        if callable(value):
+            value = value()
+            obj.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, obj: object, value: T | Callable[[], T]) -> None:
+        obj.__dict__[self.slot] = value
 
 
 @dataclass
@@ -33,8 +61,8 @@ class Finding:
     threshold: dict | None = None
     confidence: str = "high"
     confidence_reason: str | None = None
-    message: str = ""
-    recommendation: str | None = None
+    message: LazyText[str] = LazyText("")
+    recommendation: LazyText[str | None] = LazyText(None)
     remediation: str | None = None
     waiver: dict | None = None
     evidence: dict = field(default_factory=dict)

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,7 @@ import psycopg
 from civicq_ops.catalog.model import Catalog, Check
 from civicq_ops.catalog.params import ParamValueError, read_value, violation
 from civicq_ops.catalog.sqlcheck import inspect_query
+from civicq_ops.catalog.verdicts import VerdictCache, verdicts_in
 from civicq_ops.config import Project, Target
 from civicq_ops.core.capabilities import Capabilities, unmet_requirement
 from civicq_ops.core.errors import CivicqError, ExitCode, InputError, TargetUnreachable, first_line
@@ -204,15 +205,18 @@ def run_checks(
     baseline = load_baseline(options.baseline) if options.baseline else None
     deadline = t0 + options.budget_s if options.budget_s is not None else None
     counter = _Counter(len(checks) * len(targets), progress)
+    verdicts = verdicts_in(project.state_dir)
 
     def one(target: Target) -> tuple[TargetRun, list[Finding], list[dict]]:
-        return _run_target(project, target, checks, params, options, deadline, counter)
+        return _run_target(project, target, checks, params, options, deadline, counter, verdicts)
 
     if len(targets) == 1:
         outcomes = [one(targets[0])]
     else:
         with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
             outcomes = list(pool.map(one, targets))
+    if verdicts is not None:
+        verdicts.save()
     findings = unique_findings([f for _, fs, _ in outcomes for f in fs])
     errors = [e for _, _, es in outcomes for e in es]
     today = (options.now or started).date()
@@ -283,8 +287,8 @@ class _Counter:
 
 
 def _run_target(project: Project, target: Target, checks: list[Check], params: dict[str, dict[str, Any]],
-                options: RunOptions, deadline: float | None,
-                counter: _Counter) -> tuple[TargetRun, list[Finding], list[dict]]:
+                options: RunOptions, deadline: float | None, counter: _Counter,
+                verdicts: VerdictCache | None = None) -> tuple[TargetRun, list[Finding], list[dict]]:
     run = TargetRun(name=target.name)
     health = _TargetHealth()
 
@@ -337,7 +341,7 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     def work(check: Check) -> list[Finding]:
         try:
             return _run_one(check, params[check.id], caps, facts, missing, conn_from_pool, deadline, options.now,
-                            health, options.counters, options.shared, options.list_ok, run.ok_counts)
+                            health, options.counters, options.shared, options.list_ok, run.ok_counts, verdicts)
         except CivicqError as e:  # never lose the other findings of this target
             return [_skipped(check, caps, e.message, "error")]
         finally:
@@ -377,7 +381,7 @@ def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: di
              missing: dict[str, tuple[str, str]], get_conn: Callable[[], AbstractContextManager[psycopg.Connection]],
              deadline: float | None, now: datetime | None, health: _TargetHealth | None = None,
              counters: Counters | None = None, shared: SharedResults | None = None, list_ok: bool = False,
-             ok_counts: dict[str, int] | None = None) -> list[Finding]:
+             ok_counts: dict[str, int] | None = None, verdicts: VerdictCache | None = None) -> list[Finding]:
     reason = unmet_requirement(check.requires, caps)
     if reason:
         return [_skipped(check, caps, reason)]
@@ -397,9 +401,14 @@ def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: di
         return [_skipped(check, caps, e.message, "error")]
     # The final SQL is judged again: a `| sql_unsafe` value or a `--param` could have brought in
     # what `validate` refused in the template (e.g. a call that signals a backend).
-    verdict = inspect_query(rendered.numbered(), review=False)
-    if verdict.problem:
-        return [_skipped(check, caps, f"refused before running: {verdict.problem}", "error")]
+    # A text judged safe in an earlier run is not parsed again (catalog/verdicts.py).
+    final = rendered.numbered()
+    if verdicts is None or not verdicts.known_safe(final):
+        verdict = inspect_query(final, review=False)
+        if verdict.problem:
+            return [_skipped(check, caps, f"refused before running: {verdict.problem}", "error")]
+        if verdicts is not None:
+            verdicts.add_safe(final)
 
     def execute() -> Rows | str:
         return _execute(check, rendered, timeout, get_conn, health)
@@ -416,6 +425,10 @@ def _run_one(check: Check, params: dict[str, Any], caps: Capabilities, facts: di
     return findings
 
 
+def _pipeline(conn: psycopg.Connection) -> AbstractContextManager[Any]:
+    return conn.pipeline() if psycopg.Pipeline.is_supported() else nullcontext()
+
+
 def _execute(check: Check, rendered: RenderedQuery, timeout: float,
              get_conn: Callable[[], AbstractContextManager[psycopg.Connection]],
              health: _TargetHealth | None) -> Rows | str:
@@ -425,15 +438,19 @@ def _execute(check: Check, rendered: RenderedQuery, timeout: float,
         # Committed, not rolled back: a read-only commit changes nothing, and rollbacks would
         # inflate the rollback ratio that a check of this catalogue watches. The client-side
         # deadline (a little after statement_timeout) catches a server that stopped answering.
-        with get_conn() as conn, query_deadline(conn, timeout + GRACE_S) as watch, conn.transaction():
+        # In pipeline mode (libpq >= 14) BEGIN, the settings, the query and COMMIT go out together:
+        # one round trip to the rows instead of four.
+        with get_conn() as conn, query_deadline(conn, timeout + GRACE_S) as watch, _pipeline(conn), \
+                conn.transaction():
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
                          (f"{max(1, int(timeout * 1000))}ms", f"{LOCK_TIMEOUT_MS}ms"))
             # Always pass the binds (even none): the text escapes literal % as %%, which psycopg
             # turns back into % only when it processes placeholders.
             cur = conn.execute(f"/* civicq-ops:{check.id} */ {rendered.text}", rendered.binds)
+            fetched = cur.fetchall()  # first: in pipeline mode the description arrives with the rows
             columns = [d.name for d in cur.description or []]
-            rows = [dict(zip(columns, r, strict=True)) for r in cur.fetchall()]
+            rows = [dict(zip(columns, r, strict=True)) for r in fetched]
     except CivicqError as e:
         return e.message
     except psycopg.errors.QueryCanceled:

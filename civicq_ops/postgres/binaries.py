@@ -96,9 +96,16 @@ def find_client(name: str, min_major: int | None = None, extra_dirs: list[str] |
     seen: set[Path] = set()
     for folder in candidate_client_dirs(extra_dirs):
         program = folder / name
-        if program in seen or not (program.is_file() and os.access(program, os.X_OK)):
+        if not (program.is_file() and os.access(program, os.X_OK)):
             continue
-        seen.add(program)
+        # One program reached by two paths (/bin and /usr/bin on a merged /usr) is asked once; and
+        # Debian's pg_wrapper (a Perl script, ~40 ms a call) only runs a /usr/lib/postgresql/N/bin
+        # program, already among the candidates when one of those was found.
+        real = program.resolve()
+        if real in seen or (real.name == "pg_wrapper" and any(p.parts[1:4] == ("usr", "lib", "postgresql")
+                                                               for _, p in found)):
+            continue
+        seen.add(real)
         try:
             found.append((_version_in(folder, program), program))
         except MissingBinary:

@@ -8,6 +8,8 @@ from params can ever become SQL text unless a reviewer sees `| sql_unsafe` in th
 
 from __future__ import annotations
 
+import itertools
+import re
 import threading
 from dataclasses import dataclass
 from functools import cache
@@ -17,6 +19,7 @@ from civicq_ops.core.errors import TemplateError
 from civicq_ops.core.units import format_bytes, format_duration, format_number, format_value
 
 _MARK = "\x00civicq-bind-{}\x00"
+_ESCAPES = re.compile(r"%[%s]")  # psycopg's: a literal %, a placeholder
 _state = threading.local()
 
 
@@ -129,20 +132,10 @@ class RenderedQuery:
     binds: tuple
 
     def _substitute(self, placeholder) -> str:
-        out, i, n = [], 0, 0
-        text = self.text
-        while i < len(text):
-            if text.startswith("%%", i):
-                out.append("%")
-                i += 2
-            elif text.startswith("%s", i):
-                out.append(placeholder(n))
-                n += 1
-                i += 2
-            else:
-                out.append(text[i])
-                i += 1
-        return "".join(out)
+        """`%%` becomes `%` and the n-th `%s` becomes placeholder(n), read left to right (one
+        regular-expression pass: a loop over characters cost ~0.15 s of a `validate`)."""
+        count = itertools.count()
+        return _ESCAPES.sub(lambda m: "%" if m.group() == "%%" else placeholder(next(count)), self.text)
 
     def numbered(self) -> str:
         """The SQL with $1, $2... placeholders, as PostgreSQL and pglast read it."""

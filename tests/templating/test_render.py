@@ -60,3 +60,28 @@ def test_message_filters():
     text = render_text("{{ r | pct }} {{ b | bytes }} {{ s | duration }} {{ n | number }}",
                        {"r": 0.1234, "b": 10 * 1024**3, "s": 5400, "n": 1234567})
     assert text == "12.3% 10.0 GB 90 min 1,234,567"
+
+
+def _reference_substitute(text: str) -> str:
+    """The character loop the regular expression replaced: the specification it must keep."""
+    out, i, n = [], 0, 0
+    while i < len(text):
+        if text.startswith("%%", i):
+            out.append("%")
+            i += 2
+        elif text.startswith("%s", i):
+            n += 1
+            out.append(f"${n}")
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+@pytest.mark.parametrize("text", ["SELECT %s, %s", "a LIKE 'x%%'", "%%s", "%%%s", "%s%%", "100% sure %s", "%", "",
+                                  "%%%%s%s", "s%ss%%%"])
+def test_numbered_placeholders_read_escapes_left_to_right(text):
+    from civicq_ops.templating.render import RenderedQuery
+
+    assert RenderedQuery(text, ()).numbered() == _reference_substitute(text)
