@@ -1,5 +1,6 @@
-"""A run parses each check's final SQL once per text: texts judged safe are remembered in
-`.civicq-ops/catalog-cache/run-verdicts.json` (issue 14); a refused text is judged again every run."""
+"""A process judges each check's final SQL once per text (issue 14): texts judged safe are
+remembered in memory; a refused text is judged, and refused, every run; nothing on disk is ever
+trusted (a forged list of safe texts must not let a refused query run)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import hashlib
 import json
 
 from civicq_ops.catalog.model import Catalog, Check, Source
-from civicq_ops.catalog.verdicts import FILE
 from tests.fixtures.pg import run_on
+
+UNSAFE = "SELECT length(query_to_xml('SELECT 1', true, false, '')::text) AS v"
 
 
 def adhoc(query: str) -> Catalog:
@@ -17,55 +19,40 @@ def adhoc(query: str) -> Catalog:
     return Catalog(checks={"adhoc": Check.from_dict(data, Source("adhoc.yaml", 1))})
 
 
-def _remembered(db) -> list[str]:
-    project, _ = db.project()
-    path = project.state_dir / "catalog-cache" / FILE
-    return json.loads(path.read_text())["safe"] if path.exists() else []
+def test_a_safe_final_text_is_parsed_once_per_process(db, monkeypatch):
+    import civicq_ops.engine.run as run_module
 
+    judged: list[str] = []
+    real = run_module.inspect_query
 
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+    def counting(text, **kw):
+        judged.append(text)
+        return real(text, **kw)
 
-
-def test_a_safe_final_text_is_remembered_and_gives_the_same_finding_next_run(db):
-    catalog = adhoc("SELECT 1 AS v")
-    first = run_on(db, catalog=catalog)
-    assert _sha("SELECT 1 AS v") in _remembered(db)
-    second = run_on(db, catalog=catalog)
+    monkeypatch.setattr(run_module, "inspect_query", counting)
+    text = f"SELECT 2 AS v /* parsed once in {db.name} */"  # new to this process (the memory is per process)
+    first = run_on(db, catalog=adhoc(text))
+    second = run_on(db, catalog=adhoc(text))
     assert [(f.status, f.value) for f in first.findings] == [(f.status, f.value) for f in second.findings] \
-        == [("warning", 1)]
+        == [("warning", 2)]
+    assert len([t for t in judged if "parsed once" in t]) == 1
 
 
-def test_a_refused_text_is_not_remembered_and_is_refused_every_run(db):
-    unsafe = "SELECT length(query_to_xml('SELECT 1', true, false, '')::text) AS v"
+def test_a_refused_text_is_refused_every_run(db):
     for _ in range(2):
-        [finding] = run_on(db, catalog=adhoc(unsafe)).findings
+        [finding] = run_on(db, catalog=adhoc(UNSAFE)).findings
         assert finding.status == "error" and "refused before running" in finding.reason
-    assert _sha(unsafe) not in _remembered(db)
 
 
-def test_remembered_texts_from_another_civicq_ops_are_forgotten(db):
+def test_a_forged_file_of_safe_texts_is_not_trusted(db):
+    """What a review of the first version found: a file under .civicq-ops/ listed a text the judge
+    refuses, and the run sent it without a parse."""
     project, _ = db.project()
-    path = project.state_dir / "catalog-cache" / FILE
-    unsafe = "SELECT length(query_to_xml('SELECT 1', true, false, '')::text) AS v"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"stamp": "another-version", "safe": [_sha(unsafe)]}))
-    [finding] = run_on(db, catalog=adhoc(unsafe)).findings
+    for name in ("run-verdicts.json",):
+        path = project.state_dir / "catalog-cache" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"stamp": "anything", "safe": [hashlib.sha256(UNSAFE.encode()).hexdigest()]}))
+    [finding] = run_on(db, catalog=adhoc(UNSAFE)).findings
     assert finding.status == "error" and "refused before running" in finding.reason
-
-
-def test_a_remembered_text_is_not_parsed_again(db):
-    # The file is trusted like the catalogue it sits beside: a text it lists runs without a parse
-    # (here one the parser would refuse; the READ ONLY transaction still guards it).
-    from civicq_ops.catalog.verdicts import VerdictCache
-
-    project, _ = db.project()
-    text = "SELECT pg_try_advisory_xact_lock(1)::int AS v"
-    cache = VerdictCache(project.state_dir / "catalog-cache")
-    cache.add_safe(text)
-    cache.save()
-    try:
-        [finding] = run_on(db, catalog=adhoc(text)).findings
-    finally:
-        cache.path.unlink()
-    assert finding.status == "warning", finding.reason
+    assert not any(p.name != "run-verdicts.json" and "verdict" in p.name
+                   for p in (project.state_dir / "catalog-cache").iterdir())
