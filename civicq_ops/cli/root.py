@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import sys
 import traceback
 from typing import Annotated
@@ -149,6 +150,12 @@ def root(
     """civicq-ops: checks, policies, backups and the CivicQ database, for PostgreSQL."""
     names = [n.strip() for t in (target or []) for n in t.split(",") if n.strip()]
     ctx.obj = Session(config_path=config, target_names=names, all_targets=all_targets, debug=debug, quiet=quiet)
+
+
+# psycopg logs what it ignores while unwinding (e.g. "error ignored terminating <psycopg.Copy>" when
+# the server died mid-COPY); without a handler Python prints it to stderr beside our one-line error.
+# A NullHandler keeps that second line away; `watch --json-logs` still gets the records at its root.
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
 
 def build(modules: tuple[str, ...]) -> typer.Typer:
