@@ -6,7 +6,7 @@ Physical (--physical, on a cluster archiving its WAL with `civicq-ops wal archiv
 `backup create --physical` at most 1.1 times a plain pg_basebackup; an incremental after 1% of the
 rows changed, size and time against the full; `restore --physical --to-latest` against the same
 steps by hand (copy, recovery.signal, restore_command, pg_ctl start, wait for promotion).
-Usage: .venv/bin/python bench/backup.py [--scale 20] [--physical-only | --logical-only]
+Usage: .venv/bin/python bench/backup.py [--scale 20] [--physical-only]
 """
 
 from __future__ import annotations
@@ -45,12 +45,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, default=20)
     ap.add_argument("--physical-only", action="store_true")
-    ap.add_argument("--logical-only", action="store_true")
     args = ap.parse_args()
     if not args.physical_only:
         logical(args.scale)
-    if not args.logical_only:
-        physical(args.scale)
+    physical(args.scale)
 
 
 def logical(scale: int) -> None:
@@ -76,38 +74,13 @@ def logical(scale: int) -> None:
         def ours_directory():
             create_backup(project, target, BackupOptions(format="directory", jobs=2, globals=False))
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CIVICQ_", "PG"))}
-
-        def cli(*extra: str):
-            # The command a user runs: start-up, config validation, and (by default) the globals.
-            return lambda: subprocess.run([sys.executable, "-m", "civicq_ops", "--config", str(cfg), "--target",
-                                           "bench", "backup", "create", *extra], env=env, cwd=REPO, check=True,
-                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=3600)
-
-        def dumpall():
-            subprocess.run([str(pg_tool("pg_dumpall", 18)), "--globals-only", "-f", str(Path(work) / "globals.sql"),
-                            "--no-password"],
-                           env=client_env(kw), check=True, stdin=subprocess.DEVNULL, timeout=600)
-
-        # Interleaved (plain, ours, plain, ours...): the shared machine's load hits both alike.
-        times: dict[str, list[float]] = {k: [] for k in ("plain", "custom", "directory", "cli", "cli_no_globals",
-                                                         "dumpall")}
-        runs = {"plain": plain, "custom": ours_custom, "directory": ours_directory, "cli": cli(),
-                "cli_no_globals": cli("--no-globals"), "dumpall": dumpall}
-        for _ in range(3):
-            for name, fn in runs.items():
-                times[name].append(median_time(fn, runs=1))
-        med = {k: statistics.median(v) for k, v in times.items()}
-        base = med["plain"]
+        base = median_time(plain)
+        custom = median_time(ours_custom)
+        directory = median_time(ours_directory)
         size = sum(f.stat().st_size for f in Path(work).glob("plain*.dump")) / 3
     print(f"database: civicq scale {scale}; plain pg_dump -Fc: {base:.2f}s ({size / 1e6:.1f} MB)")
-    print(f"backup create --format custom (library):  {med['custom']:.2f}s  ratio {med['custom'] / base:.2f} "
-          "(goal <= 1.15)")
-    print(f"civicq-ops backup create (the command):    {med['cli']:.2f}s  ratio {med['cli'] / base:.2f}; "
-          f"--no-globals {med['cli_no_globals']:.2f}s  ratio {med['cli_no_globals'] / base:.2f}; "
-          f"pg_dumpall --globals-only alone {med['dumpall']:.2f}s")
-    print(f"backup create --format directory -j2: {med['directory']:.2f}s  ratio {med['directory'] / base:.2f} "
-          "(goal < 1.00)")
+    print(f"backup create --format custom:     {custom:.2f}s  ratio {custom / base:.2f} (goal <= 1.15)")
+    print(f"backup create --format directory -j2: {directory:.2f}s  ratio {directory / base:.2f} (goal < 1.00)")
 
 
 def physical(scale: int) -> None:

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,18 +98,11 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snapshot = one_row(conn.execute("SELECT pg_export_snapshot()"))[0]
             candidates = _tables(conn)
-            filtered = bool(options.tables or options.exclude_tables)
-            # The rows are counted in pg_dump's snapshot while it dumps (the connection is idle
-            # meanwhile), unless table filters make the archive say which tables it holds.
-            with ThreadPoolExecutor(max_workers=1) as counter:
-                counting = None if filtered else counter.submit(_count_rows, conn, candidates, options)
-                warnings = _run_dump(_dump_args(pg_dump, partial, snapshot, options),
-                                     connect_kwargs(project, target), len(candidates), progress)
-            if counting is not None:
-                tables = counting.result()
-            else:  # only what pg_dump really took
+            warnings = _run_dump(_dump_args(pg_dump, partial, snapshot, options), connect_kwargs(project, target),
+                                 len(candidates), progress)
+            if options.tables or options.exclude_tables:  # only what pg_dump really took
                 candidates = _in_archive(pg_dump, partial / _dump_name(options), candidates)
-                tables = _count_rows(conn, candidates, options)  # still in pg_dump's snapshot
+            tables = _count_rows(conn, candidates, options)  # still in pg_dump's snapshot
             conn.execute("ROLLBACK")  # releases the snapshot only after pg_dump is done with it
             globals_file = None
             if options.globals:
