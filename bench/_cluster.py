@@ -32,3 +32,20 @@ def create_database(cluster: LocalCluster, name: str) -> str:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     kw = cluster.conninfo(name)
     return f"postgresql://{kw['user']}:{kw['password']}@{kw['host']}:{kw['port']}/{name}"
+
+
+def civicq_project(cluster: LocalCluster, work: str | Path, scale: int, extra: str = ""):
+    """A migrated and seeded CivicQ database on `cluster`, and a project file in `work` whose one
+    target `bench` is it (plus `extra` YAML): (project file, project, target)."""
+    from civicq_ops.civicq.migrations import migrate
+    from civicq_ops.civicq.seeding import seed
+    from civicq_ops.config import load_project
+
+    url = create_database(cluster, "civicq")
+    cfg = Path(work) / "civicq-ops.yaml"
+    cfg.write_text(f"version: 1\ntargets:\n  bench: {{url: '{url}'}}\n{extra}")
+    project = load_project(cfg, env={})
+    target = project.target("bench")
+    migrate(project, target)
+    seed(project, target, scale=scale)
+    return cfg, project, target

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench._cluster import bench_cluster, create_database  # noqa: E402
+from bench._cluster import bench_cluster, civicq_project, create_database  # noqa: E402
 from civicq_ops.backup.create import BackupOptions, create_backup  # noqa: E402
 from civicq_ops.backup.tools import client_env, pg_tool  # noqa: E402
 from civicq_ops.civicq.migrations import migrate  # noqa: E402
@@ -53,13 +53,7 @@ def main() -> None:
 
 def logical(scale: int) -> None:
     with bench_cluster() as cluster, tempfile.TemporaryDirectory() as work:
-        url = create_database(cluster, "civicq")
-        cfg = Path(work) / "civicq-ops.yaml"
-        cfg.write_text(f"version: 1\ntargets:\n  bench: {{url: '{url}'}}\nbackups: {{dir: {work}/backups}}\n")
-        project = load_project(cfg, env={})
-        target = project.target("bench")
-        migrate(project, target)
-        seed(project, target, scale=scale)
+        cfg, project, target = civicq_project(cluster, work, scale, extra=f"backups: {{dir: {work}/backups}}\n")
         kw = cluster.conninfo("civicq")
         pg_dump = pg_tool("pg_dump", 18)
         counter = iter(range(1000))

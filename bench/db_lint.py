@@ -21,11 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench._cluster import bench_cluster, create_database  # noqa: E402
+from bench._cluster import bench_cluster, civicq_project  # noqa: E402
 from civicq_ops.civicq.migration_lint import lint  # noqa: E402
-from civicq_ops.civicq.migrations import migrate  # noqa: E402
-from civicq_ops.civicq.seeding import seed  # noqa: E402
-from civicq_ops.config import load_project  # noqa: E402
 
 SQUAWK = str(Path(sys.executable).with_name("squawk"))
 
@@ -36,13 +33,7 @@ def main() -> None:
     ap.add_argument("--bin-dir", default=None)
     args = ap.parse_args()
     with bench_cluster(args.bin_dir) as cluster, tempfile.TemporaryDirectory() as work:
-        url = create_database(cluster, "civicq")
-        cfg = Path(work) / "civicq-ops.yaml"
-        cfg.write_text(f"version: 1\ntargets:\n  bench: {{url: '{url}'}}\n")
-        project = load_project(cfg, env={})
-        target = project.target("bench")
-        migrate(project, target)
-        seed(project, target, scale=1)
+        cfg, project, target = civicq_project(cluster, work, scale=1)
         sql = Path(work) / "all.sql"
         rendered = subprocess.run([sys.executable, "-m", "civicq_ops", "--config", str(cfg), "db", "migrate", "--sql",
                                    "--from", "base"], capture_output=True, text=True, cwd=work,

@@ -3,8 +3,8 @@ slot is one interval of the schedule. A job claims its row before it runs and fi
 same transaction that records the run's history, so however often a job is delivered (a second
 scheduler, a retry after a worker died) each (target, interval) is recorded exactly once.
 
-The tables are the fleet's own (created here, IF NOT EXISTS, under an advisory lock) rather than a
-migration of the state store: the fleet needs a PostgreSQL store, which the job queue shares.
+Its table, fleet_runs, is migration 6 of the state store (civicq_ops/state/store.py): opening
+the store creates it, like every other table.
 """
 
 from __future__ import annotations
@@ -14,29 +14,6 @@ import time
 from dataclasses import dataclass
 
 from civicq_ops.state.store import StateStore
-
-_TABLES_LOCK = 0x666C656574  # "fleet"
-
-TABLES = (
-    """CREATE TABLE IF NOT EXISTS fleet_runs (
-        target TEXT NOT NULL, check_group TEXT NOT NULL, slot BIGINT NOT NULL, due_at DOUBLE PRECISION NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 1, worker TEXT, claimed_at DOUBLE PRECISION NOT NULL,
-        finished_at DOUBLE PRECISION, run_id TEXT, status TEXT, summary TEXT, labels TEXT, detail TEXT,
-        PRIMARY KEY (target, check_group, slot))""",
-    "CREATE INDEX IF NOT EXISTS fleet_runs_by_time ON fleet_runs (finished_at)",
-)
-
-
-def ensure_tables(store: StateStore) -> None:
-    if store.kind != "postgresql":
-        return
-    found = store.execute("SELECT to_regclass('fleet_runs') IS NOT NULL")
-    if found and found[0][0]:
-        return
-    with store.transaction():
-        store.execute("SELECT pg_advisory_xact_lock(?)", (_TABLES_LOCK,))
-        for statement in TABLES:
-            store.execute(statement)
 
 
 def claim(store: StateStore, target: str, group: str, slot: int, due_at: float, worker: str) -> int | None:

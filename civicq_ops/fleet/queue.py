@@ -149,7 +149,6 @@ class FleetWorker:
         store = getattr(self._local, "store", None)
         if store is None:
             store = self._local.store = open_store(self.project)
-            ledger.ensure_tables(store)
         return store
 
     def _drop_store(self) -> None:
@@ -310,7 +309,6 @@ def schedule(project: Project, stop: threading.Event, for_s: float | None = None
             try:
                 if store is None:
                     store = open_store(project)
-                    ledger.ensure_tables(store)
                 stats.active = _lease(store, holder, max(3 * conf["heartbeat_s"], 5.0))
                 if not stats.active:
                     stop.wait(1.0)

@@ -68,7 +68,6 @@ def fleet_status(project: Project, window_s: float = 3600.0) -> FleetStatus:
             out.queue[status] = count
     store = open_store(project)
     try:
-        ledger.ensure_tables(store)
         lease = store.execute("SELECT holder, expires_at FROM leases WHERE name = ?", (SCHEDULER_LEASE,))
         if lease and lease[0][1] > now:
             out.scheduler = {"holder": lease[0][0], "expires_in_s": round(lease[0][1] - now, 1)}

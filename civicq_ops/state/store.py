@@ -104,9 +104,22 @@ def _v5_ok_aggregates_and_retention(store: StateStore) -> None:
     store.execute("CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at)")
 
 
+def _v6_fleet_ledger(store: StateStore) -> None:
+    """The fleet's ledger (civicq_ops/fleet/ledger.py): one row per (target, check group, slot), a
+    slot being one interval of the schedule. Used on a PostgreSQL store, which the fleet's job
+    queue shares; created on every store like the other tables, so one mechanism migrates them all."""
+    store.execute("""CREATE TABLE IF NOT EXISTS fleet_runs (
+    target TEXT NOT NULL, check_group TEXT NOT NULL, slot BIGINT NOT NULL, due_at DOUBLE PRECISION NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1, worker TEXT, claimed_at DOUBLE PRECISION NOT NULL,
+    finished_at DOUBLE PRECISION, run_id TEXT, status TEXT, summary TEXT, labels TEXT, detail TEXT,
+    PRIMARY KEY (target, check_group, slot))""")
+    store.execute("CREATE INDEX IF NOT EXISTS fleet_runs_by_time ON fleet_runs (finished_at)")
+
+
 # MIGRATIONS[n - 1] brings a store from version n - 1 to version n.
 MIGRATIONS: list[Callable[[StateStore], None]] = [_v1_initial, _v2_run_gate_and_check_history, _v3_alert_state,
-                                                  _v4_check_counters, _v5_ok_aggregates_and_retention]
+                                                  _v4_check_counters, _v5_ok_aggregates_and_retention,
+                                                  _v6_fleet_ledger]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

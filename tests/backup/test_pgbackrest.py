@@ -21,7 +21,7 @@ from civicq_ops.backup.physical import PitrOptions
 from civicq_ops.config import load_project
 from civicq_ops.core.errors import ConfigError, InputError
 from civicq_ops.postgres.local_cluster import OS_USER, LocalCluster
-from tests.backup.test_physical import archive_everything, insert
+from tests.backup.test_physical import archive_everything, insert, t1_then_t2
 from tests.fixtures.pg import MAJORS
 
 
@@ -136,13 +136,7 @@ def test_verify_finds_a_damaged_file_in_a_copy_of_the_repository(stanza, cli):
 def test_point_in_time_restore_into_a_new_data_directory_has_the_rows_before_the_target_and_not_after(
         stanza, restored):
     folder, project, kw, full = stanza
-    insert(kw, "t1")
-    time.sleep(1.1)
-    with psycopg.connect(autocommit=True, **kw) as conn:
-        between = conn.execute("SELECT clock_timestamp()::text").fetchone()[0]
-    time.sleep(1.1)
-    insert(kw, "t2")
-    archive_everything(kw)
+    between = t1_then_t2(kw)
     result = pgbackrest.restore_set(project, project.target("src"), full.id, PitrOptions(to_time=between))
     restored.append(Path(result.data_dir))
     assert result.port != kw["port"] and result.chain == [full.id]

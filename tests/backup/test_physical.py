@@ -70,6 +70,19 @@ def insert(kw, phase: str, n: int = 200) -> None:
                      (phase, n))
 
 
+def t1_then_t2(kw) -> str:
+    """Rows of phase t1, then (a second apart each side) the server's time, then rows of phase t2,
+    all archived: a recovery to the returned time has t1's rows and not t2's."""
+    insert(kw, "t1")
+    time.sleep(1.1)
+    with psycopg.connect(autocommit=True, **kw) as conn:
+        between = conn.execute("SELECT clock_timestamp()::text").fetchone()[0]
+    time.sleep(1.1)
+    insert(kw, "t2")
+    archive_everything(kw)
+    return between
+
+
 def archive_everything(kw) -> None:
     """Switch to a new segment and wait until the archiver has taken the old one."""
     with psycopg.connect(autocommit=True, **kw) as conn:
@@ -106,13 +119,7 @@ def test_point_in_time_restore_finds_t1_rows_and_not_t2_rows(pitr):
     m = create_physical_backup(project, target, PhysicalOptions())
     assert m.kind == "physical" and m.database == "*" and m.options["start_wal"]
     assert m.verified and m.verification["level"] == "pg_verifybackup"
-    insert(kw, "t1")
-    time.sleep(1.1)
-    with psycopg.connect(autocommit=True, **kw) as conn:
-        between = conn.execute("SELECT clock_timestamp()::text").fetchone()[0]
-    time.sleep(1.1)
-    insert(kw, "t2")
-    archive_everything(kw)
+    between = t1_then_t2(kw)
     result = restore_physical(project, target, backups_dir(project) / m.id, m, PitrOptions(to_time=between))
     restored.append(Path(result.data_dir))
     assert result.port != kw["port"] and any("recovery stopping" in x for x in result.recovered), result.recovered
