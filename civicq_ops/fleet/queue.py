@@ -106,12 +106,18 @@ def ensure_schema(url: str) -> None:
     with open_connection({"conninfo": url}, what="the fleet queue", autocommit=True) as conn:
         if conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone() == (True,):
             return
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            if conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone() == (True,):
-                return
-            schema = procrastinate.App(connector=procrastinate.PsycopgConnector()).schema_manager.get_schema()
-            conn.execute(schema.encode())
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                if conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone() == (True,):
+                    return
+                schema = procrastinate.App(connector=procrastinate.PsycopgConnector()).schema_manager.get_schema()
+                conn.execute(schema.encode())
+        except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+            # Another process created it at the same moment (seen once in CI with two workers
+            # starting together, despite the lock): the schema is there, which is all we need.
+            if conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone() != (True,):
+                raise
 
 
 def slot_of(target: str, group: CheckGroup, now: float) -> tuple[int, float]:
