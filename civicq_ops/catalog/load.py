@@ -82,8 +82,10 @@ def load_catalog(paths: list[Path], *, notifiers: set[str] | None = None, today=
     files = discover(paths, include_tests)
     key = _cache_key(cache, files, notifiers, today, semantic, parse_sql, include_tests)
     cached = cache.get(key) if cache else None
+    stored = cached.documents if cached is not None else None
     for path in files:
-        doc = load_file(path)
+        doc = stored.get(str(path)) if stored is not None else None
+        doc = doc or load_file(path)
         result.documents[doc.path] = doc
         result.catalog.files.append(doc.path)
         result.diagnostics.extend(doc.diagnostics)
@@ -101,14 +103,14 @@ def load_catalog(paths: list[Path], *, notifiers: set[str] | None = None, today=
             continue
         _add(result, doc, kind)
     if cached is not None:
-        result.diagnostics = cached
+        result.diagnostics = cached.diagnostics
     elif semantic:
         from civicq_ops.catalog.semantic import check_catalog  # jinja2, pglast: only when validating
 
         result.diagnostics.extend(check_catalog(result, notifiers=notifiers, today=today, parse_sql=parse_sql))
     result.diagnostics.sort()
     if cache is not None and cached is None and not result.errors:
-        cache.put(key, result.diagnostics)
+        cache.put(key, result.diagnostics, list(result.documents.values()))
     return result
 
 
@@ -131,7 +133,7 @@ def validated_before(paths: list[Path], cache: CatalogCache, *, notifiers: set[s
     validation before (no file is even parsed); else None. For `validate`, which needs no catalogue."""
     files = discover(paths, True)
     cached = cache.get(_cache_key(cache, files, notifiers, today, True, True, True))
-    return (files, cached) if cached is not None else None
+    return (files, cached.diagnostics) if cached is not None else None
 
 
 def _add(result: LoadResult, doc: LoadedDocument, kind: str) -> None:

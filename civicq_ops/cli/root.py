@@ -16,7 +16,7 @@ import traceback
 from typing import Annotated
 
 import typer
-from typer.core import TyperArgument, TyperGroup, TyperOption
+from typer.core import TyperGroup
 
 from civicq_ops import __version__
 from civicq_ops.cli.session import Session, report_error
@@ -72,25 +72,11 @@ def tidy_help(command) -> None:
                 param.metavar = (param.name or "value").upper()
             else:
                 long = next((o for o in param.opts if o.startswith("--")), "")
-                bare = param.bare_type() if hasattr(param, "bare_type") else ""
+                bare = getattr(param.type, "name", "")  # str, int, float, bool (also for list[...])
                 param.metavar = METAVARS.get(long) or TYPE_METAVARS.get(bare.removeprefix("list[").removesuffix("]"),
                                                                         "VALUE")
     for sub in getattr(command, "commands", {}).values():
         tidy_help(sub)
-
-
-def _option_label(self, ctx) -> str | None:
-    return None if self.is_flag else self.metavar
-
-
-def _argument_label(self, ctx) -> None:
-    return None  # the argument's name (its metavar) already stands in the first column
-
-
-# Typer labels every parameter with its Python type, flags included (`--all <bool>`); these two
-# replace that label (the --help, completion and every command's own options).
-TyperOption.display_type_rich = _option_label  # type: ignore[method-assign]
-TyperArgument.display_type_rich = _argument_label  # type: ignore[method-assign]
 
 
 def _debug(ctx) -> bool:

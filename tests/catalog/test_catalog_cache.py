@@ -3,6 +3,7 @@ another civicq-ops version or other options is a miss; a set with errors is neve
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -93,3 +94,64 @@ def test_validate_answers_from_the_cache_and_still_sees_an_edit(cli, project_fil
     path = checks / "space.yaml"
     path.write_text(path.read_text().replace("category: space", "category: Not A Category", 1))
     assert cli("validate").exit_code == 2
+
+
+@pytest.fixture
+def own_key(tmp_path, monkeypatch) -> Path:
+    """A signing key of this test's own (another user's, another machine's...)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cache_module._secret.cache_clear()
+    yield tmp_path / "xdg" / "civicq-ops" / "catalog-cache.key"
+    cache_module._secret.cache_clear()
+
+
+def test_a_hit_reads_the_documents_from_the_entry_not_the_yaml(checks, tmp_path, monkeypatch, own_key):
+    from civicq_ops.catalog import load
+
+    cache = CatalogCache(tmp_path / "cache")
+    first = load_catalog([checks], cache=cache)
+    parsed: list[str] = []
+    original = load.load_file
+    monkeypatch.setattr(load, "load_file", lambda p: parsed.append(str(p)) or original(p))
+    again = load_catalog([checks], cache=cache)
+    assert parsed == []
+    assert again.catalog.checks == first.catalog.checks  # SQL, thresholds, params and file:line alike
+    assert {c.source.line for c in again.catalog.checks.values()} == {c.source.line for c in first.catalog.checks.values()}
+    assert own_key.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_entry_edited_outside_civicq_ops_is_a_miss(checks, tmp_path, own_key):
+    """A forged entry (committed in a repository's .civicq-ops/, say) cannot swap a check's SQL."""
+    cache = CatalogCache(tmp_path / "cache")
+    first = load_catalog([checks], cache=cache)
+    [entry] = (tmp_path / "cache").glob("*.json")
+    mac, payload = entry.read_text().split("\n", 1)
+    forged = json.loads(payload)
+    sql = first.catalog.checks["sequence-exhaustion"].query
+    [doc] = [d for d in forged["documents"] if d["path"].endswith("sequences.yaml")]
+    [item] = [c for c in doc["data"]["checks"] if c["id"] == "sequence-exhaustion"]
+    assert item["query"] == sql
+    item["query"] = "SELECT 1 AS forged"
+    entry.write_text(mac + "\n" + json.dumps(forged, separators=(",", ":")))
+    again = load_catalog([checks], cache=cache)
+    assert again.catalog.checks["sequence-exhaustion"].query == sql
+
+
+def test_an_entry_signed_with_another_key_is_a_miss(checks, tmp_path, monkeypatch, own_key, validations):
+    cache = CatalogCache(tmp_path / "cache")
+    load_catalog([checks], cache=cache)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "elsewhere"))
+    cache_module._secret.cache_clear()
+    validations.clear()
+    load_catalog([checks], cache=cache)
+    assert "semantic" in validations
+
+
+def test_without_a_usable_key_there_is_no_cache_and_loading_still_works(checks, tmp_path, monkeypatch, own_key,
+                                                                        validations):
+    (tmp_path / "xdg").write_text("a file where the folder should be")
+    cache = CatalogCache(tmp_path / "cache")
+    assert not load_catalog([checks], cache=cache).errors
+    validations.clear()
+    assert not load_catalog([checks], cache=cache).errors
+    assert "semantic" in validations and not list((tmp_path / "cache").glob("*.json"))

@@ -90,7 +90,7 @@ def invocations():
         for p in cmd.params:
             if p.param_type_name == "option" and p.is_flag:
                 continue
-            values = HOSTILE_INT if p.bare_type() == "int" else HOSTILE_TEXT
+            values = HOSTILE_INT if p.type.name == "int" else HOSTILE_TEXT
             for value in values:
                 where = [p.opts[0], value] if p.param_type_name == "option" else [value]
                 pairs = [bound[i:i + 2] for i in range(0, len(bound), 2)]
