@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg_pool import ConnectionPool
 
 from civicq_ops.catalog.model import Catalog, Check
 from civicq_ops.catalog.params import ParamValueError, read_value, violation
@@ -292,7 +293,12 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     run = TargetRun(name=target.name)
     health = _TargetHealth()
 
+    workers = max(1, min(options.pool_size, len(checks)))
+    pool: ConnectionPool | None = None
+
     def failed(message: str) -> tuple[TargetRun, list[Finding], list[dict]]:
+        if pool is not None:
+            pool.close(timeout=0.2)
         for c in checks:
             counter.tick(c.id)
         run.error = message
@@ -308,6 +314,8 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     else:
         try:
             with connect(project, target, autocommit=False, timeout=_left(deadline)) as first:
+                # The target answers: the pool opens its connections now, while the probe runs.
+                pool = open_pool(project, target, options.pool_size, warm=workers)
                 with query_deadline(first, min(PROBE_LIMIT_S, _left(deadline) or PROBE_LIMIT_S)) as watch:
                     try:
                         caps = probe(first, name=target.name, environment=target.environment,
@@ -325,7 +333,8 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
                                                            missing, frozenset(needed)))
     run.server_version, run.role, run.system_identifier = caps.version_text, caps.role, caps.system_identifier
     run.database = caps.database
-    pool = open_pool(project, target, options.pool_size)
+    if pool is None:
+        pool = open_pool(project, target, options.pool_size, warm=workers)
 
     @contextmanager
     def conn_from_pool() -> Iterator[psycopg.Connection]:
@@ -348,7 +357,6 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
             counter.tick(check.id)
 
     try:
-        workers = max(1, min(options.pool_size, len(checks)))
         with ThreadPoolExecutor(max_workers=workers) as executor:
             results = list(executor.map(work, checks))
     finally:

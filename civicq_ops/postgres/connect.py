@@ -146,13 +146,15 @@ def one_row(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
     return row
 
 
-def open_pool(project: Project, target: Target, size: int) -> ConnectionPool:
-    """A psycopg_pool of up to `size` connections (not autocommit), opened lazily: a caller connects
-    once with connect() first, so an unreachable target fails there with the real reason. Each
-    connection is checked when taken, so one the server terminated or that broke is replaced."""
+def open_pool(project: Project, target: Target, size: int, warm: int = 0) -> ConnectionPool:
+    """A psycopg_pool of up to `size` connections (not autocommit), `warm` of them opened at once in
+    the background. A caller connects once with connect() first, so an unreachable target fails
+    there with the real reason. Each connection is checked when taken, so one the server
+    terminated or that broke is replaced."""
     kw = connect_kwargs(project, target)
     conninfo = str(kw.pop("conninfo", ""))
-    return ConnectionPool(conninfo, kwargs={**kw, "autocommit": False}, min_size=0, max_size=max(1, size),
+    size = max(1, size)
+    return ConnectionPool(conninfo, kwargs={**kw, "autocommit": False}, min_size=min(warm, size), max_size=size,
                           open=True, check=check_idle, name=f"civicq-ops:{target.name}",
                           timeout=float(target.connect_timeout))
 

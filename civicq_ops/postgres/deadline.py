@@ -10,9 +10,12 @@ once with an OperationalError and the caller reports an error instead of hanging
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -43,14 +46,55 @@ def deadline(conn: Any, seconds: float | None, grace: float = GRACE_S) -> Iterat
     if seconds is None:
         yield watch
         return
-    timer = threading.Timer(max(0.0, seconds), _fire, args=(conn, watch, grace))
-    timer.daemon = True
-    timer.start()
+    _WATCHDOG.add(time.monotonic() + max(0.0, seconds), conn, watch, grace)
     try:
         yield watch
     finally:
-        watch._done.set()
-        timer.cancel()
+        watch._done.set()  # the watchdog drops it when it comes up
+
+
+class _Watchdog:
+    """One thread watches every deadline of the process (a heap by expiry). A thread started per
+    query (threading.Timer) cost each check a thread start and a wait for it, a tenth of a small
+    run's client time."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Any, Watch, float]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, when: float, conn: Any, watch: Watch, grace: float) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (when, next(self._seq), conn, watch, grace))
+            if self._thread is None or self._pid != os.getpid():  # a forked child starts its own
+                self._thread = threading.Thread(target=self._run, name="civicq-ops-deadlines", daemon=True)
+                self._pid = os.getpid()
+                self._thread.start()
+            elif self._heap[0][3] is watch:
+                self._cond.notify()  # the new deadline comes first: wake the watchdog sooner
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][3]._done.is_set():
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    delay = self._heap[0][0] - time.monotonic()
+                    if delay <= 0:
+                        _, _, conn, watch, grace = heapq.heappop(self._heap)
+                        break
+                    self._cond.wait(delay)
+            # _fire waits `grace` for the cancelled call: in a thread of its own, so the
+            # watchdog keeps its other deadlines.
+            threading.Thread(target=_fire, args=(conn, watch, grace), daemon=True).start()
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _fire(conn: Any, watch: Watch, grace: float) -> None:
