@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import traceback
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -67,6 +67,8 @@ def tidy_help(command) -> None:
     """Help without typer's type labels (`<bool>`, `<str>`, `<list[str]>`): flags show none, values
     a name (PATH, NAME, FORMAT, TEXT, INTEGER, ...), arguments their upper-case name."""
     for param in getattr(command, "params", []):
+        if param.param_type_name == "argument":
+            param.type = _unlabelled(param.type)
         if param.metavar is None and not getattr(param, "is_flag", False):
             if param.param_type_name == "argument":
                 param.metavar = (param.name or "value").upper()
@@ -77,6 +79,18 @@ def tidy_help(command) -> None:
                                                                         "VALUE")
     for sub in getattr(command, "commands", {}).values():
         tidy_help(sub)
+
+
+def _unlabelled(ptype):
+    """A copy of an argument's type that gives no metavar: typer's help would print `<str>` beside
+    the argument's name (its metavar already stands in the first column)."""
+    if getattr(ptype, "_unlabelled", False):
+        return ptype
+    cls = type(ptype)
+    copy: Any = object.__new__(type(f"Unlabelled{cls.__name__}", (cls,), {"get_metavar": lambda self, *a, **k: "",
+                                                                       "_unlabelled": True}))
+    copy.__dict__.update(ptype.__dict__)
+    return copy
 
 
 def _debug(ctx) -> bool:

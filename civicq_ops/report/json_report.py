@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from civicq_ops import __version__
 from civicq_ops.engine.run import RunResult
-from civicq_ops.report.safe import json_value
+from civicq_ops.report.safe import json_text
 
 FORMAT_VERSION = "1.0"
 
@@ -49,5 +47,5 @@ def _finding(f, gate: bool, baseline: dict | None) -> dict:
 def render(result: RunResult, pretty: bool = False) -> str:
     """One line by default (json's C encoder: an indent takes its pure-Python path, seconds on a report
     of tens of thousands of findings); `pretty` indents for people."""
-    # allow_nan=False: strict parsers (jq, JavaScript) reject NaN; json_value already spelled them out.
-    return json.dumps(json_value(document(result)), indent=2 if pretty else None, allow_nan=False) + "\n"
+    # Strict: parsers such as jq and JavaScript reject NaN, so json_text spells them out.
+    return json_text(document(result), indent=2 if pretty else None) + "\n"

@@ -4,6 +4,7 @@ so a hostile table name or an odd value can neither break a parser nor crash a r
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -44,6 +45,23 @@ def json_value(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: json_value(v) for k, v in value.items()}
     return value
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """Strict JSON of `value`. The C encoder writes it in one pass, calling back only for database
+    types; a NaN or infinity (refused by allow_nan=False) or a key JSON cannot carry sends it
+    through json_value first, the thorough path (a pass in Python over every value)."""
+    try:
+        return json.dumps(value, indent=indent, allow_nan=False, default=_plain)
+    except (ValueError, TypeError):
+        return json.dumps(json_value(value), indent=indent, allow_nan=False)
+
+
+def _plain(value: Any) -> Any:
+    plain = jsonable(value)
+    if isinstance(plain, float) and not math.isfinite(plain):
+        raise ValueError("not a finite number")  # the thorough path spells it out
+    return plain
 
 
 def number(value: Any) -> float | None:

@@ -7,7 +7,6 @@ configuration notifications of the invocation, located in the waiver's file.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from civicq_ops import __version__
 from civicq_ops.core.errors import ExitCode
 from civicq_ops.engine.run import RunResult
-from civicq_ops.report.safe import json_value
+from civicq_ops.report.safe import json_text
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {"critical": "error", "warning": "warning", "error": "error"}
@@ -135,4 +134,4 @@ def render(result: RunResult) -> str:
                              "toolConfigurationNotifications": notices}],
         }],
     }
-    return json.dumps(json_value(doc), indent=2, allow_nan=False) + "\n"
+    return json_text(doc, indent=2) + "\n"
