@@ -18,10 +18,10 @@ from civicq_ops.catalog.cache import cache_in
 from civicq_ops.catalog.structure import validate_document
 from civicq_ops.core.assets import shipped_dir
 from civicq_ops.core.diagnostics import errors_in
+from civicq_ops.core.documents import JsonPath, LoadedDocument
 from civicq_ops.core.errors import ConfigError
 from civicq_ops.core.redaction import register_secret, register_url_secrets
 from civicq_ops.core.units import UnitError, parse_duration
-from civicq_ops.core.yamlpos import JsonPath, LoadedDocument, load_file, load_text
 
 PROJECT_FILE = "civicq-ops.yaml"
 ENV_URL = "CIVICQ_DATABASE_URL"
@@ -324,17 +324,26 @@ def find_project_file(explicit: str | None = None, env: dict[str, str] | None = 
     return None
 
 
-def _validated(doc: LoadedDocument, found: Path | None, root: Path) -> list:
-    """The project file's schema problems; none, without validating, when this very file was
-    validated before (the catalogue cache, catalog/cache.py)."""
-    cache = cache_in(root / STATE_DIR) if found is not None else None
-    key = cache.key([found], {"kind": "project"}) if cache and found else None
-    if cache is not None and cache.get(key) is not None:
-        return []
-    problems = validate_document(doc, "project")
-    if cache is not None and not problems:
-        cache.put(key, [])
-    return problems
+def _parsed(found: Path, root: Path) -> tuple[LoadedDocument, list]:
+    """The project file's document and its schema problems. A file validated before, unchanged,
+    comes from the catalogue cache (catalog/cache.py): neither parsed nor validated again."""
+    cache = cache_in(root / STATE_DIR)
+    key = cache.key([found], {"kind": "project"}) if cache else None
+    cached = cache.get(key) if cache is not None else None
+    if cached is not None and cached.documents and str(found) in cached.documents:
+        return cached.documents[str(found)], []
+    from civicq_ops.core.yamlpos import load_file  # PyYAML: only when the file must be parsed
+
+    doc = load_file(found)
+    problems = errors_in(doc.diagnostics)
+    if not problems and doc.data is not None:
+        if not isinstance(doc.data, dict):
+            problems = [doc.diagnostic((), "wrong-type", "the project file must be a mapping")]
+        else:
+            problems = validate_document(doc, "project")
+            if cache is not None and not problems:
+                cache.put(key, [], [doc])
+    return doc, problems
 
 
 def load_project(path: str | Path | None = None, env: dict[str, str] | None = None) -> Project:
@@ -342,19 +351,16 @@ def load_project(path: str | Path | None = None, env: dict[str, str] | None = No
     env = dict(os.environ) if env is None else env
     found = find_project_file(str(path) if path else None, env)
     if found is None:
+        from civicq_ops.core.yamlpos import load_text
+
         doc = load_text(_DEFAULT_PROJECT, "<default civicq-ops.yaml>")
         root = Path.cwd().resolve()
+        problems = errors_in(doc.diagnostics) or validate_document(doc, "project")
     else:
         if not found.is_file():
             raise ConfigError(f"{found}: no such project file")
-        doc = load_file(found)
         root = found.resolve().parent
-    problems = errors_in(doc.diagnostics)
-    if not problems and doc.data is not None:
-        if not isinstance(doc.data, dict):
-            problems = [doc.diagnostic((), "wrong-type", "the project file must be a mapping")]
-        else:
-            problems = _validated(doc, found, root)
+        doc, problems = _parsed(found, root)
     if problems or doc.data is None:
         first = problems[0] if problems else None
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

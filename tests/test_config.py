@@ -136,3 +136,21 @@ def test_settings_that_would_switch_a_safety_off_are_refused_at_their_line(tmp_p
     path.write_text(f"version: 1\ntargets: {{t: {{url: 'postgresql://x@h/db'}}}}\n{section}\n")
     with pytest.raises(ConfigError, match=rf"civicq-ops.yaml:3:\d+: .*{re.escape(says)}"):
         load_project(path, env={})
+
+
+def test_an_unchanged_project_file_is_neither_parsed_nor_validated_again(project_file, monkeypatch):
+    """Issue 14: every command reads the project file; the catalogue cache gives back its document."""
+    from civicq_ops.core import yamlpos
+
+    path = project_file("version: 1\ntargets:\n  here: {embedded: true}\n")
+    assert load_project(path, env={}).target().name == "here"
+
+    def no_parse(p):
+        raise AssertionError(f"{p} parsed again")
+
+    monkeypatch.setattr(yamlpos, "load_file", no_parse)
+    project = load_project(path, env={})
+    assert project.target().name == "here" and project.document.position(("targets", "here")) == (3, 9)
+    monkeypatch.undo()
+    path.write_text("version: 1\ntargets:\n  there: {embedded: true}\n")
+    assert load_project(path, env={}).target().name == "there"

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from civicq_ops import __version__
 from civicq_ops.core.diagnostics import Diagnostic
+from civicq_ops.core.documents import LoadedDocument
 from civicq_ops.core.fileio import write_atomic
-from civicq_ops.core.yamlpos import LoadedDocument
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 _VALIDATORS = ("catalog", "schemas", "templating")
@@ -67,8 +67,9 @@ class CatalogCache:
                 return None
         return name, digest.hexdigest()
 
-    def get(self, key: tuple[str, str] | None) -> CachedSet | None:
-        """The recorded warnings and documents of a validated set, or None (a miss)."""
+    def get(self, key: tuple[str, str] | None, documents: bool = True) -> CachedSet | None:
+        """The recorded warnings (and with `documents`, the documents) of a validated set, or None
+        (a miss). The documents are the entry's last line, read only when asked for."""
         secret = _secret()
         if key is None or secret is None:
             return None
@@ -77,12 +78,13 @@ class CatalogCache:
             mac, _, payload = raw.partition(b"\n")
             if not hmac.compare_digest(mac, _sign(secret, payload)):
                 return None
-            entry = json.loads(payload)
+            head, _, docs = payload.partition(b"\n")
+            entry = json.loads(head)
             if entry.get("version") != __version__ or entry.get("key") != key[1]:
                 return None
-            documents = entry.get("documents")
+            stored = json.loads(docs) if documents and docs else None
             return CachedSet([Diagnostic(**d) for d in entry["diagnostics"]],
-                             {d["path"]: _document(d) for d in documents} if documents is not None else None)
+                             {d["path"]: _document(d) for d in stored} if stored is not None else None)
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
 
@@ -92,11 +94,10 @@ class CatalogCache:
         if key is None or secret is None:
             return
         entry: dict = {"version": __version__, "key": key[1], "diagnostics": [_diagnostic(d) for d in diagnostics]}
-        if documents is not None:
-            stored = [_stored(doc) for doc in documents]
-            if all(s is not None for s in stored):  # else only the verdict is kept
-                entry["documents"] = stored
         payload = json.dumps(entry, separators=(",", ":")).encode()
+        stored = [_stored(doc) for doc in documents or []]
+        if documents and all(s is not None for s in stored):  # else only the verdict is kept
+            payload += b"\n" + json.dumps(stored, separators=(",", ":")).encode()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             write_atomic(self.folder / f"{key[0]}.json", (_sign(secret, payload) + b"\n" + payload).decode())

@@ -11,8 +11,8 @@ from civicq_ops.catalog.cache import CatalogCache, cache_in
 from civicq_ops.catalog.model import AlertRule, Catalog, Check, Policy, Source, Waiver
 from civicq_ops.catalog.structure import validate_document
 from civicq_ops.core.diagnostics import Diagnostic, errors_in
+from civicq_ops.core.documents import LoadedDocument
 from civicq_ops.core.errors import SchemaError
-from civicq_ops.core.yamlpos import LoadedDocument, load_file
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -92,7 +92,10 @@ def load_catalog(paths: list[Path], *, notifiers: set[str] | None = None, today=
     stored = cached.documents if cached is not None else None
     for path in files:
         doc = stored.get(str(path)) if stored is not None else None
-        doc = doc or load_file(path)
+        if doc is None:
+            from civicq_ops.core.yamlpos import load_file  # PyYAML: only when a file must be parsed
+
+            doc = load_file(path)
         result.documents[doc.path] = doc
         result.catalog.files.append(doc.path)
         result.diagnostics.extend(doc.diagnostics)
@@ -139,7 +142,7 @@ def validated_before(paths: list[Path], cache: CatalogCache, *, notifiers: set[s
     """(the files, their warnings) when these files, unchanged, passed `load_catalog`'s full
     validation before (no file is even parsed); else None. For `validate`, which needs no catalogue."""
     files = discover(paths, True)
-    cached = cache.get(_cache_key(cache, files, notifiers, today, True, True, True))
+    cached = cache.get(_cache_key(cache, files, notifiers, today, True, True, True), documents=False)
     return (files, cached.diagnostics) if cached is not None else None
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
-
 from civicq_ops.catalog.model import Param
 from civicq_ops.core.units import UnitError, parse_quantity
 
@@ -27,6 +25,8 @@ def read_value(param: Param, raw: Any) -> Any:
         return raw
     if param.type in ("string", "duration", "bytes"):
         return raw
+    import yaml  # here: PyYAML's import is ~10 ms of every command's start-up
+
     try:
         value = yaml.safe_load(raw)
     except (yaml.YAMLError, ValueError) as e:  # tags such as !!python/object, brackets, 5,000 digits

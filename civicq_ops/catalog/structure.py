@@ -8,7 +8,7 @@ from importlib import resources
 from typing import Any
 
 from civicq_ops.core.diagnostics import Diagnostic
-from civicq_ops.core.yamlpos import LoadedDocument
+from civicq_ops.core.documents import LoadedDocument
 
 
 @cache

@@ -18,15 +18,15 @@ and its alias count, and refuses the file at the first event that crosses a limi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from civicq_ops.core.diagnostics import Diagnostic
+from civicq_ops.core.documents import JsonPath, LoadedDocument
 
-JsonPath = tuple[str | int, ...]
+__all__ = ["JsonPath", "LoadedDocument", "load_file", "load_text"]
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_NODES = 200_000
@@ -54,33 +54,6 @@ _StrictLoader.yaml_implicit_resolvers = {
     ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-
-
-@dataclass
-class LoadedDocument:
-    """A YAML document as plain data, plus the position of each value."""
-
-    path: str
-    data: Any
-    marks: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
-    key_marks: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-
-    def position(self, json_path: JsonPath, key: bool = False) -> tuple[int, int]:
-        """The line and column (1-based) of the value at `json_path`, or of its key with `key`;
-        the nearest enclosing node when that path does not exist."""
-        p = tuple(json_path)
-        if key and p in self.key_marks:
-            return self.key_marks[p]
-        while p:
-            if p in self.marks:
-                return self.marks[p]
-            p = p[:-1]
-        return self.marks.get((), (1, 1))
-
-    def diagnostic(self, json_path: JsonPath, code: str, message: str, key: bool = False, **kw: Any) -> Diagnostic:
-        line, col = self.position(json_path, key=key)
-        return Diagnostic(self.path, line, col, code, message, **kw)
 
 
 def load_text(text: str, path: str) -> LoadedDocument:

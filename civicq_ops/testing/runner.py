@@ -17,9 +17,9 @@ from civicq_ops.catalog.model import Catalog
 from civicq_ops.config import Project, Target
 from civicq_ops.core.capabilities import Capabilities, unmet_requirement
 from civicq_ops.core.diagnostics import Diagnostic
+from civicq_ops.core.documents import LoadedDocument
 from civicq_ops.core.errors import CivicqError, ExitCode, InputError
 from civicq_ops.core.fileio import write_atomic
-from civicq_ops.core.yamlpos import LoadedDocument
 from civicq_ops.engine.delta import evaluate_delta, target_key
 from civicq_ops.engine.evaluate import evaluate_counted
 from civicq_ops.engine.findings import Finding

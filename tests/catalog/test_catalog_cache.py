@@ -106,13 +106,13 @@ def own_key(tmp_path, monkeypatch) -> Path:
 
 
 def test_a_hit_reads_the_documents_from_the_entry_not_the_yaml(checks, tmp_path, monkeypatch, own_key):
-    from civicq_ops.catalog import load
+    from civicq_ops.core import yamlpos
 
     cache = CatalogCache(tmp_path / "cache")
     first = load_catalog([checks], cache=cache)
     parsed: list[str] = []
-    original = load.load_file
-    monkeypatch.setattr(load, "load_file", lambda p: parsed.append(str(p)) or original(p))
+    original = yamlpos.load_file
+    monkeypatch.setattr(yamlpos, "load_file", lambda p: parsed.append(str(p)) or original(p))
     again = load_catalog([checks], cache=cache)
     assert parsed == []
     assert again.catalog.checks == first.catalog.checks  # SQL, thresholds, params and file:line alike
@@ -125,14 +125,14 @@ def test_an_entry_edited_outside_civicq_ops_is_a_miss(checks, tmp_path, own_key)
     cache = CatalogCache(tmp_path / "cache")
     first = load_catalog([checks], cache=cache)
     [entry] = (tmp_path / "cache").glob("*.json")
-    mac, payload = entry.read_text().split("\n", 1)
-    forged = json.loads(payload)
+    mac, head, documents = entry.read_text().split("\n")
+    forged = json.loads(documents)
     sql = first.catalog.checks["sequence-exhaustion"].query
-    [doc] = [d for d in forged["documents"] if d["path"].endswith("sequences.yaml")]
+    [doc] = [d for d in forged if d["path"].endswith("sequences.yaml")]
     [item] = [c for c in doc["data"]["checks"] if c["id"] == "sequence-exhaustion"]
     assert item["query"] == sql
     item["query"] = "SELECT 1 AS forged"
-    entry.write_text(mac + "\n" + json.dumps(forged, separators=(",", ":")))
+    entry.write_text(f"{mac}\n{head}\n{json.dumps(forged, separators=(',', ':'))}")
     again = load_catalog([checks], cache=cache)
     assert again.catalog.checks["sequence-exhaustion"].query == sql
 
