@@ -59,14 +59,29 @@ REVIEW_ONLY: dict[str, tuple[str, ...]] = {
 
 def side_effect(name: str, review: bool = True) -> str | None:
     """What calling function `name` (any case, unqualified) would do, or None if a check may call it."""
-    from fnmatch import fnmatchcase
+    return _side_effect(name.lower(), review)
 
-    name = name.lower()
-    groups = {**SIDE_EFFECTS, **REVIEW_ONLY} if review else SIDE_EFFECTS
-    for reason, patterns in groups.items():
-        if any(fnmatchcase(name, pattern) for pattern in patterns):
+
+@lru_cache(maxsize=4096)
+def _side_effect(name: str, review: bool) -> str | None:
+    for reason, exact, wildcards in _patterns(review):
+        if name in exact or any(name.startswith(head) and name.endswith(tail) and len(name) >= len(head) + len(tail)
+                                for head, tail in wildcards):
             return reason
     return None
+
+
+@lru_cache(maxsize=2)
+def _patterns(review: bool) -> tuple[tuple[str, frozenset[str], tuple[tuple[str, str], ...]], ...]:
+    """Per reason: the exact names, and (head, tail) of each pattern with one `*` (no regular
+    expressions: fnmatch compiled one per pattern, ~70 of them, in every run)."""
+    groups = {**SIDE_EFFECTS, **REVIEW_ONLY} if review else SIDE_EFFECTS
+    table = []
+    for reason, patterns in groups.items():
+        exact = frozenset(p for p in patterns if "*" not in p)
+        wildcards = tuple((p.split("*")[0], p.split("*")[1]) for p in patterns if "*" in p)
+        table.append((reason, exact, wildcards))
+    return tuple(table)
 
 
 @dataclass(frozen=True)

@@ -148,8 +148,16 @@ class RenderedQuery:
         return self._substitute(lambda n: sql.Literal(self.binds[n]).as_string(None))
 
 
+def _plain(template: str) -> bool:
+    """No Jinja syntax at all: the text renders as itself (half the shipped queries; Jinja's
+    compilation of each costs a run ~0.3 ms)."""
+    return "{{" not in template and "{%" not in template and "{#" not in template
+
+
 def render_query(template: str, context: dict[str, Any]) -> RenderedQuery:
     """Render a query template to SQL text plus bind values."""
+    if _plain(template):
+        return RenderedQuery(template.replace("%", "%%").strip(), ())
     from jinja2 import TemplateError as JinjaError
 
     tmpl = compile_template(template)
@@ -170,6 +178,8 @@ def render_query(template: str, context: dict[str, Any]) -> RenderedQuery:
 
 def render_text(template: str, context: dict[str, Any]) -> str:
     """Render a message or recommendation template as plain text."""
+    if _plain(template):
+        return " ".join(template.split())
     from jinja2 import TemplateError as JinjaError
 
     _state.binds = None

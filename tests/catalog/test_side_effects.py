@@ -82,3 +82,21 @@ def test_validate_names_the_function_and_its_effect(tmp_path):
     diags = validate(tmp_path, text)
     assert codes(diags) == [(9, "not-read-only")]
     assert "query_to_xml() runs SQL from text" in diags[0].message
+
+
+def test_the_deny_list_matches_as_fnmatch_would():
+    """The deny list is matched without regular expressions (exact names, one `*` at most): the
+    same answers as fnmatch's for every pattern and names around each."""
+    from fnmatch import fnmatchcase
+
+    from civicq_ops.catalog.sqlcheck import REVIEW_ONLY, SIDE_EFFECTS, side_effect
+
+    groups = {**SIDE_EFFECTS, **REVIEW_ONLY}
+    patterns = [p for ps in groups.values() for p in ps]
+    assert all(p.count("*") <= 1 for p in patterns)
+    names = {n for p in patterns for n in (p.replace("*", ""), p.replace("*", "x_y"), p.replace("*", "") + "s",
+                                            "x" + p.replace("*", ""), p.split("*")[0])}
+    names |= {"pg_stat_get_live_tuples", "pg_size_pretty", "lower", "pg_relation_size", "pg_", "pg_replication_slot"}
+    for name in sorted(names):
+        expected = next((reason for reason, ps in groups.items() if any(fnmatchcase(name, p) for p in ps)), None)
+        assert side_effect(name.upper()) == expected, name
