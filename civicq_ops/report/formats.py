@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -11,18 +12,20 @@ from civicq_ops.core.fileio import write_atomic
 RUN_FORMATS = ("text", "json", "junit", "sarif", "github", "markdown", "prometheus")
 
 
-def render(result, fmt: str, *, colour: bool = False, verbose: bool = False, pretty: bool = False) -> str:
-    from civicq_ops.report import github, json_report, junit, markdown, prometheus, sarif, text
+# Format -> the module that renders it (imported on use: a run imports only its own formats).
+_MODULES = {"text": "text", "json": "json_report", "junit": "junit", "sarif": "sarif", "github": "github",
+            "markdown": "markdown", "prometheus": "prometheus"}
 
-    if fmt == "text":
-        return text.render(result, colour=colour, verbose=verbose)
-    if fmt == "json":
-        return json_report.render(result, pretty=pretty)
-    renderers = {"json": json_report.render, "junit": junit.render, "sarif": sarif.render,
-                 "github": github.render, "markdown": markdown.render, "prometheus": prometheus.render}
-    if fmt not in renderers:
+
+def render(result, fmt: str, *, colour: bool = False, verbose: bool = False, pretty: bool = False) -> str:
+    if fmt not in _MODULES:
         raise InputError(f"unknown format '{fmt}' (choose from {', '.join(RUN_FORMATS)})")
-    return renderers[fmt](result)
+    module = importlib.import_module(f"civicq_ops.report.{_MODULES[fmt]}")
+    if fmt == "text":
+        return module.render(result, colour=colour, verbose=verbose)
+    if fmt == "json":
+        return module.render(result, pretty=pretty)
+    return module.render(result)
 
 
 def parse_outputs(specs: list[str], allowed=RUN_FORMATS) -> list[tuple[str, str]]:
