@@ -328,6 +328,10 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
                 facts, missing = gather(needed, options.facts, FactContext(project, target, caps, first))
         except CivicqError as e:
             return failed(e.message)
+        except BaseException:  # a bug or an interrupt: the pool's threads stop with it
+            if pool is not None:
+                pool.close(timeout=0.2)
+            raise
         if options.shared is not None:
             options.shared.keep_probe(target.name, Probed(frozenset(relations), frozenset(settings), caps, facts,
                                                            missing, frozenset(needed)))
