@@ -314,8 +314,9 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     else:
         try:
             with connect(project, target, autocommit=False, timeout=_left(deadline)) as first:
-                # The target answers: the pool opens its connections now, while the probe runs.
-                pool = open_pool(project, target, options.pool_size, warm=workers)
+                # The target answers: the pool opens its connections now, while the probe runs (one
+                # per worker, no more: a connection still starting shows in pg_stat_activity).
+                pool = open_pool(project, target, workers, warm=workers)
                 with query_deadline(first, min(PROBE_LIMIT_S, _left(deadline) or PROBE_LIMIT_S)) as watch:
                     try:
                         caps = probe(first, name=target.name, environment=target.environment,
@@ -338,7 +339,7 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     run.server_version, run.role, run.system_identifier = caps.version_text, caps.role, caps.system_identifier
     run.database = caps.database
     if pool is None:
-        pool = open_pool(project, target, options.pool_size, warm=workers)
+        pool = open_pool(project, target, workers, warm=workers)
 
     @contextmanager
     def conn_from_pool() -> Iterator[psycopg.Connection]:
