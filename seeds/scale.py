@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -49,15 +50,30 @@ def _reserve(conn, table: str, count: int) -> int:
     return last - count + 1
 
 
-def _copy(conn, table: str, columns: str, chunks) -> int:
+def _copy(conn, table: str, columns: str, chunks, freeze: bool = False) -> int:
     """COPY the text `chunks` (strings of whole lines) into `table`; returns the rows sent. Chunks
     are written as they are made, so the server parses one while Python builds the next."""
     rows = 0
-    with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+    with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN" + (" (FREEZE)" if freeze else "")) as copy:
         for chunk in chunks:
             copy.write(chunk)
             rows += chunk.count("\n")
     return rows
+
+
+def _truncate_keeping_rows(conn, table: str, columns: str) -> str | None:
+    """Empty `table` in this (sub)transaction so COPY FREEZE may load it, as pgbench -i does: rows
+    arrive frozen and all-visible, so index-only scans (the view refresh after the load) skip a
+    heap fetch per row, and VACUUM has nothing to freeze later. Returns the rows it held, as COPY
+    text to load again, or None (nothing done) when a foreign key points at the table. The usual
+    TRUNCATE caveat applies: a transaction whose snapshot predates the commit sees it empty."""
+    if conn.execute("SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = %s::regclass)",
+                    (table,)).fetchone()[0]:
+        return None
+    with conn.cursor().copy(f"COPY (SELECT {columns} FROM {table} ORDER BY id) TO STDOUT") as copy:
+        kept = b"".join(copy)
+    conn.execute(f"TRUNCATE {table}")
+    return kept.decode()
 
 
 # A vote is up with probability 0.7: one uniform pick among these (random.choices without weights
@@ -71,7 +87,8 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
              "videos": 0, "video_answers": 0, "candidates": 0, "audit_logs": 0}
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('civicq-ops:seed'))")
-        missing = [u for u in range(1, scale + 1) if u not in units_present(conn)]
+        present = units_present(conn)
+        missing = [u for u in range(1, scale + 1) if u not in present]
         if not missing:
             return added
         n = len(missing)
@@ -162,7 +179,11 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
         added["questions"] = _copy(conn, "questions",
                                    "id, contest_id, author_id, title, body, status, tags, created_at, vote_score",
                                    whole(questions))
-        added["votes"] = _copy(conn, "votes", "id, question_id, user_id, value, created_at", vote_chunks())
+        # The first load (votes holds at most the development set) goes in frozen; a later one appends.
+        vote_columns = "id, question_id, user_id, value, created_at"
+        kept = None if present else _truncate_keeping_rows(conn, "votes", vote_columns)
+        chunks = vote_chunks() if kept is None else itertools.chain([kept], vote_chunks())
+        added["votes"] = _copy(conn, "votes", vote_columns, chunks, freeze=kept is not None) - (kept or "").count("\n")
         added["videos"] = _copy(conn, "videos", "id, uploader_id, storage_key, duration_seconds, status",
                                 whole(videos))
         added["video_answers"] = _copy(conn, "video_answers",
