@@ -36,6 +36,9 @@ SELECT (SELECT count(*) FROM pg_index i WHERE i.indrelid = ANY(%(t)s::regclass[]
 """
 
 
+PHASES: list[dict[str, float]] = []  # our runs' phases (SeedResult.phases)
+
+
 def _seeded(cluster, name: str, scale: int, checkout: Path | None = None) -> tuple[int, float, str]:
     """(rows, seconds of the scaled seed alone, url) on a new database `name`."""
     url = create_database(cluster, name)
@@ -45,8 +48,10 @@ def _seeded(cluster, name: str, scale: int, checkout: Path | None = None) -> tup
     seed(project, target)  # the small dev set first, as a user would have
     if checkout is None:
         t0 = time.perf_counter()
-        rows = seed(project, target, scale=scale).total
-        return rows, time.perf_counter() - t0, url
+        result = seed(project, target, scale=scale)
+        seconds = time.perf_counter() - t0
+        PHASES.append(result.phases)
+        return result.total, seconds, url
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CIVICQ_", "PG"))}
     code = ("import sys, time; from civicq_ops.config import load_project; from civicq_ops.civicq.seeding import seed; "
             f"p = load_project('civicq-ops.yaml', env={{'CIVICQ_DATABASE_URL': {url!r}}}); t0 = time.perf_counter(); "
@@ -124,6 +129,8 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f} after (2 cores here: a busy machine stretches both sides)")
     print(f"civicq-ops db seed --scale {args.scale}: {our_rows:,} rows in {ours:.2f}s = {our_rate:,.0f} rows/s"
           f"  [{spread(ours_t)}]")
+    print("  of which (medians): " + ", ".join(f"{name} {statistics.median(p.get(name, 0.0) for p in PHASES):.2f}s"
+                                             for name in PHASES[0]))
     if before_t:
         b = statistics.median(before_t)
         print(f"  the earlier civicq-ops ({args.before}): {before_rows:,} rows in {b:.2f}s = "

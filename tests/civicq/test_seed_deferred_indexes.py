@@ -165,3 +165,10 @@ def test_a_scaled_seed_is_deterministic(pg_cluster, seeded_template):
         finally:
             _drop(database)
     assert len(seen[0][0]) == 20_000 and len(seen[0][1]) == 100 and seen[0] == seen[1]
+
+
+def test_a_scaled_seed_says_where_its_time_went(civicq_db):
+    result = seed(*civicq_db.project(), scale=1)
+    assert list(result.phases) == ["development set", "load", "indexes and keys", "statistics", "views",
+                                   "commit and ANALYZE"]
+    assert 0 < sum(result.phases.values()) <= result.seconds
