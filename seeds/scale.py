@@ -117,7 +117,7 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
         audit_ts = ts[: 24 * 30 + 1]
         cities, users, ballots, contests, cands, questions = [], [], [], [], [], []
         videos, answers, audits = [], [], []
-        vote_draws = []  # per unit: (values, timestamps) of its votes, question by question
+        vote_draws = []  # per unit: its votes' values, question by question, and its generator
         for k, unit in enumerate(missing):
             rng = random.Random(unit)
             city = city0 + k
@@ -137,7 +137,7 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
             # Every user votes on every question of the unit, once: drawn first, so each question's
             # vote_score goes into its own row (no UPDATE of the questions after the votes).
             values = rng.choices(_VOTE_VALUES, k=USERS_PER_UNIT * QUESTIONS_PER_UNIT)
-            vote_draws.append((values, rng.choices(ts, k=len(values))))
+            vote_draws.append((values, rng))  # the timestamps are drawn last, while COPY runs
             base_q = q0 + k * QUESTIONS_PER_UNIT
             authors = rng.choices(range(base_u + 10, base_u + USERS_PER_UNIT), k=QUESTIONS_PER_UNIT)
             asked = rng.choices(ts[1:], k=QUESTIONS_PER_UNIT)
@@ -162,7 +162,8 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
 
         def vote_chunks():
             """The votes of one unit per chunk (10,000 lines), built while the server takes the last."""
-            for k, (values, stamps) in enumerate(vote_draws):
+            for k, (values, rng) in enumerate(vote_draws):
+                stamps = rng.choices(ts, k=len(values))
                 base_u, base_q = user0 + k * USERS_PER_UNIT, q0 + k * QUESTIONS_PER_UNIT
                 pairs = [f"\t{base_q + j}\t{base_u + i}\t" for j in range(QUESTIONS_PER_UNIT)
                          for i in range(USERS_PER_UNIT)]
