@@ -1,6 +1,6 @@
 """Indexes and constraints built after a bulk load, as pg_restore does: one sort per index at the
 end instead of a B-tree insert per row and index during COPY (votes carries 7 indexes; loading it
-with only its primary key and unique constraint in place still takes 2.7x as long as into a bare heap).
+with only its primary key and unique constraint in place took 2.6x as long as into a bare heap).
 
 Deferred, on plain tables (not partitions, not partitioned tables):
 - indexes that back no constraint, unique or not (recreated from pg_get_indexdef());
