@@ -2,13 +2,19 @@
 
 One scale unit is a synthetic city with 200 users, 2 contests, 50 questions, 10,000 votes,
 20 video answers and 200 audit events; `--scale 100` makes a million votes. Units are numbered
-and a unit already present is skipped, so repeating a run adds nothing.
+and a unit already present is skipped, so repeating a run adds nothing. A unit's rows come from
+random.Random(unit): the same unit is the same data in any database (only ids and the clock move).
+
+Speed (issue 14): values are drawn in bulk (random.choices), votes are built and sent one unit per
+COPY chunk while the server parses the previous one, and the first load truncates votes (keeping
+the rows it had) to load it with COPY FREEZE. civicq_ops/civicq/seeding.py builds the indexes after.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -49,12 +55,35 @@ def _reserve(conn, table: str, count: int) -> int:
     return last - count + 1
 
 
-def _copy(conn, table: str, columns: str, lines: list[str]) -> int:
-    with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-        chunk = 20000
-        for i in range(0, len(lines), chunk):
-            copy.write("".join(lines[i:i + chunk]))
-    return len(lines)
+def _copy(conn, table: str, columns: str, chunks, freeze: bool = False) -> int:
+    """COPY the text `chunks` (strings of whole lines) into `table`; returns the rows sent. Chunks
+    are written as they are made, so the server parses one while Python builds the next."""
+    rows = 0
+    with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN" + (" (FREEZE)" if freeze else "")) as copy:
+        for chunk in chunks:
+            copy.write(chunk)
+            rows += chunk.count("\n")
+    return rows
+
+
+def _truncate_keeping_rows(conn, table: str, columns: str) -> str | None:
+    """Empty `table` in this (sub)transaction so COPY FREEZE may load it, as pgbench -i does: rows
+    arrive frozen and all-visible, so index-only scans (the view refresh after the load) skip a
+    heap fetch per row, and VACUUM has nothing to freeze later. Returns the rows it held, as COPY
+    text to load again, or None (nothing done) when a foreign key points at the table. The usual
+    TRUNCATE caveat applies: a transaction whose snapshot predates the commit sees it empty."""
+    if conn.execute("SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = %s::regclass)",
+                    (table,)).fetchone()[0]:
+        return None
+    with conn.cursor().copy(f"COPY (SELECT {columns} FROM {table} ORDER BY id) TO STDOUT") as copy:
+        kept = b"".join(copy)
+    conn.execute(f"TRUNCATE {table}")
+    return kept.decode()
+
+
+# A vote is up with probability 0.7: one uniform pick among these (random.choices without weights
+# is one C-level loop; per-vote random() and randint() calls cost more than the server's COPY).
+_VOTE_VALUES = ("1",) * 7 + ("-1",) * 3
 
 
 def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
@@ -63,7 +92,8 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
              "videos": 0, "video_answers": 0, "candidates": 0, "audit_logs": 0}
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('civicq-ops:seed'))")
-        missing = [u for u in range(1, scale + 1) if u not in units_present(conn)]
+        present = units_present(conn)
+        missing = [u for u in range(1, scale + 1) if u not in present]
         if not missing:
             return added
         n = len(missing)
@@ -84,9 +114,10 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
             conn.execute("SET LOCAL session_replication_role = replica")
         pw_hash = shared_hash()
         ts = _timestamps(24 * 60)
-        cities, users, ballots, contests, cands, questions, votes = [], [], [], [], [], [], []
+        audit_ts = ts[: 24 * 30 + 1]
+        cities, users, ballots, contests, cands, questions = [], [], [], [], [], []
         videos, answers, audits = [], [], []
-        vid = vote0
+        vote_draws = []  # per unit: its votes' values, question by question, and its generator
         for k, unit in enumerate(missing):
             rng = random.Random(unit)
             city = city0 + k
@@ -103,46 +134,67 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
             for c in range(4):
                 cands.append(f"{cand0 + 4 * k + c}\t{contest0 + 2 * k + c // 2}\t{base_u + c}\tCandidate {unit}-{c}"
                              f"\tverified\n")
+            # Every user votes on every question of the unit, once: drawn first, so each question's
+            # vote_score goes into its own row (no UPDATE of the questions after the votes).
+            values = rng.choices(_VOTE_VALUES, k=USERS_PER_UNIT * QUESTIONS_PER_UNIT)
+            vote_draws.append((values, rng))  # the timestamps are drawn last, while COPY runs
             base_q = q0 + k * QUESTIONS_PER_UNIT
+            authors = rng.choices(range(base_u + 10, base_u + USERS_PER_UNIT), k=QUESTIONS_PER_UNIT)
+            asked = rng.choices(ts[1:], k=QUESTIONS_PER_UNIT)
             for j in range(QUESTIONS_PER_UNIT):
-                author = base_u + 10 + rng.randrange(USERS_PER_UNIT - 10)
-                hours = rng.randint(1, 24 * 60)
+                ups = values[j * USERS_PER_UNIT:(j + 1) * USERS_PER_UNIT].count("1")
                 status = "answered" if j < 10 else "approved" if j < 45 else "pending"
-                questions.append(f"{base_q + j}\t{contest0 + 2 * k + j % 2}\t{author}\tLoad question {unit}-{j} "
+                questions.append(f"{base_q + j}\t{contest0 + 2 * k + j % 2}\t{authors[j]}\tLoad question {unit}-{j} "
                                  f"about city services\tGenerated for load testing.\t{status}"
-                                 f"\t{{}}\t{ts[hours]}\n")
-            for j in range(QUESTIONS_PER_UNIT):
-                for i in range(USERS_PER_UNIT):
-                    value = 1 if rng.random() < 0.7 else -1
-                    votes.append(f"{vid}\t{base_q + j}\t{base_u + i}\t{value}\t{ts[rng.randint(0, 24 * 60)]}\n")
-                    vid += 1
+                                 f"\t{{}}\t{asked[j]}\t{2 * ups - USERS_PER_UNIT}\n")
             for a in range(20):
                 v = video0 + 20 * k + a
                 videos.append(f"{v}\t{base_u + a % 4}\tload/{unit}/{a}.mp4\t{rng.randint(60, 300)}\tready\n")
                 transcript = "\\N" if a == 19 else f"Answer {unit}-{a} about city services and budgets."
                 answers.append(f"{va0 + 20 * k + a}\t{base_q + a // 2}\t{cand0 + 4 * k + (a % 2) + 2 * ((a // 2) % 2)}"
                                f"\t{v}\t{transcript}\tpublished\t{rng.randint(0, 5000)}\n")
-            for a in range(AUDIT_PER_UNIT):
-                audits.append(f"{audit0 + k * AUDIT_PER_UNIT + a}\t{base_u + rng.randrange(USERS_PER_UNIT)}"
-                              f"\tquestion.vote\tquestion\t{base_q + rng.randrange(QUESTIONS_PER_UNIT)}\t{{}}"
-                              f"\t{ts[rng.randint(0, 24 * 30)]}\n")
-        added["cities"] = _copy(conn, "cities", "id, name, state, slug, population", cities)
-        added["users"] = _copy(conn, "users", "id, email, password_hash, full_name, role, city_id, is_verified", users)
-        added["ballots"] = _copy(conn, "ballots", "id, city_id, name, election_date, status", ballots)
-        added["contests"] = _copy(conn, "contests", "id, ballot_id, title, contest_type, seats, position", contests)
-        added["candidates"] = _copy(conn, "candidates", "id, contest_id, user_id, name, status", cands)
+            actors = rng.choices(range(base_u, base_u + USERS_PER_UNIT), k=AUDIT_PER_UNIT)
+            entities = rng.choices(range(base_q, base_q + QUESTIONS_PER_UNIT), k=AUDIT_PER_UNIT)
+            when = rng.choices(audit_ts, k=AUDIT_PER_UNIT)
+            first = audit0 + k * AUDIT_PER_UNIT
+            audits += [f"{first + a}\t{actor}\tquestion.vote\tquestion\t{entity}\t{{}}\t{at}\n"
+                       for a, actor, entity, at in zip(range(AUDIT_PER_UNIT), actors, entities, when, strict=True)]
+
+        def vote_chunks():
+            """The votes of one unit per chunk (10,000 lines), built while the server takes the last."""
+            for k, (values, rng) in enumerate(vote_draws):
+                stamps = rng.choices(ts, k=len(values))
+                base_u, base_q = user0 + k * USERS_PER_UNIT, q0 + k * QUESTIONS_PER_UNIT
+                pairs = [f"\t{base_q + j}\t{base_u + i}\t" for j in range(QUESTIONS_PER_UNIT)
+                         for i in range(USERS_PER_UNIT)]
+                first = vote0 + k * len(pairs)
+                yield "".join([f"{vid}{pair}{value}\t{at}\n" for vid, pair, value, at
+                               in zip(range(first, first + len(pairs)), pairs, values, stamps, strict=True)])
+
+        def whole(lines: list[str]):
+            yield from ("".join(lines[i:i + 20000]) for i in range(0, len(lines), 20000))
+
+        # Parents before children: without the superuser shortcut, every foreign key is checked.
+        added["cities"] = _copy(conn, "cities", "id, name, state, slug, population", whole(cities))
+        added["users"] = _copy(conn, "users", "id, email, password_hash, full_name, role, city_id, is_verified",
+                               whole(users))
+        added["ballots"] = _copy(conn, "ballots", "id, city_id, name, election_date, status", whole(ballots))
+        added["contests"] = _copy(conn, "contests", "id, ballot_id, title, contest_type, seats, position",
+                                  whole(contests))
+        added["candidates"] = _copy(conn, "candidates", "id, contest_id, user_id, name, status", whole(cands))
         added["questions"] = _copy(conn, "questions",
-                                   "id, contest_id, author_id, title, body, status, tags, created_at", questions)
-        added["votes"] = _copy(conn, "votes", "id, question_id, user_id, value, created_at", votes)
-        added["videos"] = _copy(conn, "videos", "id, uploader_id, storage_key, duration_seconds, status", videos)
+                                   "id, contest_id, author_id, title, body, status, tags, created_at, vote_score",
+                                   whole(questions))
+        # The first load (votes holds at most the development set) goes in frozen; a later one appends.
+        vote_columns = "id, question_id, user_id, value, created_at"
+        kept = None if present else _truncate_keeping_rows(conn, "votes", vote_columns)
+        chunks = vote_chunks() if kept is None else itertools.chain([kept], vote_chunks())
+        added["votes"] = _copy(conn, "votes", vote_columns, chunks, freeze=kept is not None) - (kept or "").count("\n")
+        added["videos"] = _copy(conn, "videos", "id, uploader_id, storage_key, duration_seconds, status",
+                                whole(videos))
         added["video_answers"] = _copy(conn, "video_answers",
                                        "id, question_id, candidate_id, video_id, transcript, status, view_count",
-                                       answers)
+                                       whole(answers))
         added["audit_logs"] = _copy(conn, "audit_logs",
-                                    "id, actor_id, action, entity_type, entity_id, changes, created_at", audits)
-        conn.execute(
-            "UPDATE questions q SET vote_score = s.score FROM (SELECT question_id, sum(value)::int AS score "
-            "FROM votes WHERE question_id >= %s GROUP BY question_id) s WHERE s.question_id = q.id",
-            (q0,),
-        )
+                                    "id, actor_id, action, entity_type, entity_id, changes, created_at", whole(audits))
     return added

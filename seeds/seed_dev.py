@@ -276,10 +276,10 @@ def seed(conn) -> dict[str, int]:
             placeholders = ", ".join(exprs.get(c, "%s") for c in columns)
             cols = ", ".join(columns)
             count = 0
-            with conn.cursor() as cur:
-                for row in rows:
-                    cur.execute(f"INSERT INTO {table} ({cols}) VALUES ({placeholders}) ON CONFLICT DO NOTHING", row)
-                    count += cur.rowcount
+            if rows:  # one pipelined batch per table: no round trip per row (a re-run inserts nothing)
+                with conn.cursor() as cur:
+                    cur.executemany(f"INSERT INTO {table} ({cols}) VALUES ({placeholders}) ON CONFLICT DO NOTHING", rows)
+                    count = cur.rowcount
             inserted[table] = inserted.get(table, 0) + count
 
         ago = "now() - make_interval(hours => %s)"

@@ -1,11 +1,17 @@
-"""A first scaled load builds the secondary indexes after COPY, as pg_restore does (issue 14): the
-schema afterwards is exactly the migrated one, and the rows are the same as with the indexes in
-place."""
+"""A first scaled load builds indexes and keys after COPY, as pg_restore does (issue 14): the schema
+afterwards is exactly the migrated one, the rows are the same as with the indexes in place, and a
+failure anywhere leaves every index and constraint where it was."""
 
 from __future__ import annotations
 
+import psycopg
+import pytest
+from psycopg import sql
+
 from civicq_ops.civicq.deferred_indexes import indexes_built_after
 from civicq_ops.civicq.seeding import seed
+from civicq_ops.core.errors import QueryFailed
+from tests.fixtures.pg import _clone, _drop, project_for
 
 SCHEMA = """
 SELECT 'index', tablename || '.' || indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'
@@ -14,6 +20,7 @@ SELECT 'constraint', conrelid::regclass::text || '.' || conname, pg_get_constrai
 FROM pg_constraint WHERE connamespace = 'public'::regnamespace
 ORDER BY 1, 2
 """
+ROWS = "SELECT (SELECT count(*) FROM votes), (SELECT count(*) FROM users), (SELECT count(*) FROM cities)"
 
 
 def _schema(database) -> list[tuple]:
@@ -40,11 +47,128 @@ def test_the_indexes_built_after_the_load_hold_every_row(civicq_db):
     assert "votes_created_at_idx" in plan and by_index == total
 
 
-def test_only_non_unique_indexes_backing_no_constraint_are_deferred(civicq_db):
-    during = "SELECT i.indisunique, c.conname IS NOT NULL FROM pg_index i LEFT JOIN pg_constraint c " \
-             "ON c.conindid = i.indexrelid WHERE i.indrelid = 'votes'::regclass"
+def test_a_bulk_load_keeps_the_development_votes_and_loads_the_rest_frozen(civicq_db):
     with civicq_db.connect() as conn:
-        with indexes_built_after(conn, ["votes"]) as deferred:
-            left = conn.execute(during).fetchall()
+        dev = conn.execute("SELECT id, question_id, user_id, value, created_at FROM votes ORDER BY id").fetchall()
+    project, target = civicq_db.project()
+    seed(project, target, scale=1)
+    with civicq_db.connect() as conn:
+        kept = conn.execute("SELECT id, question_id, user_id, value, created_at FROM votes WHERE id <= %s "
+                            "ORDER BY id", (dev[-1][0],)).fetchall()
+        # COPY FREEZE marks the pages all-visible: an index-only scan fetches no heap row.
+        conn.execute("SET enable_seqscan = off")
+        conn.execute("SET enable_bitmapscan = off")
+        plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM votes WHERE user_id > 0").fetchone()[0]
+    assert kept == dev
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+    scans = [n for n in nodes(plan[0]["Plan"]) if n["Node Type"] == "Index Only Scan"]
+    assert scans and all(n["Heap Fetches"] == 0 for n in scans), scans
+
+
+def test_keys_that_foreign_keys_point_at_stay_during_the_load(civicq_db):
+    during = "SELECT indrelid::regclass::text, indexrelid::regclass::text FROM pg_index " \
+             "WHERE indrelid = ANY(%s::regclass[])"
+    with civicq_db.connect(autocommit=False) as conn:
+        with indexes_built_after(conn, ["votes", "users"]) as deferred:
+            left = conn.execute(during, (["votes", "users"],)).fetchall()
         conn.rollback()
-    assert deferred >= 5 and left and all(unique for unique, _ in left), left
+    # votes loses every index (its key and unique constraint too); users keeps the key that
+    # votes_user_id_fkey and a dozen other foreign keys point at, and nothing else.
+    assert deferred >= 9 and left == [("users", "users_pkey")], left
+
+
+def test_foreign_keys_come_back_validated(civicq_db):
+    before = _schema(civicq_db)
+    with civicq_db.connect(autocommit=False) as conn:
+        with indexes_built_after(conn, ["votes"], foreign_keys=True):
+            fks = conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = 'votes'::regclass "
+                               "AND contype = 'f'").fetchone()[0]
+        conn.commit()
+    assert fks == 0 and _schema(civicq_db) == before
+
+
+@pytest.mark.parametrize("foreign_keys", [False, True], ids=["unique-key", "foreign-key"])
+def test_a_row_that_breaks_a_deferred_key_fails_and_leaves_the_schema(civicq_db, foreign_keys):
+    before = _schema(civicq_db)
+    with civicq_db.connect(autocommit=False) as conn:
+        question, user = conn.execute("SELECT question_id, user_id FROM votes LIMIT 1").fetchone()
+        # a vote on a question that does not exist, or a second vote of a user on the same question
+        bad = f"999999\t{424242 if foreign_keys else question}\t{user}\t1\t2026-01-01\n"
+        with pytest.raises(psycopg.errors.IntegrityError):
+            with indexes_built_after(conn, ["votes"], foreign_keys=foreign_keys):
+                conn.execute("SET LOCAL session_replication_role = replica")  # no foreign key trigger
+                with conn.cursor().copy("COPY votes (id, question_id, user_id, value, created_at) FROM STDIN") as cp:
+                    cp.write(bad)
+        conn.rollback()
+    assert _schema(civicq_db) == before
+
+
+def test_a_failure_mid_load_leaves_every_index_constraint_and_row_in_place(civicq_db):
+    # audit_logs is the last table loaded: by then votes is in, frozen, with all its indexes dropped.
+    with civicq_db.connect() as conn:
+        conn.execute("ALTER TABLE audit_logs ADD CONSTRAINT no_generated_votes CHECK (action <> 'question.vote')")
+        rows = conn.execute(ROWS).fetchone()
+    before = _schema(civicq_db)
+    project, target = civicq_db.project()
+    with pytest.raises(QueryFailed, match="no_generated_votes"):
+        seed(project, target, scale=2)
+    assert _schema(civicq_db) == before
+    with civicq_db.connect() as conn:
+        assert conn.execute(ROWS).fetchone() == rows
+
+
+def test_a_scaled_seed_by_a_table_owner_without_superuser_validates_the_foreign_keys(civicq_db):
+    before = _schema(civicq_db)
+    role = f"{civicq_db.name}_owner"
+    with civicq_db.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'owner-pw'").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(role)))  # as migrations had
+        for (rel,) in conn.execute("SELECT oid::regclass::text FROM pg_class WHERE relnamespace = "
+                                   "'public'::regnamespace AND relkind = 'r'").fetchall():
+            conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.SQL(rel), sql.Identifier(role)))
+        for (rel,) in conn.execute("SELECT oid::regclass::text FROM pg_class WHERE relnamespace = "
+                                   "'public'::regnamespace AND relkind = 'm'").fetchall():
+            conn.execute(sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(sql.SQL(rel), sql.Identifier(role)))
+    try:
+        kw = civicq_db.conninfo
+        project, target = project_for(f"postgresql://{role}:owner-pw@{kw['host']}:{kw['port']}/{civicq_db.name}")
+        assert seed(project, target, scale=1).rows["votes"] == 10_000
+        assert _schema(civicq_db) == before
+    finally:
+        with civicq_db.connect() as conn:
+            conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))  # its privileges
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+VOTES = """
+SELECT question_id - min(question_id) OVER (), user_id - min(user_id) OVER (), value,
+       created_at - max(created_at) OVER ()
+FROM votes WHERE user_id > (SELECT max(id) FROM users WHERE email NOT LIKE 'load-%') ORDER BY id
+"""
+QUESTIONS = "SELECT title, vote_score, status, created_at - max(created_at) OVER () FROM questions " \
+            "WHERE title LIKE 'Load question%' ORDER BY id"
+
+
+def test_a_scaled_seed_is_deterministic(pg_cluster, seeded_template):
+    seen = []
+    for _ in range(2):
+        database = _clone(pg_cluster, seeded_template)
+        try:
+            seed(*project_for(database.url), scale=2)
+            with database.connect() as conn:
+                seen.append((conn.execute(VOTES).fetchall(), conn.execute(QUESTIONS).fetchall()))
+        finally:
+            _drop(database)
+    assert len(seen[0][0]) == 20_000 and len(seen[0][1]) == 100 and seen[0] == seen[1]
+
+
+def test_a_scaled_seed_says_where_its_time_went(civicq_db):
+    result = seed(*civicq_db.project(), scale=1)
+    assert list(result.phases) == ["development set", "load", "indexes and keys", "statistics", "views",
+                                   "commit and ANALYZE"]
+    assert 0 < sum(result.phases.values()) <= result.seconds
