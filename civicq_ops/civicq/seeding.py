@@ -42,10 +42,10 @@ class SeedResult:
 
 
 # What a bare ANALYZE covers (tables, materialized views, partitioned tables; not other sessions'
-# temporary tables) but the tables already analyzed. regclass::text quotes each name as needed.
+# temporary tables) but the tables already analyzed.
 _UNANALYZED = """
-SELECT oid::regclass::text FROM pg_class
-WHERE relkind IN ('r', 'm', 'p') AND relpersistence <> 't' AND oid <> ALL(%s::regclass[]) ORDER BY oid
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'm', 'p') AND c.relpersistence <> 't' AND c.oid <> ALL(%s::regclass[]) ORDER BY c.oid
 """
 
 
@@ -96,8 +96,10 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
             conn.commit()
             conn.autocommit = True
             # Fresh statistics, so the checks judge the seeded data fairly: the loaded tables have theirs.
-            rest = [sql.SQL(name) for (name,) in conn.execute(_UNANALYZED, (bulk,))] if bulk else []
-            conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(rest)) if rest else "ANALYZE")
+            if not bulk:
+                conn.execute("ANALYZE")
+            elif rest := [sql.Identifier(schema, name) for schema, name in conn.execute(_UNANALYZED, (bulk,))]:
+                conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(rest)))
             phase("commit and ANALYZE")
         except psycopg.Error as e:
             raise QueryFailed(f"seeding target '{target.name}' failed: {first_line(e)}") from e
