@@ -165,6 +165,7 @@ indexes-usage: $(STAMP)
 	$(OPS) $(T) inspect indexes --sort idx_scan
 
 bench: $(STAMP)
+	scripts/ensure-bench-deps.sh
 	$(BIN)/python bench/run_checks.py
 	$(BIN)/python bench/seed.py
 	$(BIN)/python bench/backup.py
