@@ -131,23 +131,41 @@ def server_time(url: str, psql: list[str], psql_env: dict, sql_file: Path) -> fl
     return float(row[0] or 0) / 1000
 
 
-def check_breakdown(url: str, project, target, top: int = 10) -> list[tuple[str, float, int]]:
-    """(check id, server milliseconds, calls) of the `top` checks by pg_stat_statements total_exec_time:
-    each check's rendered SQL run once, marked with a leading comment that pg_stat_statements keeps."""
+def check_breakdown(url: str, project, target, top: int = 10) -> tuple[list[tuple[str, float, int]], dict[str, str]]:
+    """(check id, server milliseconds, calls) of the `top` checks by pg_stat_statements total_exec_time,
+    each check's rendered SQL run once, marked with a leading comment that pg_stat_statements keeps;
+    and the checks whose SQL failed, with the server's message."""
     import psycopg
 
+    failed = {}
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_stat_statements_reset()")
     with psycopg.connect(url, autocommit=True) as conn:
         for check_id, sql in suite_parts(project, target):
-            with conn.transaction():
-                conn.execute("SET TRANSACTION READ ONLY")
-                conn.execute(f"/* civicq-check:{check_id} */ {sql}".encode()).fetchall()  # type: ignore[call-overload]
+            try:
+                with conn.transaction():
+                    conn.execute("SET TRANSACTION READ ONLY")
+                    conn.execute(f"/* civicq-check:{check_id} */ {sql}".encode()).fetchall()  # type: ignore[call-overload]
+            except psycopg.Error as e:
+                failed[check_id] = str(e).splitlines()[0]
         rows = conn.execute(
             "SELECT substring(query from 'civicq-check:([A-Za-z0-9_.-]+)') AS check_id, sum(total_exec_time), "
             "sum(calls)::int FROM pg_stat_statements WHERE query LIKE '/* civicq-check:%%' "
             "GROUP BY 1 ORDER BY 2 DESC LIMIT %s", (top,)).fetchall()
-    return [(r[0], float(r[1]), r[2]) for r in rows]
+    return [(r[0], float(r[1]), r[2]) for r in rows], failed
+
+
+def errored_checks(cmd: list[str], env: dict) -> dict[str, str]:
+    """The checks one `run checks --format json` reported as errors (a check that fails is not timed)."""
+    import json
+
+    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, stdin=subprocess.DEVNULL, timeout=1800).stdout
+    try:
+        doc = json.loads(out)
+    except ValueError:
+        return {"(run)": "no JSON on stdout"}
+    return {f["check"]: (f.get("reason") or f.get("message") or "")[:120] for f in doc.get("findings", [])
+            if f.get("status") == "error"}
 
 
 def check_postgres_cmd(cluster, kw: dict) -> list[str] | None:
@@ -238,10 +256,17 @@ def measure_version(major: str, bin_dir: str | None, sizes: list[int], args, env
                 p = row["peer"]
                 print(f"  check_postgres 22 actions {p['b']:.2f}s ({p['rss_b']:.0f} MiB, its largest perl call): "
                       f"civicq-ops is {1 / p['ratio']:.2f}x faster (goal >= 2x)", flush=True)
+            errors = errored_checks(ours, run_env)
+            row["errors"] = sorted(errors)
+            for check_id, reason in sorted(errors.items()):
+                print(f"  run checks: {check_id} errored ({reason}): its time is not in the figures", flush=True)
             if args.breakdown:
+                top, failed = check_breakdown(url, project, target)
                 print("  server time per check (pg_stat_statements total_exec_time, top 10):")
-                for check_id, ms, calls in check_breakdown(url, project, target):
+                for check_id, ms, calls in top:
                     print(f"    {ms:9.1f} ms  {check_id}" + (f" ({calls} statements)" if calls > 1 else ""))
+                for check_id, reason in sorted(failed.items()):
+                    print(f"    failed: {check_id}: {reason}")
         if not peer:
             print("  check_postgres is not installed: no peer comparison (Debian package check-postgres; "
                   "scripts/ensure-bench-deps.sh installs it)")
@@ -256,7 +281,8 @@ def summary(rows: list[dict]) -> str:
     for r in rows:
         p = r.get("peer")
         peer = f"{p['b']:.2f} s, {p['rss_b']:.0f} MiB | {1 / p['ratio']:.2f}x" if p else "n/a | n/a"
-        lines.append(f"| {r['version']} | {r['tables']:,} | {r['a']:.2f} s, {r['rss_a']:.0f} MiB | {r['b']:.2f} s "
+        errs = f" ({len(r['errors'])} checks errored)" if r["errors"] else ""
+        lines.append(f"| {r['version']} | {r['tables']:,}{errs} | {r['a']:.2f} s, {r['rss_a']:.0f} MiB | {r['b']:.2f} s "
                      f"| {r['server']:.2f} s | {'met' if r['goal_met'] else 'missed'} "
                      f"({1.3 * r['server'] + 0.3:.2f} s) | {peer} |")
     return "\n".join(lines)
