@@ -89,7 +89,9 @@ def _filled_never_analyzed(db, decoys: int = 40) -> None:
         conn.execute("CREATE TABLE unseen (id int, note text) WITH (autovacuum_enabled = false)")
         conn.execute("CREATE INDEX unseen_note ON unseen (note)")
         conn.execute("INSERT INTO unseen SELECT g, md5(g::text) FROM generate_series(1, 60000) g")
-        conn.execute("SELECT pg_stat_reset()")  # n_mod_since_analyze is 0 now: no counter says it grew
+        conn.execute("SELECT pg_stat_force_next_flush()")  # the insert counters reach the server's stats now,
+        conn.execute("SELECT pg_stat_reset()")  # and are reset: no counter says the table grew
+        assert conn.execute("SELECT pg_stat_get_mod_since_analyze('unseen'::regclass)").fetchone()[0] == 0
         stale = conn.execute("SELECT relname, relpages, reltuples FROM pg_class WHERE relname IN ('unseen', 'unseen_note') "
                              "ORDER BY relname").fetchall()
         assert stale == [("unseen", 0, -1), ("unseen_note", 1, 0)], stale
