@@ -236,7 +236,7 @@ def measure_version(major: str, bin_dir: str | None, sizes: list[int], args, env
             sql_file.unlink()
             row = {"version": server_major, "tables": n, **pair, "server": server}
             if peer:
-                row["peer"] = interleaved(ours, peer, run_env, psql_env, max(1, args.pairs // 2))
+                row["peer"] = interleaved(ours, peer, run_env, psql_env, args.pairs)
             if before_dir:
                 old_env = dict(run_env, PYTHONPATH=str(before))
                 subprocess.run(ours, env=old_env, cwd=before_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
