@@ -168,6 +168,7 @@ indexes-usage: $(STAMP)
 	$(OPS) $(T) inspect indexes --sort idx_scan
 
 bench: $(STAMP)
+	scripts/ensure-bench-deps.sh
 	$(BIN)/python -m compileall -q civicq_ops >/dev/null
 	$(BIN)/python bench/run_checks.py
 	$(BIN)/python bench/seed.py

@@ -74,3 +74,62 @@ def test_the_candidates_give_the_same_ranking_as_measuring_everything(db, check)
     assert [f.subject[key] for f in result.findings][:1] == expected[:1]
     assert sorted(f.subject[key] for f in result.findings) == sorted(expected) or \
         len({f.value for f in result.findings}) < 3  # ties between equal decoys may order either way
+
+
+def _filled_never_analyzed(db, decoys: int = 40) -> None:
+    """`unseen` is created with its index and filled with autovacuum off, never vacuumed nor analyzed
+    (reltuples -1, relpages 0 in the catalog), and the statistics counters are reset afterwards, so
+    only the catalog's own "never measured" mark can keep it: the decoys have larger page counts."""
+    with db.connect() as conn:
+        for i in range(decoys):
+            conn.execute(f"CREATE TABLE decoy_{i} (id int, pad text)")
+            conn.execute(f"CREATE INDEX decoy_{i}_pad ON decoy_{i} (pad)")
+            conn.execute(f"INSERT INTO decoy_{i} SELECT g, repeat('x', 200) FROM generate_series(1, 200) g")
+        conn.execute("ANALYZE")
+        conn.execute("CREATE TABLE unseen (id int, note text) WITH (autovacuum_enabled = false)")
+        conn.execute("CREATE INDEX unseen_note ON unseen (note)")
+        conn.execute("INSERT INTO unseen SELECT g, md5(g::text) FROM generate_series(1, 60000) g")
+        conn.execute("SELECT pg_stat_force_next_flush()")  # the insert counters reach the server's stats now,
+        conn.execute("SELECT pg_stat_reset()")  # and are reset: no counter says the table grew
+        assert conn.execute("SELECT pg_stat_get_mod_since_analyze('unseen'::regclass)").fetchone()[0] == 0
+        stale = conn.execute("SELECT relname, relpages, reltuples FROM pg_class WHERE relname IN ('unseen', 'unseen_note') "
+                             "ORDER BY relname").fetchall()
+        assert stale == [("unseen", 0, -1), ("unseen_note", 1, 0)], stale
+        assert conn.execute("SELECT pg_relation_size('unseen')").fetchone()[0] > 3 * 2**20
+
+
+def test_largest_tables_measures_a_filled_table_never_analyzed(db):
+    _filled_never_analyzed(db)
+    result = run_on(db, ["largest-tables"], params={"largest-tables": {"limit": 3}})
+    first = result.findings[0]
+    assert first.subject["relname"] == "unseen"
+    assert first.value == _size(db, "SELECT pg_total_relation_size('unseen')")
+
+
+def test_largest_indexes_measures_the_index_of_a_filled_table_never_analyzed(db):
+    _filled_never_analyzed(db)
+    result = run_on(db, ["largest-indexes"], params={"largest-indexes": {"limit": 3}})
+    first = result.findings[0]
+    assert first.subject["indexname"] == "unseen_note"
+    assert first.value == _size(db, "SELECT pg_relation_size('unseen_note')")
+
+
+def test_unused_indexes_finds_the_index_of_a_filled_table_never_analyzed(db):
+    _filled_never_analyzed(db)
+    result = run_on(db, ["unused-indexes"])
+    assert [f.subject["indexname"] for f in result.findings if f.status == "warning"] == ["unseen_note"]
+
+
+@pytest.mark.parametrize(("check", "key", "name"), [("largest-tables", "relname", "grown"),
+                                                     ("largest-indexes", "indexname", "grown_note"),
+                                                     ("unused-indexes", "indexname", "grown_note")])
+def test_a_relation_grown_after_its_analyze_is_measured_after_the_statistics_were_reset(db, check, key, name):
+    """pg_stat_reset (or a crash) loses n_mod_since_analyze: a table with no vacuum or analyze known to
+    the statistics is measured, since nothing can say whether it grew since its page count was set."""
+    _grown_after_analyze(db)
+    with db.connect() as conn:
+        conn.execute("SELECT pg_stat_reset()")
+        assert conn.execute("SELECT pg_stat_get_mod_since_analyze('grown'::regclass)").fetchone()[0] == 0
+    params = {check: {"limit": 3}} if check != "unused-indexes" else {}
+    result = run_on(db, [check], params=params)
+    assert [f.subject[key] for f in result.findings if f.status != "ok" or check != "unused-indexes"][0] == name
