@@ -456,8 +456,10 @@ def _execute(check: Check, rendered: RenderedQuery, timeout: float,
         with get_conn() as conn, query_deadline(conn, timeout + GRACE_S) as watch, _pipeline(conn), \
                 conn.transaction():
             conn.execute("SET TRANSACTION READ ONLY")
-            conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
-                         (f"{max(1, int(timeout * 1000))}ms", f"{LOCK_TIMEOUT_MS}ms"))
+            # jit off: a catalog query's plan cost can cross jit_above_cost at tens of thousands of
+            # relations, and compiling it then took PostgreSQL 15 1-2 s for a 60 ms query.
+            conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true), "
+                         "set_config('jit', 'off', true)", (f"{max(1, int(timeout * 1000))}ms", f"{LOCK_TIMEOUT_MS}ms"))
             # Always pass the binds (even none): the text escapes literal % as %%, which psycopg
             # turns back into % only when it processes placeholders.
             cur = conn.execute(f"/* civicq-ops:{check.id} */ {rendered.text}", rendered.binds)
