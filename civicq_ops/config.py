@@ -18,7 +18,7 @@ from civicq_ops.catalog.cache import cache_in
 from civicq_ops.catalog.structure import validate_document
 from civicq_ops.core.assets import shipped_dir
 from civicq_ops.core.diagnostics import errors_in
-from civicq_ops.core.documents import JsonPath, LoadedDocument
+from civicq_ops.core.documents import JsonPath, LoadedDocument, read_source
 from civicq_ops.core.errors import ConfigError
 from civicq_ops.core.redaction import register_secret, register_url_secrets
 from civicq_ops.core.units import UnitError, parse_duration
@@ -328,13 +328,14 @@ def _parsed(found: Path, root: Path) -> tuple[LoadedDocument, list]:
     """The project file's document and its schema problems. A file validated before, unchanged,
     comes from the catalogue cache (catalog/cache.py): neither parsed nor validated again."""
     cache = cache_in(root / STATE_DIR)
-    key = cache.key([found], {"kind": "project"}) if cache else None
+    source = read_source(found)  # read once: hashed, and parsed on a miss
+    key = cache.key([found], {"kind": "project"}, {found: source}) if cache else None
     cached = cache.get(key) if cache is not None else None
     if cached is not None and cached.documents and str(found) in cached.documents:
         return cached.documents[str(found)], []
-    from civicq_ops.core.yamlpos import load_file  # PyYAML: only when the file must be parsed
+    from civicq_ops.core.yamlpos import load_bytes  # PyYAML: only when the file must be parsed
 
-    doc = load_file(found)
+    doc = source if isinstance(source, LoadedDocument) else load_bytes(source, str(found))
     problems = errors_in(doc.diagnostics)
     if not problems and doc.data is not None:
         if not isinstance(doc.data, dict):

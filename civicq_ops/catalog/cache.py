@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.util
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -31,20 +33,31 @@ from pathlib import Path
 
 from civicq_ops import __version__
 from civicq_ops.core.diagnostics import Diagnostic
-from civicq_ops.core.documents import LoadedDocument
+from civicq_ops.core.documents import LoadedDocument, read_source
 from civicq_ops.core.fileio import write_atomic
 
 _PACKAGE = Path(__file__).resolve().parents[1]
+# The code whose output an entry records: validation, templating, the YAML reader and the documents
+# it builds, and the libraries under them (found without importing them).
 _VALIDATORS = ("catalog", "schemas", "templating")
+_READERS = ("core/yamlpos.py", "core/documents.py", "core/diagnostics.py")
+_LIBRARIES = ("yaml", "jsonschema", "jinja2", "pglast")
 
 
 def validator_stamp() -> str:
     parts = [__version__]
-    for folder in _VALIDATORS:
-        for f in sorted((_PACKAGE / folder).glob("*")):
-            if f.suffix in (".py", ".json"):
-                st = f.stat()
-                parts.append(f"{folder}/{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    files = [f for folder in _VALIDATORS for f in sorted((_PACKAGE / folder).glob("*")) if f.suffix in (".py", ".json")]
+    files += [_PACKAGE / name for name in _READERS]
+    for name in _LIBRARIES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            files.append(Path(spec.origin))
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        parts.append(f"{f}:{st.st_size}:{st.st_mtime_ns}")
     return "\n".join(parts)
 
 
@@ -54,17 +67,20 @@ class CatalogCache:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def key(self, files: list[Path], options: dict) -> tuple[str, str] | None:
-        """(entry name, content key), or None when a file cannot be read (loading will say why)."""
+    def key(self, files: list[Path], options: dict,
+            sources: Mapping[Path, bytes | LoadedDocument] | None = None) -> tuple[str, str] | None:
+        """(entry name, content key), or None when a file cannot be read (loading will say why).
+        `sources`: the bytes the caller read and will parse, so that an entry always records the
+        documents of the very bytes it hashes (a file saved between two reads cannot pair them)."""
         opts = json.dumps({**options, "today": options.get("today") or date.today().isoformat()},
                           sort_keys=True, default=str)
         name = hashlib.sha256(f"{validator_stamp()}\n{opts}".encode()).hexdigest()[:24]
         digest = hashlib.sha256(name.encode())
         for f in files:
-            try:
-                digest.update(f"{f}\0".encode() + hashlib.sha256(f.read_bytes()).digest())
-            except OSError:
+            data = sources[f] if sources is not None else read_source(f)
+            if not isinstance(data, bytes):
                 return None
+            digest.update(f"{f}\0".encode() + hashlib.sha256(data).digest())
         return name, digest.hexdigest()
 
     def get(self, key: tuple[str, str] | None, documents: bool = True) -> CachedSet | None:
@@ -140,8 +156,17 @@ def _sign(secret: bytes, payload: bytes) -> bytes:
     return hmac.new(secret, payload, hashlib.sha256).hexdigest().encode()
 
 
-def key_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+def key_file() -> Path | None:
+    """The signing key's path: under $XDG_CACHE_HOME when it is absolute (the XDG rule: a relative
+    one could put the key inside the project), else ~/.cache; None without a home folder."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        try:
+            base = str(Path.home() / ".cache")
+        except (RuntimeError, KeyError):  # no HOME and no passwd entry (a container's arbitrary uid)
+            return None
+        if not os.path.isabs(base):
+            return None
     return Path(base) / "civicq-ops" / "catalog-cache.key"
 
 
@@ -150,6 +175,8 @@ def _secret() -> bytes | None:
     """The signing key, created on first use (0600, published with a hard link: two processes
     starting at once agree on one key); None when it can be neither read nor created."""
     path = key_file()
+    if path is None:
+        return None
     for _ in range(2):
         try:
             key = path.read_bytes()

@@ -11,7 +11,7 @@ from civicq_ops.catalog.cache import CatalogCache, cache_in
 from civicq_ops.catalog.model import AlertRule, Catalog, Check, Policy, Source, Waiver
 from civicq_ops.catalog.structure import validate_document
 from civicq_ops.core.diagnostics import Diagnostic, errors_in
-from civicq_ops.core.documents import LoadedDocument
+from civicq_ops.core.documents import LoadedDocument, read_source
 from civicq_ops.core.errors import SchemaError
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -87,15 +87,20 @@ def load_catalog(paths: list[Path], *, notifiers: set[str] | None = None, today=
     With a `cache` (catalog/cache.py), files validated before, unchanged, are not validated again."""
     result = LoadResult(Catalog())
     files = discover(paths, include_tests)
-    key = _cache_key(cache, files, notifiers, today, semantic, parse_sql, include_tests)
+    sources = {f: read_source(f) for f in files}  # read once: hashed, and parsed on a miss
+    key = _cache_key(cache, files, notifiers, today, semantic, parse_sql, include_tests, sources)
     cached = cache.get(key) if cache else None
     stored = cached.documents if cached is not None else None
     for path in files:
         doc = stored.get(str(path)) if stored is not None else None
-        if doc is None:
-            from civicq_ops.core.yamlpos import load_file  # PyYAML: only when a file must be parsed
+        source = sources[path]
+        if doc is None and isinstance(source, LoadedDocument):
+            doc = source  # it could not be read: the document says why
+        elif doc is None and isinstance(source, bytes):
+            from civicq_ops.core.yamlpos import load_bytes  # PyYAML: only when a file must be parsed
 
-            doc = load_file(path)
+            doc = load_bytes(source, str(path))
+        assert doc is not None
         result.documents[doc.path] = doc
         result.catalog.files.append(doc.path)
         result.diagnostics.extend(doc.diagnostics)
@@ -132,9 +137,9 @@ def _declared_ids(doc: LoadedDocument, kind: str) -> set[str]:
     return {item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)}
 
 
-def _cache_key(cache, files, notifiers, today, semantic, parse_sql, include_tests):
+def _cache_key(cache, files, notifiers, today, semantic, parse_sql, include_tests, sources=None):
     return cache.key(files, {"notifiers": sorted(notifiers or ()), "today": today, "semantic": semantic,
-                             "parse_sql": parse_sql, "tests": include_tests}) if cache else None
+                             "parse_sql": parse_sql, "tests": include_tests}, sources) if cache else None
 
 
 def validated_before(paths: list[Path], cache: CatalogCache, *, notifiers: set[str] | None = None,

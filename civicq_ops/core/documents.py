@@ -8,11 +8,14 @@ cost a command ~10 ms of start-up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from civicq_ops.core.diagnostics import Diagnostic
 
 JsonPath = tuple[str | int, ...]
+
+MAX_FILE_BYTES = 2 * 1024 * 1024  # the whole shipped catalogue is ~110 kB
 
 
 @dataclass
@@ -40,3 +43,19 @@ class LoadedDocument:
     def diagnostic(self, json_path: JsonPath, code: str, message: str, key: bool = False, **kw: Any) -> Diagnostic:
         line, col = self.position(json_path, key=key)
         return Diagnostic(self.path, line, col, code, message, **kw)
+
+
+def read_source(path: str | Path) -> bytes | LoadedDocument:
+    """A file's bytes, read once (the catalogue cache hashes and the parser reads the same bytes),
+    or a document that carries why it could not be read. A file over MAX_FILE_BYTES is refused
+    before it is read."""
+    p = Path(path)
+    try:
+        if p.is_file() and p.stat().st_size > MAX_FILE_BYTES:
+            return LoadedDocument(str(p), None, diagnostics=[Diagnostic(
+                str(p), 1, 1, "yaml-too-large", f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")])
+        return p.read_bytes()
+    except FileNotFoundError:
+        return LoadedDocument(str(p), None, diagnostics=[Diagnostic(str(p), 0, 0, "file-missing", "no such file")])
+    except OSError as e:
+        return LoadedDocument(str(p), None, diagnostics=[Diagnostic(str(p), 0, 0, "file-unreadable", e.strerror or str(e))])

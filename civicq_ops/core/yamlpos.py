@@ -18,17 +18,17 @@ and its alias count, and refuses the file at the first event that crosses a limi
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from civicq_ops.core.diagnostics import Diagnostic
-from civicq_ops.core.documents import JsonPath, LoadedDocument
+from civicq_ops.core.documents import MAX_FILE_BYTES, JsonPath, LoadedDocument, read_source
 
-__all__ = ["JsonPath", "LoadedDocument", "load_file", "load_text"]
+__all__ = ["MAX_FILE_BYTES", "JsonPath", "LoadedDocument", "load_bytes", "load_file", "load_text"]
 
-MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_NODES = 200_000
 MAX_ALIASES = 1_000
 MAX_DEPTH = 64
@@ -92,21 +92,18 @@ def load_text(text: str, path: str) -> LoadedDocument:
 
 
 def load_file(path: str | Path) -> LoadedDocument:
-    p = Path(path)
+    source = read_source(path)
+    return source if isinstance(source, LoadedDocument) else load_bytes(source, str(path))
+
+
+def load_bytes(data: bytes, path: str) -> LoadedDocument:
+    """Parse a file's bytes (UTF-8; line ends read as Path.read_text reads them)."""
     try:
-        if p.is_file() and p.stat().st_size > MAX_FILE_BYTES:  # refuse before reading it
-            return LoadedDocument(str(p), None, diagnostics=[Diagnostic(
-                str(p), 1, 1, "yaml-too-large", f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")])
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return LoadedDocument(str(p), None, diagnostics=[Diagnostic(str(p), 0, 0, "file-missing", "no such file")])
+        text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
     except UnicodeDecodeError as e:
-        return LoadedDocument(
-            str(p), None, diagnostics=[Diagnostic(str(p), 1, 1, "file-encoding", f"not UTF-8 text ({e.reason})")]
-        )
-    except OSError as e:
-        return LoadedDocument(str(p), None, diagnostics=[Diagnostic(str(p), 0, 0, "file-unreadable", e.strerror or str(e))])
-    return load_text(text, str(p))
+        return LoadedDocument(path, None, diagnostics=[Diagnostic(path, 1, 1, "file-encoding",
+                                                                  f"not UTF-8 text ({e.reason})")])
+    return load_text(text, path)
 
 
 def _check_limits(text: str) -> None:

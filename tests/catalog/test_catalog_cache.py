@@ -155,3 +155,41 @@ def test_without_a_usable_key_there_is_no_cache_and_loading_still_works(checks, 
     validations.clear()
     assert not load_catalog([checks], cache=cache).errors
     assert "semantic" in validations and not list((tmp_path / "cache").glob("*.json"))
+
+
+def test_a_file_saved_while_it_is_loaded_never_pairs_one_content_with_another(checks, tmp_path, monkeypatch,
+                                                                                own_key):
+    """An editor saving the file between the hash and the parse: the entry records what was hashed."""
+    path = checks / "space.yaml"
+    before, after = path.read_text(), path.read_text().replace("default: 10}", "default: 11}", 1)
+    cache = CatalogCache(tmp_path / "cache")
+    hashed = CatalogCache.key
+
+    def save_after_hashing(self, *args, **kwargs):
+        key = hashed(self, *args, **kwargs)
+        path.write_text(after)
+        return key
+
+    monkeypatch.setattr(CatalogCache, "key", save_after_hashing)
+    first = load_catalog([checks], cache=cache)
+    monkeypatch.undo()
+    path.write_text(before)
+    again = load_catalog([checks], cache=cache)  # the bytes first hashed: the entry is theirs
+    assert again.catalog.checks == first.catalog.checks
+    path.write_text(after)
+    assert load_catalog([checks], cache=cache).catalog.checks != first.catalog.checks
+
+
+def test_no_home_folder_means_no_cache_not_a_crash(monkeypatch, tmp_path):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
+    assert cache_module.key_file() is None
+    monkeypatch.setenv("XDG_CACHE_HOME", ".cache")  # relative: ignored, as the XDG rules say
+    assert cache_module.key_file() is None
+
+
+def test_a_relative_xdg_cache_home_never_puts_the_key_in_the_project(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_module.key_file() == tmp_path / "home" / ".cache" / "civicq-ops" / "catalog-cache.key"
