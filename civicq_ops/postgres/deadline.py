@@ -63,14 +63,19 @@ class _Watchdog:
         self._heap: list[tuple[float, int, Any, Watch, float]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
-        self._pid = 0
+
+    def forget(self) -> None:
+        """In a forked child: the parent's deadlines and thread are not the child's (firing them would
+        cancel the parent's queries and cut its sockets), and the lock may have been held at the fork."""
+        self._cond = threading.Condition()
+        self._heap = []
+        self._thread = None
 
     def add(self, when: float, conn: Any, watch: Watch, grace: float) -> None:
         with self._cond:
             heapq.heappush(self._heap, (when, next(self._seq), conn, watch, grace))
-            if self._thread is None or self._pid != os.getpid():  # a forked child starts its own
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="civicq-ops-deadlines", daemon=True)
-                self._pid = os.getpid()
                 self._thread.start()
             elif self._heap[0][3] is watch:
                 self._cond.notify()  # the new deadline comes first: wake the watchdog sooner
@@ -95,6 +100,7 @@ class _Watchdog:
 
 
 _WATCHDOG = _Watchdog()
+os.register_at_fork(after_in_child=_WATCHDOG.forget)
 
 
 def _fire(conn: Any, watch: Watch, grace: float) -> None:

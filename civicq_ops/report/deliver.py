@@ -162,7 +162,7 @@ def record_run(project: Project, result: RunResult, store: StateStore | None = N
     try:
         store = store or open_store(project)
         try:
-            with store.transaction():
+            with store.transaction(durable=False):
                 if pending is not None:
                     pending.flush()
                 store.record_run(result, keep_ok=TRENDED)

@@ -142,9 +142,6 @@ class StateStore:
                 self._conn: Any = sqlite3.connect(str(path), timeout=30, isolation_level=None,
                                                   check_same_thread=False)
                 self._conn.execute("PRAGMA journal_mode=WAL")
-                # In WAL mode, NORMAL syncs at checkpoints rather than at every commit (~6 ms of a
-                # run here): a power cut may lose the last runs' history, never corrupt the file.
-                self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._migrate()
             except (sqlite3.Error, OSError, ExecutionError) as e:
                 raise ExecutionError(f"cannot open the state store {path}: {first_line(e)}") from e
@@ -175,11 +172,22 @@ class StateStore:
                     cur.executemany(self._sql(text), rows)
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, durable: bool = True) -> Iterator[None]:
         """Several writes as one: all or nothing, one commit (one sync on SQLite): a run's history
-        and its counters, a fleet job's history and its ledger row."""
-        with self._transaction():
-            yield
+        and its counters, a fleet job's history and its ledger row. `durable=False` (a run's
+        history): on SQLite the commit is synced at the next WAL checkpoint rather than at once
+        (~6 ms of a run): a power cut may lose the last runs' history, never corrupt the file.
+        Remediation claims, outcomes and leases always sync at their commit."""
+        relaxed = self.kind == "sqlite" and not durable and not self._conn.in_transaction
+        if relaxed:
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._transaction():
+                yield
+        finally:
+            if relaxed:
+                with suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA synchronous=FULL")
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

@@ -120,3 +120,18 @@ def test_an_unreachable_postgresql_store_is_one_line_naming_the_store():
     with pytest.raises(ExecutionError, match=r"^cannot connect to the state store at 127\.0\.0\.1:1 .*: ") as caught:
         StateStore("postgresql://nobody:secret@127.0.0.1:1/none?connect_timeout=2")
     assert "secret" not in str(caught.value)
+
+
+def test_only_a_runs_history_is_synced_lazily(tmp_path):
+    """History may wait for the WAL checkpoint; remediation claims and leases sync at their commit."""
+    from civicq_ops.state.store import StateStore
+
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    synchronous = lambda: store.execute("PRAGMA synchronous")[0][0]  # noqa: E731 - 1 NORMAL, 2 FULL
+    assert synchronous() == 2
+    with store.transaction(durable=False):
+        assert synchronous() == 1
+    assert synchronous() == 2
+    with store.transaction():
+        assert synchronous() == 2
+    store.close()
