@@ -20,6 +20,8 @@ def _grown_after_analyze(db, decoys: int = 40) -> None:
             conn.execute(f"INSERT INTO decoy_{i} SELECT g, repeat('x', 200) FROM generate_series(1, 200) g")
         conn.execute("CREATE TABLE grown (id int, note text) WITH (autovacuum_enabled = false)")
         conn.execute("CREATE INDEX grown_note ON grown (note)")
+        conn.execute("SELECT pg_stat_force_next_flush()")  # the decoys' inserts counted before ANALYZE
+    with db.connect() as conn:
         conn.execute("ANALYZE")
         conn.execute("INSERT INTO grown SELECT g, md5(g::text) FROM generate_series(1, 60000) g")
         conn.execute("SELECT pg_stat_force_next_flush()")  # the counters reach the server's stats now
@@ -133,3 +135,46 @@ def test_a_relation_grown_after_its_analyze_is_measured_after_the_statistics_wer
     params = {check: {"limit": 3}} if check != "unused-indexes" else {}
     result = run_on(db, [check], params=params)
     assert [f.subject[key] for f in result.findings if f.status != "ok" or check != "unused-indexes"][0] == name
+
+
+def _decoys_and_growing(db, decoys: int = 40) -> None:
+    with db.connect() as conn:
+        for i in range(decoys):
+            conn.execute(f"CREATE TABLE decoy_{i} (id int, pad text)")
+            conn.execute(f"INSERT INTO decoy_{i} SELECT g, repeat('x', 200) FROM generate_series(1, 200) g")
+        conn.execute("CREATE TABLE growing (id int, note text) WITH (autovacuum_enabled = false)")
+        conn.execute("INSERT INTO growing VALUES (1, 'one')")
+        conn.execute("SELECT pg_stat_force_next_flush()")  # the inserts counted before ANALYZE, not after
+    with db.connect() as conn:
+        conn.execute("ANALYZE")
+        trusted = conn.execute("SELECT count(*) FROM pg_class WHERE relname ~ '^decoy_' "
+                               "AND pg_stat_get_mod_since_analyze(oid) = 0").fetchone()[0]
+        assert trusted == decoys  # every decoy's page count is trusted: only the guards can keep `growing`
+
+
+def test_largest_tables_measures_a_table_an_open_transaction_is_filling(db):
+    """The rows of a transaction still open are in no statistics: a table being written is measured."""
+    _decoys_and_growing(db)
+    writer = db.connect(autocommit=False)
+    try:
+        writer.execute("INSERT INTO growing SELECT g, md5(g::text) FROM generate_series(1, 60000) g")  # not committed
+        result = run_on(db, ["largest-tables"], params={"largest-tables": {"limit": 3}})
+        assert result.findings[0].subject["relname"] == "growing"
+    finally:
+        writer.rollback()
+        writer.close()
+
+
+def test_largest_tables_measures_a_table_left_large_by_a_rolled_back_load(db):
+    """A rolled-back bulk insert counts no change since ANALYZE, only dead rows, until a vacuum."""
+    _decoys_and_growing(db)
+    with db.connect(autocommit=False) as conn:
+        conn.execute("INSERT INTO growing SELECT g, md5(g::text) FROM generate_series(1, 60000) g")
+        conn.rollback()
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.commit()
+    with db.connect() as conn:
+        conn.execute("SELECT 1")
+    result = run_on(db, ["largest-tables"], params={"largest-tables": {"limit": 3}})
+    assert result.findings[0].subject["relname"] == "growing"
+    assert result.findings[0].value == _size(db, "SELECT pg_total_relation_size('growing')")
