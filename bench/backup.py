@@ -6,7 +6,7 @@ Physical (--physical, on a cluster archiving its WAL with `civicq-ops wal archiv
 `backup create --physical` at most 1.1 times a plain pg_basebackup; an incremental after 1% of the
 rows changed, size and time against the full; `restore --physical --to-latest` against the same
 steps by hand (copy, recovery.signal, restore_command, pg_ctl start, wait for promotion).
-Usage: .venv/bin/python bench/backup.py [--scale 20] [--physical-only]
+Usage: .venv/bin/python bench/backup.py [--scale 20] [--runs 5] [--bin-dir DIR] [--physical-only | --logical-only]
 """
 
 from __future__ import annotations
@@ -44,37 +44,71 @@ def median_time(fn, runs: int = 3) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=5, help="interleaved rounds of the logical comparison")
+    ap.add_argument("--bin-dir", help="PostgreSQL binaries of the logical comparison (default: the embedded "
+                                      "PostgreSQL 18); the physical one always uses PostgreSQL 18 (incremental)")
     ap.add_argument("--physical-only", action="store_true")
+    ap.add_argument("--logical-only", action="store_true")
     args = ap.parse_args()
     if not args.physical_only:
-        logical(args.scale)
-    physical(args.scale)
+        logical(args.scale, args.runs, args.bin_dir)
+    if not args.logical_only:
+        physical(args.scale)
 
 
-def logical(scale: int) -> None:
-    with bench_cluster() as cluster, tempfile.TemporaryDirectory() as work:
-        cfg, project, target = civicq_project(cluster, work, scale, extra=f"backups: {{dir: {work}/backups}}\n")
+def logical(scale: int, rounds: int, bin_dir: str | None) -> None:
+    """The command a user runs (`civicq-ops backup create`: start-up, config, globals, row counts,
+    checksums, manifest) against the plain tools, in interleaved rounds (A B C D, A B C D, ...) so
+    that the shared machine's load hits every side alike; medians, ratios against `pg_dump -Fc`."""
+    with bench_cluster(bin_dir) as cluster, tempfile.TemporaryDirectory() as work:
+        backups = Path(work) / "backups"
+        cfg, project, target = civicq_project(cluster, work, scale, extra=f"backups: {{dir: {backups}}}\n")
         kw = cluster.conninfo("civicq")
-        pg_dump = pg_tool("pg_dump", 18)
-        counter = iter(range(1000))
+        major = cluster.server_version().major
+        pg_dump = pg_tool("pg_dump", major)
+        out = Path(work) / "plain"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CIVICQ_", "PG"))}
+        sizes: dict[str, int] = {}
 
-        def plain():
-            out = Path(work) / f"plain{next(counter)}.dump"
-            subprocess.run([str(pg_dump), "-Fc", "-f", str(out), "--no-password"], env=client_env(kw), check=True)
+        def plain(*extra: str):
+            def run():
+                subprocess.run([str(pg_dump), *extra, "-f", str(out), "--no-password"], env=client_env(kw), check=True,
+                               stdin=subprocess.DEVNULL, timeout=3600)
+            return run
 
-        def ours_custom():
-            create_backup(project, target, BackupOptions(format="custom", globals=False))
+        def cli(*extra: str):
+            return lambda: subprocess.run([sys.executable, "-m", "civicq_ops", "--config", str(cfg), "--target", "bench",
+                                           "backup", "create", *extra], env=env, cwd=REPO, check=True,
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=3600)
 
-        def ours_directory():
-            create_backup(project, target, BackupOptions(format="directory", jobs=2, globals=False))
+        def library():
+            create_backup(project, target, BackupOptions(format="custom"))
 
-        base = median_time(plain)
-        custom = median_time(ours_custom)
-        directory = median_time(ours_directory)
-        size = sum(f.stat().st_size for f in Path(work).glob("plain*.dump")) / 3
-    print(f"database: civicq scale {scale}; plain pg_dump -Fc: {base:.2f}s ({size / 1e6:.1f} MB)")
-    print(f"backup create --format custom:     {custom:.2f}s  ratio {custom / base:.2f} (goal <= 1.15)")
-    print(f"backup create --format directory -j2: {directory:.2f}s  ratio {directory / base:.2f} (goal < 1.00)")
+        def tidy(name: str) -> None:  # outside the timing: every run starts from an empty folder
+            made = [out] if out.exists() else list(backups.glob("*")) if backups.exists() else []
+            sizes[name] = sum(f.stat().st_size for p in made for f in ([p] if p.is_file() else p.rglob("*"))
+                              if f.is_file())
+            for p in made:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+        runs = {"pg_dump -Fc": plain("-Fc"),
+                "backup create --format custom": cli("--format", "custom"),
+                "pg_dump -Fd -j2": plain("-Fd", "-j2"),
+                "backup create --format directory -j2": cli("--format", "directory", "--jobs", "2"),
+                "create_backup() custom (library)": library}
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(rounds):
+            for name, fn in runs.items():
+                times[name].append(median_time(fn, runs=1))
+                tidy(name)
+        med = {name: statistics.median(v) for name, v in times.items()}
+    base = med["pg_dump -Fc"]
+    goals = {"backup create --format custom": " (goal <= 1.15)", "backup create --format directory -j2": " (goal < 1.00)"}
+    print(f"PostgreSQL {major}, civicq --scale {scale}; medians of {rounds} interleaved rounds; "
+          f"pg_dump -Fc {base:.2f}s ({sizes['pg_dump -Fc'] / 1e6:.1f} MB)")
+    for name, seconds in med.items():
+        print(f"  {name:40} {seconds:6.2f}s  ratio {seconds / base:.2f}{goals.get(name, '')}"
+              f"  (min {min(times[name]):.2f}s)")
 
 
 def physical(scale: int) -> None:

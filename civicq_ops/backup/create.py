@@ -12,12 +12,13 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from civicq_ops.backup.manifest import Manifest, checksum_files, fsync_dir, fsync_tree, kind_of, write_manifest
+from civicq_ops.backup.rowcount import SnapshotRowCounter
 from civicq_ops.backup.tools import (
     client_env,
     compress_arg,
@@ -98,16 +99,30 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snapshot = one_row(conn.execute("SELECT pg_export_snapshot()"))[0]
             candidates = _tables(conn)
-            warnings = _run_dump(_dump_args(pg_dump, partial, snapshot, options), connect_kwargs(project, target),
-                                 len(candidates), progress)
-            if options.tables or options.exclude_tables:  # only what pg_dump really took
-                candidates = _in_archive(pg_dump, partial / _dump_name(options), candidates)
-            tables = _count_rows(conn, candidates, options)  # still in pg_dump's snapshot
-            conn.execute("ROLLBACK")  # releases the snapshot only after pg_dump is done with it
-            globals_file = None
-            if options.globals:
-                globals_file = "globals.sql"
-                _dump_globals(project, target, major, partial / globals_file, superuser)
+            filtered = bool(options.tables or options.exclude_tables)
+            counting = options.row_counts and not options.schema_only
+            globals_file = "globals.sql" if options.globals else None
+            with contextlib.ExitStack() as running:  # whatever ends the block stops what still runs
+                dump = running.enter_context(_dump_started(_dump_args(pg_dump, partial, snapshot, options),
+                                                           connect_kwargs(project, target)))
+                # While pg_dump runs: the globals, and (without table filters) the row counts, on a
+                # session of their own that imports pg_dump's snapshot (backup/rowcount.py).
+                dumpall = running.enter_context(_globals_started(project, target, major, partial / globals_file,
+                                                                 superuser)) if globals_file else None
+                counter = running.enter_context(SnapshotRowCounter(
+                    lambda: connect(project, target, autocommit=True), snapshot, candidates,
+                    _ms(options.lock_wait_timeout) if options.lock_wait_timeout else None,
+                )) if counting and not filtered else None
+                warnings = _dump_followed(dump, len(candidates), progress)
+                if counter is not None:
+                    tables = counter.result()
+                else:
+                    if filtered:  # only what pg_dump really took
+                        candidates = _in_archive(pg_dump, partial / _dump_name(options), candidates)
+                    tables = _count_rows(conn, candidates, options)  # still in pg_dump's snapshot
+                if dumpall is not None:
+                    _globals_finished(dumpall)
+            conn.execute("ROLLBACK")  # releases the snapshot only after pg_dump and the counts are done with it
             (partial / "pid").unlink()
             names = [_dump_name(options)] + ([globals_file] if globals_file else [])
             private_tree(partial)
@@ -237,27 +252,33 @@ def _count_rows(conn, tables: list[dict], options: BackupOptions) -> list[dict]:
 _TABLE_DONE = re.compile(r"(dumping contents of table|finished item \d+ TABLE DATA)")
 
 
-def _run_dump(args: list[str], kw: dict, table_count: int, progress: Progress | None) -> list[str]:
-    """Run pg_dump, following its --verbose lines for progress; warnings are kept for the manifest."""
-    env = client_env(kw)
+@contextlib.contextmanager
+def _dump_started(args: list[str], kw: dict) -> Iterator[subprocess.Popen]:
+    """pg_dump started; stopped (and its parallel workers with it) if the block ends before it does."""
     try:
-        proc = start_tool(args, env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = start_tool(args, client_env(kw), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
     except OSError as e:
         raise ExecutionError(f"pg_dump could not start: {e}") from e
-    done, warnings, errors = 0, [], []
     with stopped_on_exit(proc):
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            line = line.rstrip()
-            if _TABLE_DONE.search(line):
-                done += 1
-                if progress:
-                    progress(line.rsplit(" ", 1)[-1], min(done, table_count), table_count)
-            elif "warning:" in line.lower():
-                warnings.append(redact(line))
-            elif "error:" in line.lower():
-                errors.append(redact(line))
-        code = proc.wait()
+        yield proc
+
+
+def _dump_followed(proc: subprocess.Popen, table_count: int, progress: Progress | None) -> list[str]:
+    """Follow pg_dump's --verbose lines for progress until it ends; warnings are kept for the manifest."""
+    done, warnings, errors = 0, [], []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        line = line.rstrip()
+        if _TABLE_DONE.search(line):
+            done += 1
+            if progress:
+                progress(line.rsplit(" ", 1)[-1], min(done, table_count), table_count)
+        elif "warning:" in line.lower():
+            warnings.append(redact(line))
+        elif "error:" in line.lower():
+            errors.append(redact(line))
+    code = proc.wait()
     if code != 0:
         cause = _cause(errors)
         if "no matching tables were found" in cause:
@@ -275,16 +296,24 @@ def _cause(errors: list[str]) -> str:
     return errors[0] if errors else "see its output"
 
 
-def _dump_globals(project: Project, target: Target, major: int, path: Path, superuser: bool) -> None:
-    from civicq_ops.postgres.connect import connect_kwargs
-
+@contextlib.contextmanager
+def _globals_started(project: Project, target: Target, major: int, path: Path,
+                     superuser: bool) -> Iterator[subprocess.Popen]:
+    """pg_dumpall --globals-only (roles, tablespaces) started into `path`; stopped if the block ends early."""
     pg_dumpall = pg_tool("pg_dumpall", major)
-    kw = connect_kwargs(project, target)
     args = [str(pg_dumpall), "--globals-only", "--file", str(path), "--no-password"]
     if not superuser:
         args.append("--no-role-passwords")  # pg_authid is superuser-only
-    proc = start_tool(args, client_env(kw), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc = start_tool(args, client_env(connect_kwargs(project, target)), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    except OSError as e:
+        raise ExecutionError(f"pg_dumpall could not start: {e}") from e
     with stopped_on_exit(proc):
-        _out, err = proc.communicate()
+        yield proc
+
+
+def _globals_finished(proc: subprocess.Popen) -> None:
+    _out, err = proc.communicate()
     if proc.returncode != 0:
         raise ExecutionError(f"pg_dumpall --globals-only failed: {_cause(err.strip().splitlines())}")

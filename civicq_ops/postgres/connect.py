@@ -8,17 +8,20 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import ProgrammingError, sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from civicq_ops.config import Project, Target
 from civicq_ops.core.errors import InputError, QueryFailed, TargetUnreachable, first_line
 from civicq_ops.core.redaction import register_secret
-from civicq_ops.postgres.local_cluster import OS_USER, LocalCluster, _ensure_os_user, _first_untraversable
+
+if TYPE_CHECKING:  # imported where used: a backup or a single check never needs the pool or the local cluster
+    from psycopg_pool import ConnectionPool
+
+    from civicq_ops.postgres.local_cluster import LocalCluster
 
 APPLICATION_NAME = "civicq-ops"
 
@@ -32,6 +35,8 @@ TCP_DEFAULTS = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5
 
 def local_cluster(project: Project, target: Target) -> LocalCluster:
     """The LocalCluster behind an `embedded: true` target."""
+    from civicq_ops.postgres.local_cluster import LocalCluster
+
     if not target.embedded:
         raise InputError(
             f"target '{target.name}' is not embedded: civicq-ops manages only local clusters (embedded: true)"
@@ -62,6 +67,8 @@ def wal_archive_dir(project: Project, target: Target) -> Path:
 def default_data_dir(project: Project):
     """`.civicq-ops/pgdata` in the project, unless (as root) the server's OS user cannot enter the
     project folder (e.g. under /root): then a folder of its own under /var/tmp, named after the project."""
+    from civicq_ops.postgres.local_cluster import OS_USER, _ensure_os_user, _first_untraversable
+
     wanted = project.state_dir / "pgdata"
     if os.geteuid() != 0:
         return wanted
@@ -149,6 +156,8 @@ def open_pool(project: Project, target: Target, size: int) -> ConnectionPool:
     """A psycopg_pool of up to `size` connections (not autocommit), opened lazily: a caller connects
     once with connect() first, so an unreachable target fails there with the real reason. Each
     connection is checked when taken, so one the server terminated or that broke is replaced."""
+    from psycopg_pool import ConnectionPool
+
     kw = connect_kwargs(project, target)
     conninfo = str(kw.pop("conninfo", ""))
     return ConnectionPool(conninfo, kwargs={**kw, "autocommit": False}, min_size=0, max_size=max(1, size),
@@ -159,6 +168,8 @@ def open_pool(project: Project, target: Target, size: int) -> ConnectionPool:
 @contextmanager
 def pooled(pool: ConnectionPool, target: Target) -> Iterator[psycopg.Connection]:
     """A connection from `pool`; a pool that cannot connect in time becomes TargetUnreachable."""
+    from psycopg_pool import PoolTimeout
+
     try:
         conn = pool.getconn()
     except PoolTimeout as e:
