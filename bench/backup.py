@@ -1,7 +1,9 @@
 """Benchmark `backup create` against plain PostgreSQL tools on the same database, in one run.
 
-Logical: custom format at most 1.15 times plain pg_dump (checksums, manifest and row counts are the
-overhead), and directory format with two jobs faster than plain pg_dump.
+Logical (issue 14): the command `civicq-ops backup create --format custom` at most 1.15 times a plain
+`pg_dump -Fc` (start-up, config, globals, row counts, checksums and manifest are the overhead), and
+`--format directory --jobs 2` faster than `pg_dump -Fc`; plain `pg_dump -Fd -j2` and the library
+call are timed beside them, all in interleaved rounds (medians).
 Physical (--physical, on a cluster archiving its WAL with `civicq-ops wal archive`): a full
 `backup create --physical` at most 1.1 times a plain pg_basebackup; an incremental after 1% of the
 rows changed, size and time against the full; `restore --physical --to-latest` against the same
@@ -97,18 +99,37 @@ def logical(scale: int, rounds: int, bin_dir: str | None) -> None:
                 "backup create --format directory -j2": cli("--format", "directory", "--jobs", "2"),
                 "create_backup() custom (library)": library}
         times: dict[str, list[float]] = {name: [] for name in runs}
+        cpu: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(rounds):
             for name, fn in runs.items():
-                times[name].append(median_time(fn, runs=1))
+                seconds, cpu_s = wall_and_cpu(fn)
+                times[name].append(seconds)
+                cpu[name].append(cpu_s)
                 tidy(name)
-        med = {name: statistics.median(v) for name, v in times.items()}
-    base = med["pg_dump -Fc"]
+    base, base_cpu = statistics.median(times["pg_dump -Fc"]), statistics.median(cpu["pg_dump -Fc"])
     goals = {"backup create --format custom": " (goal <= 1.15)", "backup create --format directory -j2": " (goal < 1.00)"}
-    print(f"PostgreSQL {major}, civicq --scale {scale}; medians of {rounds} interleaved rounds; "
-          f"pg_dump -Fc {base:.2f}s ({sizes['pg_dump -Fc'] / 1e6:.1f} MB)")
-    for name, seconds in med.items():
-        print(f"  {name:40} {seconds:6.2f}s  ratio {seconds / base:.2f}{goals.get(name, '')}"
-              f"  (min {min(times[name]):.2f}s)")
+    print(f"PostgreSQL {major}, civicq --scale {scale}: {rounds} interleaved rounds; pg_dump -Fc "
+          f"{sizes['pg_dump -Fc'] / 1e6:.1f} MB. Ratios against pg_dump -Fc: of the median times, the median of "
+          "the rounds' own ratios, and of the client-side CPU seconds (server backends not counted)")
+    for name in runs:
+        seconds, per_round = statistics.median(times[name]), statistics.median(
+            t / b for t, b in zip(times[name], times["pg_dump -Fc"], strict=True))
+        print(f"  {name:38} {seconds:5.2f}s (min {min(times[name]):.2f}s) ratio {seconds / base:.2f}, per round "
+              f"{per_round:.2f}{goals.get(name, '')}; CPU {statistics.median(cpu[name]):.2f}s ratio "
+              f"{statistics.median(cpu[name]) / base_cpu:.2f}")
+
+
+def wall_and_cpu(fn) -> tuple[float, float]:
+    """Wall seconds of fn(), and the CPU seconds of this process and of the children it waited for."""
+    import resource
+
+    def used() -> float:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    c0, t0 = used(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, used() - c0
 
 
 def physical(scale: int) -> None:
