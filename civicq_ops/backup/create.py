@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,12 +26,14 @@ from civicq_ops.backup.tools import (
     compression_methods,
     pg_tool,
     repeated,
+    setpriv_path,
     start_tool,
     stopped_on_exit,
 )
 from civicq_ops.config import DEFAULT_BACKUP_JOBS, Project, Target
 from civicq_ops.core.errors import ExecutionError, InputError
 from civicq_ops.core.redaction import redact
+from civicq_ops.postgres.binaries import find_client
 from civicq_ops.postgres.connect import connect, connect_kwargs, one_row
 
 Progress = Callable[[str, int, int], None]
@@ -80,6 +83,8 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
     started = datetime.now(UTC)
     t0 = time.monotonic()
     # autocommit, so that the snapshot's transaction is opened (and ended) explicitly.
+    lookup = threading.Thread(target=_warm_client_lookup, name="civicq-ops client lookup", daemon=True)
+    lookup.start()  # the client programs' --version run while this connects
     with connect(project, target, autocommit=True) as conn:
         from civicq_ops.postgres.probe import system_identifier
 
@@ -88,6 +93,7 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
             "current_database(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"))
         server_version, major, database, superuser = info
         sysid = system_identifier(conn)
+        lookup.join()
         pg_dump = pg_tool("pg_dump", major)
         dump_version = _version_of(pg_dump)
         if options.compress and options.compress.split(":")[0] not in ("none", "0", *compression_methods(pg_dump)):
@@ -204,6 +210,14 @@ def _dump_args(pg_dump: Path, partial: Path, snapshot: str, options: BackupOptio
 
 def _dump_name(options: BackupOptions) -> str:
     return "dump" if options.format == "directory" else "dump.custom"
+
+
+def _warm_client_lookup() -> None:
+    """Fill the per-run caches of client lookup (each bin folder's version, setpriv); failures are
+    left for the real lookup after it, which reports them."""
+    with contextlib.suppress(Exception):
+        find_client("pg_dump")
+        setpriv_path()
 
 
 def _ms(duration: str) -> int:

@@ -98,7 +98,7 @@ def _die_with_parent() -> None:
 
 
 @cache
-def _setpriv() -> str | None:
+def setpriv_path() -> str | None:
     """util-linux's setpriv when it can set the parent-death signal (2.33+): a tool started through it
     is spawned with vfork (no Python runs in the child), ~8 ms sooner than a fork of this process."""
     found = shutil.which("setpriv")
@@ -115,7 +115,7 @@ def _setpriv() -> str | None:
 def start_tool(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
     """Start a client tool whose files are private (umask 077) and which stops with civicq-ops: it gets
     SIGTERM when civicq-ops dies, even by SIGKILL (PR_SET_PDEATHSIG, through setpriv when there is one)."""
-    setpriv = _setpriv()
+    setpriv = setpriv_path()
     if setpriv is not None:
         return subprocess.Popen([setpriv, "--pdeathsig", "TERM", "--", *args], env=env, umask=0o077, **kw)
     return subprocess.Popen(args, env=env, umask=0o077, preexec_fn=_die_with_parent, **kw)  # noqa: PLW1509
