@@ -49,16 +49,18 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="interleaved rounds of the logical comparison")
     ap.add_argument("--bin-dir", help="PostgreSQL binaries of the logical comparison (default: the embedded "
                                       "PostgreSQL 18); the physical one always uses PostgreSQL 18 (incremental)")
+    ap.add_argument("--before", help="a checkout of an earlier civicq-ops (e.g. /work/main): its `backup create "
+                                     "--format custom` is timed too, in the same rounds")
     ap.add_argument("--physical-only", action="store_true")
     ap.add_argument("--logical-only", action="store_true")
     args = ap.parse_args()
     if not args.physical_only:
-        logical(args.scale, args.runs, args.bin_dir)
+        logical(args.scale, args.runs, args.bin_dir, args.before)
     if not args.logical_only:
         physical(args.scale)
 
 
-def logical(scale: int, rounds: int, bin_dir: str | None) -> None:
+def logical(scale: int, rounds: int, bin_dir: str | None, before: str | None = None) -> None:
     """The command a user runs (`civicq-ops backup create`: start-up, config, globals, row counts,
     checksums, manifest) against the plain tools, in interleaved rounds (A B C D, A B C D, ...) so
     that the shared machine's load hits every side alike; medians, ratios against `pg_dump -Fc`."""
@@ -78,9 +80,10 @@ def logical(scale: int, rounds: int, bin_dir: str | None) -> None:
                                stdin=subprocess.DEVNULL, timeout=3600)
             return run
 
-        def cli(*extra: str):
+        def cli(*extra: str, checkout: Path = REPO):
+            where = dict(env, PYTHONPATH=str(checkout))
             return lambda: subprocess.run([sys.executable, "-m", "civicq_ops", "--config", str(cfg), "--target", "bench",
-                                           "backup", "create", *extra], env=env, cwd=REPO, check=True,
+                                           "backup", "create", *extra], env=where, cwd=checkout, check=True,
                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=3600)
 
         def library():
@@ -98,6 +101,8 @@ def logical(scale: int, rounds: int, bin_dir: str | None) -> None:
                 "pg_dump -Fd -j2": plain("-Fd", "-j2"),
                 "backup create --format directory -j2": cli("--format", "directory", "--jobs", "2"),
                 "create_backup() custom (library)": library}
+        if before:
+            runs["--before: backup create --format custom"] = cli("--format", "custom", checkout=Path(before))
         times: dict[str, list[float]] = {name: [] for name in runs}
         cpu: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(rounds):
@@ -110,11 +115,12 @@ def logical(scale: int, rounds: int, bin_dir: str | None) -> None:
     goals = {"backup create --format custom": " (goal <= 1.15)", "backup create --format directory -j2": " (goal < 1.00)"}
     print(f"PostgreSQL {major}, civicq --scale {scale}: {rounds} interleaved rounds; pg_dump -Fc "
           f"{sizes['pg_dump -Fc'] / 1e6:.1f} MB. Ratios against pg_dump -Fc: of the median times, the median of "
-          "the rounds' own ratios, and of the client-side CPU seconds (server backends not counted)")
+          "the rounds' own ratios, and of the client-side CPU seconds (server backends not counted)"
+          + (f"; --before is {before}" if before else ""))
     for name in runs:
         seconds, per_round = statistics.median(times[name]), statistics.median(
             t / b for t, b in zip(times[name], times["pg_dump -Fc"], strict=True))
-        print(f"  {name:38} {seconds:5.2f}s (min {min(times[name]):.2f}s) ratio {seconds / base:.2f}, per round "
+        print(f"  {name:40} {seconds:5.2f}s (min {min(times[name]):.2f}s) ratio {seconds / base:.2f}, per round "
               f"{per_round:.2f}{goals.get(name, '')}; CPU {statistics.median(cpu[name]):.2f}s ratio "
               f"{statistics.median(cpu[name]) / base_cpu:.2f}")
 
