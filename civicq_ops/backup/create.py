@@ -108,26 +108,33 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
             filtered = bool(options.tables or options.exclude_tables)
             counting = options.row_counts and not options.schema_only
             globals_file = "globals.sql" if options.globals else None
+            # Beside pg_dump only when the server and the role have a connection slot for each of
+            # them left after pg_dump's own: they must never take the one pg_dump needs.
+            dump_sessions = max(1, options.jobs) + 1 if options.format == "directory" and options.jobs > 1 else 1
+            beside = _slots_left(conn, superuser) >= dump_sessions + 2
             with contextlib.ExitStack() as running:  # whatever ends the block stops what still runs
                 dump = running.enter_context(_dump_started(_dump_args(pg_dump, partial, snapshot, options),
                                                            connect_kwargs(project, target)))
                 # While pg_dump runs: the globals, and (without table filters) the row counts, on a
                 # session of their own that imports pg_dump's snapshot (backup/rowcount.py).
                 dumpall = running.enter_context(_globals_started(project, target, major, partial / globals_file,
-                                                                 superuser)) if globals_file else None
+                                                                 superuser)) if globals_file and beside else None
                 counter = running.enter_context(SnapshotRowCounter(
                     lambda: connect(project, target, autocommit=True), snapshot, candidates,
                     _ms(options.lock_wait_timeout) if options.lock_wait_timeout else None,
-                )) if counting and not filtered else None
+                )) if counting and not filtered and beside else None
                 warnings = _dump_followed(dump, len(candidates), progress)
-                if counter is not None:
-                    tables = counter.result()
-                else:
+                counted = counter.result() if counter is not None else None
+                if counted is not None:
+                    tables = counted
+                else:  # filtered, no slot to spare, or the counting session could not connect
                     if filtered:  # only what pg_dump really took
                         candidates = _in_archive(pg_dump, partial / _dump_name(options), candidates)
                     tables = _count_rows(conn, candidates, options)  # still in pg_dump's snapshot
-                if dumpall is not None:
-                    _globals_finished(dumpall)
+                if globals_file and (dumpall is None or not _globals_finished(dumpall)):
+                    # After pg_dump, alone: no slot to spare, or beside pg_dump it found none left.
+                    with _globals_started(project, target, major, partial / globals_file, superuser) as after:
+                        _globals_finished(after, last_try=True)
             conn.execute("ROLLBACK")  # releases the snapshot only after pg_dump and the counts are done with it
             (partial / "pid").unlink()
             names = [_dump_name(options)] + ([globals_file] if globals_file else [])
@@ -210,6 +217,20 @@ def _dump_args(pg_dump: Path, partial: Path, snapshot: str, options: BackupOptio
 
 def _dump_name(options: BackupOptions) -> str:
     return "dump" if options.format == "directory" else "dump.custom"
+
+
+def _slots_left(conn, superuser: bool) -> int:
+    """Connections this role may still open: the fewer of what its CONNECTION LIMIT and the server's
+    max_connections leave (superusers may also take superuser_reserved_connections)."""
+    role_limit, role_used, server_left = one_row(conn.execute(
+        "SELECT r.rolconnlimit, (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user), "
+        "current_setting('max_connections')::int - coalesce(current_setting('reserved_connections', true)::int, 0) "
+        "- CASE WHEN %s THEN 0 ELSE current_setting('superuser_reserved_connections')::int END "
+        "- (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+        "   OR backend_type IS NULL AND usename IS NOT NULL) "  # hidden from a role without pg_read_all_stats
+        "FROM pg_roles r WHERE r.rolname = current_user", (superuser,)))
+    role_left = role_limit - role_used if role_limit >= 0 and not superuser else server_left
+    return min(role_left, server_left)
 
 
 def _warm_client_lookup() -> None:
@@ -327,7 +348,9 @@ def _globals_started(project: Project, target: Target, major: int, path: Path,
         yield proc
 
 
-def _globals_finished(proc: subprocess.Popen) -> None:
+def _globals_finished(proc: subprocess.Popen, last_try: bool = False) -> bool:
+    """Whether pg_dumpall succeeded; its error on the last try."""
     _out, err = proc.communicate()
-    if proc.returncode != 0:
+    if proc.returncode != 0 and last_try:
         raise ExecutionError(f"pg_dumpall --globals-only failed: {_cause(err.strip().splitlines())}")
+    return proc.returncode == 0

@@ -33,6 +33,7 @@ class SnapshotRowCounter:
         self._conn: Any = None
         self._stopped = False
         self._error: BaseException | None = None
+        self._connected = False
         self._thread = threading.Thread(target=self._count, name="civicq-ops row counts", daemon=True)
 
     def __enter__(self) -> SnapshotRowCounter:
@@ -42,11 +43,15 @@ class SnapshotRowCounter:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def result(self) -> list[dict]:
-        """The tables with their counts, once counted; the counting session's error if it failed."""
+    def result(self) -> list[dict] | None:
+        """The tables with their counts, once counted; the counting session's error if it failed; None
+        if it could not connect (e.g. the role's or the server's connection limit, reached with
+        pg_dump's own sessions): the caller then counts after pg_dump, on its own session."""
         while self._thread.is_alive():
             self._thread.join(0.2)  # in short waits: Ctrl-C is seen at once
         if self._error is not None:
+            if not self._connected:
+                return None
             raise self._error
         return self._tables
 
@@ -70,7 +75,7 @@ class SnapshotRowCounter:
 
         try:
             with self._connect() as conn:
-                self._conn = conn
+                self._conn, self._connected = conn, True
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
                 if self._lock_timeout_ms:

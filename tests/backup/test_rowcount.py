@@ -108,3 +108,37 @@ def test_backup_by_a_role_that_cannot_read_a_table_names_it_and_keeps_nothing(tm
         with civicq_db.connect() as conn:
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_a_role_whose_connection_limit_pg_dump_fills_still_gets_counts_and_globals(tmp_path, civicq_db):
+    role = f"limited_{civicq_db.name}"
+    with civicq_db.connect() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'limited-pw' CONNECTION LIMIT 2")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    kw = civicq_db.conninfo
+    (tmp_path / "civicq-ops.yaml").write_text(
+        f"version: 1\ntargets:\n  src: {{url: 'postgresql://{role}:limited-pw@{kw['host']}:{kw['port']}/{civicq_db.name}'}}\n"
+        "backups: {dir: backups}\n")
+    project = load_project(tmp_path / "civicq-ops.yaml", env={})
+    try:  # the snapshot's session and pg_dump take both slots: the counts and pg_dumpall come after
+        m = create_backup(project, project.target("src"), BackupOptions(format="custom"))
+        with civicq_db.connect() as conn:
+            votes = conn.execute("SELECT count(*) FROM votes").fetchone()[0]
+        assert {t["name"]: t["rows"] for t in m.tables}["votes"] == votes
+        assert m.globals_file == "globals.sql"
+        assert f"CREATE ROLE {role}" in (backups_dir(project) / m.id / "globals.sql").read_text()
+    finally:
+        with civicq_db.connect() as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+def test_a_counting_session_that_cannot_connect_leaves_the_counts_to_the_caller(exported):
+    snapshot, _db = exported
+
+    def refused():
+        raise psycopg.OperationalError("too many connections for role")
+
+    with SnapshotRowCounter(refused, snapshot, tables("a", "b")) as counter:
+        assert counter.result() is None
