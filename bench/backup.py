@@ -1,12 +1,14 @@
 """Benchmark `backup create` against plain PostgreSQL tools on the same database, in one run.
 
-Logical: custom format at most 1.15 times plain pg_dump (checksums, manifest and row counts are the
-overhead), and directory format with two jobs faster than plain pg_dump.
+Logical (issue 14): the command `civicq-ops backup create --format custom` at most 1.15 times a plain
+`pg_dump -Fc` (start-up, config, globals, row counts, checksums and manifest are the overhead), and
+`--format directory --jobs 2` faster than `pg_dump -Fc`; plain `pg_dump -Fd -j2` and the library
+call are timed beside them, all in interleaved rounds (medians).
 Physical (--physical, on a cluster archiving its WAL with `civicq-ops wal archive`): a full
 `backup create --physical` at most 1.1 times a plain pg_basebackup; an incremental after 1% of the
 rows changed, size and time against the full; `restore --physical --to-latest` against the same
 steps by hand (copy, recovery.signal, restore_command, pg_ctl start, wait for promotion).
-Usage: .venv/bin/python bench/backup.py [--scale 20] [--physical-only]
+Usage: .venv/bin/python bench/backup.py [--scale 20] [--runs 5] [--bin-dir DIR] [--physical-only | --logical-only]
 """
 
 from __future__ import annotations
@@ -44,37 +46,96 @@ def median_time(fn, runs: int = 3) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=5, help="interleaved rounds of the logical comparison")
+    ap.add_argument("--bin-dir", help="PostgreSQL binaries of the logical comparison (default: the embedded "
+                                      "PostgreSQL 18); the physical one always uses PostgreSQL 18 (incremental)")
+    ap.add_argument("--before", help="a checkout of an earlier civicq-ops (e.g. /work/main): its `backup create "
+                                     "--format custom` is timed too, in the same rounds")
     ap.add_argument("--physical-only", action="store_true")
+    ap.add_argument("--logical-only", action="store_true")
     args = ap.parse_args()
     if not args.physical_only:
-        logical(args.scale)
-    physical(args.scale)
+        logical(args.scale, args.runs, args.bin_dir, args.before)
+    if not args.logical_only:
+        physical(args.scale)
 
 
-def logical(scale: int) -> None:
-    with bench_cluster() as cluster, tempfile.TemporaryDirectory() as work:
-        cfg, project, target = civicq_project(cluster, work, scale, extra=f"backups: {{dir: {work}/backups}}\n")
+def logical(scale: int, rounds: int, bin_dir: str | None, before: str | None = None) -> None:
+    """The command a user runs (`civicq-ops backup create`: start-up, config, globals, row counts,
+    checksums, manifest) against the plain tools, in interleaved rounds (A B C D, A B C D, ...) so
+    that the shared machine's load hits every side alike; medians, ratios against `pg_dump -Fc`."""
+    with bench_cluster(bin_dir) as cluster, tempfile.TemporaryDirectory() as work:
+        backups = Path(work) / "backups"
+        cfg, project, target = civicq_project(cluster, work, scale, extra=f"backups: {{dir: {backups}}}\n")
         kw = cluster.conninfo("civicq")
-        pg_dump = pg_tool("pg_dump", 18)
-        counter = iter(range(1000))
+        major = cluster.server_version().major
+        pg_dump = pg_tool("pg_dump", major)
+        out = Path(work) / "plain"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CIVICQ_", "PG"))}
+        sizes: dict[str, int] = {}
 
-        def plain():
-            out = Path(work) / f"plain{next(counter)}.dump"
-            subprocess.run([str(pg_dump), "-Fc", "-f", str(out), "--no-password"], env=client_env(kw), check=True)
+        def plain(*extra: str):
+            def run():
+                subprocess.run([str(pg_dump), *extra, "-f", str(out), "--no-password"], env=client_env(kw), check=True,
+                               stdin=subprocess.DEVNULL, timeout=3600)
+            return run
 
-        def ours_custom():
-            create_backup(project, target, BackupOptions(format="custom", globals=False))
+        def cli(*extra: str, checkout: Path = REPO):
+            where = dict(env, PYTHONPATH=str(checkout))
+            return lambda: subprocess.run([sys.executable, "-m", "civicq_ops", "--config", str(cfg), "--target", "bench",
+                                           "backup", "create", *extra], env=where, cwd=checkout, check=True,
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=3600)
 
-        def ours_directory():
-            create_backup(project, target, BackupOptions(format="directory", jobs=2, globals=False))
+        def library():
+            create_backup(project, target, BackupOptions(format="custom"))
 
-        base = median_time(plain)
-        custom = median_time(ours_custom)
-        directory = median_time(ours_directory)
-        size = sum(f.stat().st_size for f in Path(work).glob("plain*.dump")) / 3
-    print(f"database: civicq scale {scale}; plain pg_dump -Fc: {base:.2f}s ({size / 1e6:.1f} MB)")
-    print(f"backup create --format custom:     {custom:.2f}s  ratio {custom / base:.2f} (goal <= 1.15)")
-    print(f"backup create --format directory -j2: {directory:.2f}s  ratio {directory / base:.2f} (goal < 1.00)")
+        def tidy(name: str) -> None:  # outside the timing: every run starts from an empty folder
+            made = [out] if out.exists() else list(backups.glob("*")) if backups.exists() else []
+            sizes[name] = sum(f.stat().st_size for p in made for f in ([p] if p.is_file() else p.rglob("*"))
+                              if f.is_file())
+            for p in made:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+        runs = {"pg_dump -Fc": plain("-Fc"),
+                "backup create --format custom": cli("--format", "custom"),
+                "pg_dump -Fd -j2": plain("-Fd", "-j2"),
+                "backup create --format directory -j2": cli("--format", "directory", "--jobs", "2"),
+                "create_backup() custom (library)": library}
+        if before:
+            runs["--before: backup create --format custom"] = cli("--format", "custom", checkout=Path(before))
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        cpu: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(rounds):
+            for name, fn in runs.items():
+                seconds, cpu_s = wall_and_cpu(fn)
+                times[name].append(seconds)
+                cpu[name].append(cpu_s)
+                tidy(name)
+    base, base_cpu = statistics.median(times["pg_dump -Fc"]), statistics.median(cpu["pg_dump -Fc"])
+    goals = {"backup create --format custom": " (goal <= 1.15)", "backup create --format directory -j2": " (goal < 1.00)"}
+    print(f"PostgreSQL {major}, civicq --scale {scale}: {rounds} interleaved rounds; pg_dump -Fc "
+          f"{sizes['pg_dump -Fc'] / 1e6:.1f} MB. Ratios against pg_dump -Fc: of the median times, the median of "
+          "the rounds' own ratios, and of the client-side CPU seconds (server backends not counted)"
+          + (f"; --before is {before}" if before else ""))
+    for name in runs:
+        seconds, per_round = statistics.median(times[name]), statistics.median(
+            t / b for t, b in zip(times[name], times["pg_dump -Fc"], strict=True))
+        print(f"  {name:40} {seconds:5.2f}s (min {min(times[name]):.2f}s) ratio {seconds / base:.2f}, per round "
+              f"{per_round:.2f}{goals.get(name, '')}; CPU {statistics.median(cpu[name]):.2f}s ratio "
+              f"{statistics.median(cpu[name]) / base_cpu:.2f}")
+
+
+def wall_and_cpu(fn) -> tuple[float, float]:
+    """Wall seconds of fn(), and the CPU seconds of this process and of the children it waited for."""
+    import resource
+
+    def used() -> float:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    c0, t0 = used(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, used() - c0
 
 
 def physical(scale: int) -> None:

@@ -11,25 +11,29 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from civicq_ops.backup.manifest import Manifest, checksum_files, fsync_dir, fsync_tree, kind_of, write_manifest
+from civicq_ops.backup.rowcount import SnapshotRowCounter
 from civicq_ops.backup.tools import (
     client_env,
     compress_arg,
     compression_methods,
     pg_tool,
     repeated,
+    setpriv_path,
     start_tool,
     stopped_on_exit,
 )
 from civicq_ops.config import DEFAULT_BACKUP_JOBS, Project, Target
 from civicq_ops.core.errors import ExecutionError, InputError
 from civicq_ops.core.redaction import redact
+from civicq_ops.postgres.binaries import find_client
 from civicq_ops.postgres.connect import connect, connect_kwargs, one_row
 
 Progress = Callable[[str, int, int], None]
@@ -79,6 +83,8 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
     started = datetime.now(UTC)
     t0 = time.monotonic()
     # autocommit, so that the snapshot's transaction is opened (and ended) explicitly.
+    lookup = threading.Thread(target=_warm_client_lookup, name="civicq-ops client lookup", daemon=True)
+    lookup.start()  # the client programs' --version run while this connects
     with connect(project, target, autocommit=True) as conn:
         from civicq_ops.postgres.probe import system_identifier
 
@@ -87,6 +93,7 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
             "current_database(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"))
         server_version, major, database, superuser = info
         sysid = system_identifier(conn)
+        lookup.join()
         pg_dump = pg_tool("pg_dump", major)
         dump_version = _version_of(pg_dump)
         if options.compress and options.compress.split(":")[0] not in ("none", "0", *compression_methods(pg_dump)):
@@ -98,16 +105,37 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snapshot = one_row(conn.execute("SELECT pg_export_snapshot()"))[0]
             candidates = _tables(conn)
-            warnings = _run_dump(_dump_args(pg_dump, partial, snapshot, options), connect_kwargs(project, target),
-                                 len(candidates), progress)
-            if options.tables or options.exclude_tables:  # only what pg_dump really took
-                candidates = _in_archive(pg_dump, partial / _dump_name(options), candidates)
-            tables = _count_rows(conn, candidates, options)  # still in pg_dump's snapshot
-            conn.execute("ROLLBACK")  # releases the snapshot only after pg_dump is done with it
-            globals_file = None
-            if options.globals:
-                globals_file = "globals.sql"
-                _dump_globals(project, target, major, partial / globals_file, superuser)
+            filtered = bool(options.tables or options.exclude_tables)
+            counting = options.row_counts and not options.schema_only
+            globals_file = "globals.sql" if options.globals else None
+            # Beside pg_dump only when the server and the role have a connection slot for each of
+            # them left after pg_dump's own: they must never take the one pg_dump needs.
+            dump_sessions = max(1, options.jobs) + 1 if options.format == "directory" and options.jobs > 1 else 1
+            beside = _slots_left(conn, superuser) >= dump_sessions + 2
+            with contextlib.ExitStack() as running:  # whatever ends the block stops what still runs
+                dump = running.enter_context(_dump_started(_dump_args(pg_dump, partial, snapshot, options),
+                                                           connect_kwargs(project, target)))
+                # While pg_dump runs: the globals, and (without table filters) the row counts, on a
+                # session of their own that imports pg_dump's snapshot (backup/rowcount.py).
+                dumpall = running.enter_context(_globals_started(project, target, major, partial / globals_file,
+                                                                 superuser)) if globals_file and beside else None
+                counter = running.enter_context(SnapshotRowCounter(
+                    lambda: connect(project, target, autocommit=True), snapshot, candidates,
+                    _ms(options.lock_wait_timeout) if options.lock_wait_timeout else None,
+                )) if counting and not filtered and beside else None
+                warnings = _dump_followed(dump, len(candidates), progress)
+                counted = counter.result() if counter is not None else None
+                if counted is not None:
+                    tables = counted
+                else:  # filtered, no slot to spare, or the counting session could not connect
+                    if filtered:  # only what pg_dump really took
+                        candidates = _in_archive(pg_dump, partial / _dump_name(options), candidates)
+                    tables = _count_rows(conn, candidates, options)  # still in pg_dump's snapshot
+                if globals_file and (dumpall is None or not _globals_finished(dumpall)):
+                    # After pg_dump, alone: no slot to spare, or beside pg_dump it found none left.
+                    with _globals_started(project, target, major, partial / globals_file, superuser) as after:
+                        _globals_finished(after, last_try=True)
+            conn.execute("ROLLBACK")  # releases the snapshot only after pg_dump and the counts are done with it
             (partial / "pid").unlink()
             names = [_dump_name(options)] + ([globals_file] if globals_file else [])
             private_tree(partial)
@@ -191,6 +219,28 @@ def _dump_name(options: BackupOptions) -> str:
     return "dump" if options.format == "directory" else "dump.custom"
 
 
+def _slots_left(conn, superuser: bool) -> int:
+    """Connections this role may still open: the fewer of what its CONNECTION LIMIT and the server's
+    max_connections leave (superusers may also take superuser_reserved_connections)."""
+    role_limit, role_used, server_left = one_row(conn.execute(
+        "SELECT r.rolconnlimit, (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user), "
+        "current_setting('max_connections')::int - coalesce(current_setting('reserved_connections', true)::int, 0) "
+        "- CASE WHEN %s THEN 0 ELSE current_setting('superuser_reserved_connections')::int END "
+        "- (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+        "   OR backend_type IS NULL AND usename IS NOT NULL) "  # hidden from a role without pg_read_all_stats
+        "FROM pg_roles r WHERE r.rolname = current_user", (superuser,)))
+    role_left = role_limit - role_used if role_limit >= 0 and not superuser else server_left
+    return min(role_left, server_left)
+
+
+def _warm_client_lookup() -> None:
+    """Fill the per-run caches of client lookup (each bin folder's version, setpriv); failures are
+    left for the real lookup after it, which reports them."""
+    with contextlib.suppress(Exception):
+        find_client("pg_dump")
+        setpriv_path()
+
+
 def _ms(duration: str) -> int:
     from civicq_ops.core.units import parse_duration
 
@@ -237,27 +287,33 @@ def _count_rows(conn, tables: list[dict], options: BackupOptions) -> list[dict]:
 _TABLE_DONE = re.compile(r"(dumping contents of table|finished item \d+ TABLE DATA)")
 
 
-def _run_dump(args: list[str], kw: dict, table_count: int, progress: Progress | None) -> list[str]:
-    """Run pg_dump, following its --verbose lines for progress; warnings are kept for the manifest."""
-    env = client_env(kw)
+@contextlib.contextmanager
+def _dump_started(args: list[str], kw: dict) -> Iterator[subprocess.Popen]:
+    """pg_dump started; stopped (and its parallel workers with it) if the block ends before it does."""
     try:
-        proc = start_tool(args, env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = start_tool(args, client_env(kw), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
     except OSError as e:
         raise ExecutionError(f"pg_dump could not start: {e}") from e
-    done, warnings, errors = 0, [], []
     with stopped_on_exit(proc):
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            line = line.rstrip()
-            if _TABLE_DONE.search(line):
-                done += 1
-                if progress:
-                    progress(line.rsplit(" ", 1)[-1], min(done, table_count), table_count)
-            elif "warning:" in line.lower():
-                warnings.append(redact(line))
-            elif "error:" in line.lower():
-                errors.append(redact(line))
-        code = proc.wait()
+        yield proc
+
+
+def _dump_followed(proc: subprocess.Popen, table_count: int, progress: Progress | None) -> list[str]:
+    """Follow pg_dump's --verbose lines for progress until it ends; warnings are kept for the manifest."""
+    done, warnings, errors = 0, [], []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        line = line.rstrip()
+        if _TABLE_DONE.search(line):
+            done += 1
+            if progress:
+                progress(line.rsplit(" ", 1)[-1], min(done, table_count), table_count)
+        elif "warning:" in line.lower():
+            warnings.append(redact(line))
+        elif "error:" in line.lower():
+            errors.append(redact(line))
+    code = proc.wait()
     if code != 0:
         cause = _cause(errors)
         if "no matching tables were found" in cause:
@@ -275,16 +331,26 @@ def _cause(errors: list[str]) -> str:
     return errors[0] if errors else "see its output"
 
 
-def _dump_globals(project: Project, target: Target, major: int, path: Path, superuser: bool) -> None:
-    from civicq_ops.postgres.connect import connect_kwargs
-
+@contextlib.contextmanager
+def _globals_started(project: Project, target: Target, major: int, path: Path,
+                     superuser: bool) -> Iterator[subprocess.Popen]:
+    """pg_dumpall --globals-only (roles, tablespaces) started into `path`; stopped if the block ends early."""
     pg_dumpall = pg_tool("pg_dumpall", major)
-    kw = connect_kwargs(project, target)
     args = [str(pg_dumpall), "--globals-only", "--file", str(path), "--no-password"]
     if not superuser:
         args.append("--no-role-passwords")  # pg_authid is superuser-only
-    proc = start_tool(args, client_env(kw), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc = start_tool(args, client_env(connect_kwargs(project, target)), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    except OSError as e:
+        raise ExecutionError(f"pg_dumpall could not start: {e}") from e
     with stopped_on_exit(proc):
-        _out, err = proc.communicate()
-    if proc.returncode != 0:
+        yield proc
+
+
+def _globals_finished(proc: subprocess.Popen, last_try: bool = False) -> bool:
+    """Whether pg_dumpall succeeded; its error on the last try."""
+    _out, err = proc.communicate()
+    if proc.returncode != 0 and last_try:
         raise ExecutionError(f"pg_dumpall --globals-only failed: {_cause(err.strip().splitlines())}")
+    return proc.returncode == 0

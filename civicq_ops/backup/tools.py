@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -96,8 +97,27 @@ def _die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
+@cache
+def setpriv_path() -> str | None:
+    """util-linux's setpriv when it can set the parent-death signal (2.33+): a tool started through it
+    is spawned with vfork (no Python runs in the child), ~8 ms sooner than a fork of this process."""
+    found = shutil.which("setpriv")
+    if found is None or _PRCTL is None:
+        return None
+    try:
+        help_text = subprocess.run([found, "--help"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                   timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return found if "--pdeathsig" in help_text else None
+
+
 def start_tool(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
-    """Start a client tool whose files are private (umask 077) and which stops with civicq-ops."""
+    """Start a client tool whose files are private (umask 077) and which stops with civicq-ops: it gets
+    SIGTERM when civicq-ops dies, even by SIGKILL (PR_SET_PDEATHSIG, through setpriv when there is one)."""
+    setpriv = setpriv_path()
+    if setpriv is not None:
+        return subprocess.Popen([setpriv, "--pdeathsig", "TERM", "--", *args], env=env, umask=0o077, **kw)
     return subprocess.Popen(args, env=env, umask=0o077, preexec_fn=_die_with_parent, **kw)  # noqa: PLW1509
 
 

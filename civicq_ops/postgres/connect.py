@@ -9,17 +9,20 @@ import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import ProgrammingError, sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from civicq_ops.config import Project, Target
 from civicq_ops.core.errors import InputError, QueryFailed, TargetUnreachable, first_line
 from civicq_ops.core.redaction import register_secret
-from civicq_ops.postgres.local_cluster import OS_USER, LocalCluster, _ensure_os_user, _first_untraversable
+
+if TYPE_CHECKING:  # imported where used: a backup or a single check never needs the pool or the local cluster
+    from psycopg_pool import ConnectionPool
+
+    from civicq_ops.postgres.local_cluster import LocalCluster
 
 APPLICATION_NAME = "civicq-ops"
 
@@ -33,6 +36,8 @@ TCP_DEFAULTS = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5
 
 def local_cluster(project: Project, target: Target) -> LocalCluster:
     """The LocalCluster behind an `embedded: true` target."""
+    from civicq_ops.postgres.local_cluster import LocalCluster
+
     if not target.embedded:
         raise InputError(
             f"target '{target.name}' is not embedded: civicq-ops manages only local clusters (embedded: true)"
@@ -63,6 +68,8 @@ def wal_archive_dir(project: Project, target: Target) -> Path:
 def default_data_dir(project: Project):
     """`.civicq-ops/pgdata` in the project, unless (as root) the server's OS user cannot enter the
     project folder (e.g. under /root): then a folder of its own under /var/tmp, named after the project."""
+    from civicq_ops.postgres.local_cluster import OS_USER, _ensure_os_user, _first_untraversable
+
     wanted = project.state_dir / "pgdata"
     if os.geteuid() != 0:
         return wanted
@@ -151,6 +158,8 @@ def open_pool(project: Project, target: Target, size: int, warm: int = 0) -> Con
     the background. A caller connects once with connect() first, so an unreachable target fails
     there with the real reason. Each connection is checked when taken, so one the server
     terminated or that broke is replaced."""
+    from psycopg_pool import ConnectionPool
+
     kw = connect_kwargs(project, target)
     conninfo = str(kw.pop("conninfo", ""))
     size = max(1, size)
@@ -178,6 +187,8 @@ def check_idle(conn: psycopg.Connection) -> None:
 @contextmanager
 def pooled(pool: ConnectionPool, target: Target) -> Iterator[psycopg.Connection]:
     """A connection from `pool`; a pool that cannot connect in time becomes TargetUnreachable."""
+    from psycopg_pool import PoolTimeout
+
     try:
         conn = pool.getconn()
     except PoolTimeout as e:

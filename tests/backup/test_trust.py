@@ -341,6 +341,36 @@ def test_sigint_to_civicq_ops_alone_stops_pg_dump_and_leaves_no_partial(backup_p
     assert [x.name for x in root.iterdir()] == []
 
 
+def test_pg_dump_stops_when_civicq_ops_is_killed_outright(backup_project, civicq_db, tmp_path):
+    p = backup_project()
+    root = backups_dir(p)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CIVICQ_", "PG"))}
+    with civicq_db.connect(autocommit=False) as locker:
+        locker.execute("LOCK TABLE votes IN ACCESS EXCLUSIVE MODE")  # pg_dump waits for it
+        proc = subprocess.Popen([sys.executable, "-m", "civicq_ops", "--config", str(tmp_path / "civicq-ops.yaml"),
+                                 "backup", "create", "--format", "custom"], env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _pg_dumps_writing_into(root):
+            time.sleep(0.05)
+        assert _pg_dumps_writing_into(root), "pg_dump never started"
+        while time.monotonic() < deadline and not _waiting_on_a_lock(civicq_db):
+            time.sleep(0.05)  # quiet now: no line to stderr that a SIGPIPE could stop it with
+        os.kill(proc.pid, signal.SIGKILL)  # no cleanup runs: only the parent-death signal reaches pg_dump
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _pg_dumps_writing_into(root):
+            time.sleep(0.05)
+        assert _pg_dumps_writing_into(root) == []
+        locker.rollback()
+
+
+def _waiting_on_a_lock(database) -> bool:
+    with database.connect() as conn:
+        return bool(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                 "AND application_name = 'civicq-ops backup'").fetchone()[0])
+
+
 def test_restore_jobs_0_is_refused_before_anything_is_created(backup_project, civicq_db):
     p = backup_project()
     target = p.target("src")

@@ -1,0 +1,144 @@
+"""Row counts taken while pg_dump runs (issue 14, point 6): on a session of their own that imports
+pg_dump's snapshot, so an error while counting never takes the snapshot away from pg_dump, and an
+interrupt never waits for a count (real PostgreSQL 15 and 18)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from civicq_ops.backup.create import BackupOptions, backups_dir, create_backup
+from civicq_ops.backup.rowcount import SnapshotRowCounter
+from civicq_ops.config import load_project
+from civicq_ops.core.errors import ExecutionError
+
+
+@pytest.fixture
+def exported(db):
+    """Two tables of 3 and 2 rows, and a session holding an exported snapshot of them: (snapshot, db)."""
+    with db.connect() as conn:
+        conn.execute("CREATE TABLE a (id int); INSERT INTO a VALUES (1), (2), (3)")
+        conn.execute("CREATE TABLE b (id int); INSERT INTO b VALUES (1), (2)")
+    with db.connect(autocommit=True) as exporter:
+        exporter.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        yield snapshot, db
+        exporter.execute("ROLLBACK")
+
+
+def tables(*names: str) -> list[dict]:
+    return [{"schema": "public", "name": n} for n in names]
+
+
+def test_counts_are_those_of_the_imported_snapshot_not_of_later_commits(exported):
+    snapshot, db = exported
+    with db.connect() as conn:
+        conn.execute("INSERT INTO a VALUES (4), (5)")
+    with SnapshotRowCounter(lambda: db.connect(autocommit=True), snapshot, tables("a", "b")) as counter:
+        counted = counter.result()
+    assert [(t["name"], t["rows"]) for t in counted] == [("a", 3), ("b", 2)]
+
+
+def test_a_failed_count_is_reported_and_leaves_the_snapshot_importable(exported):
+    snapshot, db = exported
+    role = f"nosel_{db.name}"
+    with db.connect() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'nosel-pw'")
+        conn.execute(f"GRANT SELECT ON a TO {role}")  # not b
+    try:
+        as_role = {**db.conninfo, "user": role, "password": "nosel-pw"}
+        with SnapshotRowCounter(lambda: psycopg.connect(autocommit=True, **as_role), snapshot,
+                                tables("a", "b")) as counter:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table b"):
+                counter.result()
+        with db.connect(autocommit=True) as later:  # what pg_dump's parallel workers do after the count failed
+            later.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            later.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            assert later.execute("SELECT count(*) FROM b").fetchone()[0] == 2
+            later.execute("ROLLBACK")
+    finally:
+        with db.connect() as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+def test_stop_cancels_a_count_that_waits_on_a_lock(exported):
+    snapshot, db = exported
+    with db.connect(autocommit=False) as locker:
+        locker.execute("LOCK TABLE b IN ACCESS EXCLUSIVE MODE")
+        counter = SnapshotRowCounter(lambda: db.connect(autocommit=True), snapshot, tables("a", "b"))
+        with counter:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not _waits_on_lock(db):
+                time.sleep(0.05)
+            assert _waits_on_lock(db), "the count never reached the locked table"
+            t0 = time.monotonic()
+        assert time.monotonic() - t0 < 5
+        assert not any(t.name == "civicq-ops row counts" for t in threading.enumerate())
+        assert not _waits_on_lock(db)
+        locker.rollback()
+
+
+def _waits_on_lock(db) -> bool:
+    with db.connect() as conn:
+        return bool(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                 "AND query LIKE 'SELECT count(*) FROM %%'").fetchone()[0])
+
+
+def test_backup_by_a_role_that_cannot_read_a_table_names_it_and_keeps_nothing(tmp_path, civicq_db):
+    role = f"reader_{civicq_db.name}"
+    with civicq_db.connect() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'reader-pw'")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute(f"REVOKE SELECT ON votes FROM {role}")
+    kw = civicq_db.conninfo
+    (tmp_path / "civicq-ops.yaml").write_text(
+        f"version: 1\ntargets:\n  src: {{url: 'postgresql://{role}:reader-pw@{kw['host']}:{kw['port']}/{civicq_db.name}'}}\n"
+        "backups: {dir: backups}\n")
+    project = load_project(tmp_path / "civicq-ops.yaml", env={})
+    try:
+        with pytest.raises(ExecutionError, match="permission denied for table votes") as failed:
+            create_backup(project, project.target("src"), BackupOptions(format="custom"))
+        assert "snapshot" not in str(failed.value)
+        assert list(backups_dir(project).iterdir()) == []
+    finally:
+        with civicq_db.connect() as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+def test_a_role_whose_connection_limit_pg_dump_fills_still_gets_counts_and_globals(tmp_path, civicq_db):
+    role = f"limited_{civicq_db.name}"
+    with civicq_db.connect() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'limited-pw' CONNECTION LIMIT 2")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    kw = civicq_db.conninfo
+    (tmp_path / "civicq-ops.yaml").write_text(
+        f"version: 1\ntargets:\n  src: {{url: 'postgresql://{role}:limited-pw@{kw['host']}:{kw['port']}/{civicq_db.name}'}}\n"
+        "backups: {dir: backups}\n")
+    project = load_project(tmp_path / "civicq-ops.yaml", env={})
+    try:  # the snapshot's session and pg_dump take both slots: the counts and pg_dumpall come after
+        m = create_backup(project, project.target("src"), BackupOptions(format="custom"))
+        with civicq_db.connect() as conn:
+            votes = conn.execute("SELECT count(*) FROM votes").fetchone()[0]
+        assert {t["name"]: t["rows"] for t in m.tables}["votes"] == votes
+        assert m.globals_file == "globals.sql"
+        assert f"CREATE ROLE {role}" in (backups_dir(project) / m.id / "globals.sql").read_text()
+    finally:
+        with civicq_db.connect() as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+def test_a_counting_session_that_cannot_connect_leaves_the_counts_to_the_caller(exported):
+    snapshot, _db = exported
+
+    def refused():
+        raise psycopg.OperationalError("too many connections for role")
+
+    with SnapshotRowCounter(refused, snapshot, tables("a", "b")) as counter:
+        assert counter.result() is None
