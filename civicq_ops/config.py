@@ -126,7 +126,7 @@ class BackupSettings:
     jobs: int = DEFAULT_BACKUP_JOBS
     compress: str | None = None
     retention: dict[str, int] = field(default_factory=dict)  # read by backup/retention.py
-    engine: str = "native"  # physical backups: native | pgbackrest | auto (backup/engine.py decides)
+    engine: str = "native"  # physical backups: native | pgbackrest | auto (backup/pgbackrest.py use_pgbackrest decides)
     pgbackrest: PgBackRestSettings | None = None
 
     @classmethod
@@ -175,8 +175,8 @@ class MigrationSettings:
         for key in ("rows", "bytes", "seconds"):
             medium, high = getattr(settings, key)
             if medium > high:
-                raise UnitError(f"lint.{key}: medium ({lint[key].get('medium')}) is above high "
-                                f"({lint[key].get('high')})")
+                shown = [int(v) if float(v).is_integer() else v for v in (medium, high)]
+                raise UnitError(f"lint.{key}: medium ({shown[0]}) is above high ({shown[1]})")
         return settings
 
 

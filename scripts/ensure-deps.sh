@@ -19,13 +19,8 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
-if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "ensure-deps: missing ${missing[*]} and cannot install (need root and apt-get); those tests will skip" >&2
-  exit 0
-fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+"$(dirname "$0")/apt-install-missing.sh" ensure-deps "those tests will skip" "${missing[@]}"
+[ "$(id -u)" -eq 0 ] || exit 0
 # The Debian packages start their services; the tests run their own instances on free ports.
 for service in prometheus-alertmanager prometheus prometheus-postgres-exporter postgresql; do
   (command -v systemctl >/dev/null 2>&1 && systemctl disable --now "$service" >/dev/null 2>&1) || true

@@ -291,24 +291,30 @@ def manifests(project: Project, stanza: dict | None = None) -> list[Manifest]:
     settings = settings_of(project)
     dbs = {db["id"]: db for db in stanza.get("db", [])}
     verified = _verifications(project)
-    found = []
-    for b in stanza.get("backup", []):
-        db = dbs.get(b.get("database", {}).get("id"), {})
-        start, stop = b["timestamp"]["start"], b["timestamp"]["stop"]
-        found.append(Manifest(
-            id=b["label"], target=settings.stanza, database="*", format="pgbackrest",
-            started_at=datetime.fromtimestamp(start, UTC).isoformat(),
-            finished_at=datetime.fromtimestamp(stop, UTC).isoformat(), duration_s=float(stop - start),
-            server_version=str(db.get("version", "")), pg_dump_version=f"pgBackRest {b['backrest']['version']}",
-            system_identifier=str(db["system-id"]) if "system-id" in db else None,
-            options={"stanza": settings.stanza, "type": b["type"], "prior": b.get("prior"),
-                     "reference": b.get("reference"), "start_lsn": b["lsn"]["start"], "stop_lsn": b["lsn"]["stop"],
-                     "start_wal": b["archive"]["start"], "stop_wal": b["archive"]["stop"],
-                     "database_size": b["info"]["size"], "repository_size": b["info"]["repository"]["size"],
-                     "repository_delta": b["info"]["repository"]["delta"], "error": b.get("error", False)},
-            size_bytes=b["info"]["repository"]["delta"], kind=f"pgbackrest-{b['type']}", tool="pgbackrest",
-            verification=verified.get(b["label"])))
-    return found
+    try:
+        return [_manifest(b, dbs.get(b.get("database", {}).get("id"), {}), settings.stanza, verified.get(b["label"]))
+                for b in stanza.get("backup", [])]
+    except (KeyError, TypeError, ValueError) as e:  # a shape of pgBackRest's JSON not known here
+        raise ExecutionError(f"pgbackrest info: unexpected output ({type(e).__name__} {e}): a pgBackRest "
+                             "newer than this civicq-ops knows?") from e
+
+
+def _manifest(b: dict, db: dict, stanza: str, verification) -> Manifest:
+    """One backup set of `pgbackrest info --output json`."""
+    start, stop = b["timestamp"]["start"], b["timestamp"]["stop"]
+    return Manifest(
+        id=b["label"], target=stanza, database="*", format="pgbackrest",
+        started_at=datetime.fromtimestamp(start, UTC).isoformat(),
+        finished_at=datetime.fromtimestamp(stop, UTC).isoformat(), duration_s=float(stop - start),
+        server_version=str(db.get("version", "")), pg_dump_version=f"pgBackRest {b['backrest']['version']}",
+        system_identifier=str(db["system-id"]) if "system-id" in db else None,
+        options={"stanza": stanza, "type": b["type"], "prior": b.get("prior"),
+                 "reference": b.get("reference"), "start_lsn": b["lsn"]["start"], "stop_lsn": b["lsn"]["stop"],
+                 "start_wal": b["archive"]["start"], "stop_wal": b["archive"]["stop"],
+                 "database_size": b["info"]["size"], "repository_size": b["info"]["repository"]["size"],
+                 "repository_delta": b["info"]["repository"]["delta"], "error": b.get("error", False)},
+        size_bytes=b["info"]["repository"]["delta"], kind=f"pgbackrest-{b['type']}", tool="pgbackrest",
+        verification=verification)
 
 
 def listed(project: Project) -> tuple[list[Manifest], str | None]:
@@ -459,6 +465,9 @@ def restore_set(project: Project, target: Target, label: str | None, options: Pi
     prog = program(settings)
     manifest = find_set(project, label, info(project, prog))
     check_recovery_target(options, manifest.finished_at)
+    if not manifest.server_version.split(".")[0].isdigit():
+        raise ExecutionError(f"pgbackrest info gives set {manifest.id} no PostgreSQL version "
+                             f"({manifest.server_version!r}): cannot pick the server to restore it with")
     major = int(manifest.server_version.split(".")[0])
     checked_program(settings, major, manifest.server_version)
     t0 = time.monotonic()

@@ -45,7 +45,14 @@ _LIBRARIES = ("yaml", "jsonschema", "jinja2", "pglast")
 
 
 def validator_stamp() -> str:
-    parts = [__version__]
+    return f"{__version__}\n{_code_stamp()}"
+
+
+@lru_cache(maxsize=1)
+def _code_stamp() -> str:
+    """Once per process (a command keys the project file and the catalogue): the code it runs does not
+    change under it."""
+    parts = []
     files = [f for folder in _VALIDATORS for f in sorted((_PACKAGE / folder).glob("*")) if f.suffix in (".py", ".json")]
     files += [_PACKAGE / name for name in _READERS]
     for name in _LIBRARIES:

@@ -36,7 +36,7 @@ def check_catalog(result, *, notifiers: set[str] | None = None, today: date | No
                   parse_sql: bool = True) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     cat = result.catalog
-    known = set(cat.checks) | set(getattr(result, "unloaded", ()))  # a broken check is reported where it is
+    known = set(cat.checks) | set(result.unloaded)  # a broken check is reported where it is
     today = today or date.today()
     for check in cat.checks.values():
         out.extend(_check_check(result.documents[check.source.path], check, check.source.index, parse_sql))

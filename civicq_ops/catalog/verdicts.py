@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from pathlib import Path
 
 LIMIT = 20_000  # texts kept; past it the set starts again (parameters that change every run)
 
@@ -38,14 +37,10 @@ class VerdictCache:
                 self._safe.clear()
             self._safe.add(self._key(text))
 
-    def save(self) -> None:
-        """Nothing to write: the verdicts of this process stay in it."""
-
 
 _PROCESS = VerdictCache()
 
 
-def verdicts_in(state_dir: Path) -> VerdictCache | None:
-    """This process's remembered verdicts, unless CIVICQ_NO_CATALOG_CACHE is set (`state_dir` is
-    accepted for the callers' sake: nothing is read from or written to it)."""
+def verdicts_in() -> VerdictCache | None:
+    """This process's remembered verdicts, unless CIVICQ_NO_CATALOG_CACHE is set."""
     return None if os.environ.get("CIVICQ_NO_CATALOG_CACHE") else _PROCESS

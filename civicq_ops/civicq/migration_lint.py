@@ -99,7 +99,7 @@ def run_squawk(text: str, pg_version: str | None = None) -> tuple[list[dict], st
     try:
         proc = subprocess.run(args, input=text, capture_output=True, text=True, timeout=60)
         version = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10,
-                                 stdin=subprocess.DEVNULL).stdout.split()[-1]
+                                 stdin=subprocess.DEVNULL).stdout.split() or ["unknown"]
     except (OSError, subprocess.TimeoutExpired) as e:
         raise ExecutionError(f"squawk failed: {e}") from e
     try:
@@ -107,7 +107,7 @@ def run_squawk(text: str, pg_version: str | None = None) -> tuple[list[dict], st
     except json.JSONDecodeError as e:
         first = (proc.stderr or proc.stdout).strip().splitlines()[:1]
         raise ExecutionError(f"squawk failed (exit {proc.returncode}): {first[0] if first else 'no output'}") from e
-    return found, version
+    return found, version[-1]
 
 
 def resolve_range(project: Project, spec: str | None, current: str | None, online: bool) -> tuple[str | None, str, str]:

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from civicq_ops.cli.common import exit_with, one_of
 from civicq_ops.cli.interact import confirm_or_refuse
 from civicq_ops.cli.session import Session, session_of
 from civicq_ops.core.errors import ExitCode
@@ -116,8 +117,7 @@ def migrate(
         raise InputError("db migrate needs a revision (default: head)")
     if sql_only:
         if from_rev is not None:
-            start = None if from_rev in ("", "base") else from_rev
-            typer.echo(migrations.migration_sql(s.project, revision, start or "base"), nl=False)
+            typer.echo(migrations.migration_sql(s.project, revision, from_rev or "base"), nl=False)
         else:
             typer.echo(migrations.pending_sql(s.project, s.target(), revision), nl=False)
         return
@@ -148,15 +148,13 @@ def lint(
     """
     from civicq_ops.civicq.migration_lint import lint as run_lint
     from civicq_ops.civicq.migration_lint_report import FORMATS, render
-    from civicq_ops.core.errors import InputError
 
-    if fmt not in FORMATS:
-        raise InputError(f"--format must be one of {', '.join(FORMATS)}, not '{fmt}'")
+    one_of("--format", fmt, FORMATS)
     s = _session(ctx)
     result = run_lint(s.project, None if offline else s.target(), rev_range)
     typer.echo(render(result, fmt, verbose=verbose), nl=False)
     if result.failed:
-        raise typer.Exit(int(ExitCode.GATE_FAILED))
+        exit_with(ExitCode.GATE_FAILED)
 
 
 @app.command()

@@ -18,15 +18,16 @@ def _s(ctx) -> Session:
     return session_of(ctx)
 
 
-def _make_plan(s: Session, unattended: bool = False):
+def _make_plan(s: Session, unattended: bool = False, ttl=None):
     from civicq_ops.catalog.load import project_catalog
-    from civicq_ops.remediation.plan import plan_target
+    from civicq_ops.remediation.plan import PLAN_TTL, plan_target
     from civicq_ops.state.store import open_store
 
     target = s.target()
     catalog = project_catalog(s.project).catalog
     store = open_store(s.project)
-    return plan_target(s.project, target, catalog, store, unattended=unattended).plan, catalog, store, target
+    made = plan_target(s.project, target, catalog, store, unattended=unattended, ttl=ttl or PLAN_TTL)
+    return made.plan, catalog, store, target
 
 
 def render_plan(plan) -> str:
@@ -54,17 +55,14 @@ def plan(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from civicq_ops.catalog.load import project_catalog
-    from civicq_ops.remediation.plan import parse_ttl, plan_target, write_plan
+    from civicq_ops.remediation.plan import parse_ttl, write_plan
     from civicq_ops.report.plan_view import render
-    from civicq_ops.state.store import open_store
 
     one_of("--format", fmt, PLAN_FORMATS)
     not_blank("--output", output)
     lifetime = parse_ttl(not_blank("--ttl", ttl))
     s = _s(ctx)
-    target = s.target()
-    p = plan_target(s.project, target, project_catalog(s.project).catalog, open_store(s.project), ttl=lifetime).plan
+    p = _make_plan(s, ttl=lifetime)[0]
     if output:
         write_plan(p, output, s.project)
     emit(render(p, fmt))

@@ -206,7 +206,7 @@ def run_checks(
     baseline = load_baseline(options.baseline) if options.baseline else None
     deadline = t0 + options.budget_s if options.budget_s is not None else None
     counter = _Counter(len(checks) * len(targets), progress)
-    verdicts = verdicts_in(project.state_dir)
+    verdicts = verdicts_in()
 
     def one(target: Target) -> tuple[TargetRun, list[Finding], list[dict]]:
         return _run_target(project, target, checks, params, options, deadline, counter, verdicts)
@@ -216,8 +216,6 @@ def run_checks(
     else:
         with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
             outcomes = list(pool.map(one, targets))
-    if verdicts is not None:
-        verdicts.save()
     findings = unique_findings([f for _, fs, _ in outcomes for f in fs])
     errors = [e for _, _, es in outcomes for e in es]
     today = (options.now or started).date()
@@ -307,9 +305,12 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     needs = [c.requires for c in checks] + [v.when for c in checks for v in c.variants]
     relations = sorted({r for req in needs for r in req.get("relations", [])})
     settings = sorted({s for req in needs for s in (req.get("settings") or {})})
+    def facts_needed(caps: Capabilities) -> set[str]:
+        """The runner facts of the checks this server can run."""
+        return {name for c in checks if unmet_requirement(c.requires, caps) is None for name in c.facts}
+
     kept = options.shared.probed(target.name, set(relations), set(settings)) if options.shared else None
-    if kept is not None and {n for c in checks if unmet_requirement(c.requires, kept.caps) is None
-                             for n in c.facts} <= kept.needed:
+    if kept is not None and facts_needed(kept.caps) <= kept.needed:
         caps, facts, missing = kept.caps, kept.facts, kept.missing
     else:
         try:
@@ -325,7 +326,7 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
                     except psycopg.Error as e:
                         why = watch.describe() if watch.fired else first_line(e)
                         return failed(f"probing target '{target.name}' failed: {why}")
-                needed = {name for c in checks if unmet_requirement(c.requires, caps) is None for name in c.facts}
+                needed = facts_needed(caps)
                 facts, missing = gather(needed, options.facts, FactContext(project, target, caps, first))
         except CivicqError as e:
             return failed(e.message)

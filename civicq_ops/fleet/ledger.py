@@ -47,9 +47,10 @@ class SlotRow:
     status: str | None
     run_id: str | None
     labels: str | None = None
+    detail: str | None = None
 
 
 def rows(store: StateStore, since: float = 0.0) -> list[SlotRow]:
-    found = store.execute("SELECT target, check_group, slot, due_at, attempts, claimed_at, finished_at, status, run_id, labels "
-                          "FROM fleet_runs WHERE due_at >= ? ORDER BY target, check_group, slot", (since,))
+    found = store.execute("SELECT target, check_group, slot, due_at, attempts, claimed_at, finished_at, status, run_id, labels, "
+                          "detail FROM fleet_runs WHERE due_at >= ? ORDER BY target, check_group, slot", (since,))
     return [SlotRow(*r) for r in found]

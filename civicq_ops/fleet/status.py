@@ -76,11 +76,9 @@ def fleet_status(project: Project, window_s: float = 3600.0) -> FleetStatus:
             if row.finished_at is not None:
                 latest[(row.target, row.check_group)] = row
             if row.status in ("down", "critical", "error") or (row.finished_at is None and now - row.claimed_at > 60):
-                detail = store.execute("SELECT detail FROM fleet_runs WHERE target = ? AND check_group = ? AND slot = ?",
-                                       (row.target, row.check_group, row.slot))
                 out.failures.append({"target": row.target, "check_group": row.check_group, "slot": row.slot,
                                      "status": row.status or "unfinished", "attempts": row.attempts,
-                                     "detail": detail[0][0] if detail else None})
+                                     "detail": row.detail})
         for (target, group_name), row in sorted(latest.items()):
             interval = groups[group_name].interval_s if group_name in groups else 0.0
             since = now - (row.finished_at or now)

@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from civicq_ops.core.errors import InputError, first_line
 from civicq_ops.core.fileio import write_atomic
 
-RUN_FORMATS = ("text", "json", "junit", "sarif", "github", "markdown", "prometheus")
-
-
 # Format -> the module that renders it (imported on use: a run imports only its own formats).
 _MODULES = {"text": "text", "json": "json_report", "junit": "junit", "sarif": "sarif", "github": "github",
             "markdown": "markdown", "prometheus": "prometheus"}
+RUN_FORMATS = tuple(_MODULES)
 
 
 def render(result, fmt: str, *, colour: bool = False, verbose: bool = False, pretty: bool = False) -> str:

@@ -13,6 +13,7 @@ from civicq_ops.config import Project
 from civicq_ops.core.errors import ExitCode, InputError, PlanRefused
 from civicq_ops.remediation import signing
 from civicq_ops.remediation.plan import Plan, read_plan_data
+from civicq_ops.report.markdown import _esc
 
 FORMATS = ("text", "json", "markdown")
 
@@ -46,33 +47,29 @@ def render_text(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def render_markdown(plan: Plan) -> str:
     """The plan as a pull request comment: a table of actions with their SQL and locks, then what
     was not planned and why."""
     t = plan.target
-    lines = [f"### civicq-ops plan `{plan.id}` for `{_md(t['name'])}`", "",
-             f"Database `{_md(t['database'])}`, PostgreSQL {_md(t.get('server_version', '?'))}; "
+    lines = [f"### civicq-ops plan `{plan.id}` for `{_esc(t['name'])}`", "",
+             f"Database `{_esc(t['database'])}`, PostgreSQL {_esc(t.get('server_version', '?'))}; "
              f"valid until {plan.expires_at[:19]} UTC; {len(plan.actions)} action(s), {len(plan.blocked)} not planned.",
              ""]
     for e in plan.errors:
-        lines.append(f"> **error**: check `{_md(e['check'])}` failed, so the plan may miss actions: {_md(e['message'])}")
+        lines.append(f"> **error**: check `{_esc(e['check'])}` failed, so the plan may miss actions: {_esc(e['message'])}")
     if plan.actions:
         lines += ["| # | action | object | policy (mode) | lock | why | SQL |", "| --- | --- | --- | --- | --- | --- | --- |"]
         for a in plan.actions:
             f = a.finding
-            sql = "<br>".join(f"`{_md(s)};`" for s in a.sql)
+            sql = "<br>".join(f"`{_esc(s)};`" for s in a.sql)
             lock = a.lock + ("" if a.in_transaction else " (outside a transaction)")
-            lines.append(f"| {a.step} | {a.action} | `{_md(a.object_name)}` | {_md(a.policy)} ({a.mode}) | {_md(lock)} "
-                         f"| `{_md(f['check'])}` is {_md(f.get('status'))} | {sql} |")
+            lines.append(f"| {a.step} | {a.action} | `{_esc(a.object_name)}` | {_esc(a.policy)} ({a.mode}) | {_esc(lock)} "
+                         f"| `{_esc(f['check'])}` is {_esc(f.get('status'))} | {sql} |")
     else:
         lines.append("No actions.")
     if plan.blocked:
         lines += ["", "<details><summary>Not planned</summary>", ""]
-        lines += [f"- {b.action} `{_md(b.object_name)}` [policy {_md(b.policy)}]: {_md(b.reason)}" for b in plan.blocked]
+        lines += [f"- {b.action} `{_esc(b.object_name)}` [policy {_esc(b.policy)}]: {_esc(b.reason)}" for b in plan.blocked]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
 
@@ -91,13 +88,13 @@ def show_plan(path: str | Path, project: Project, fmt: str = "text", now: dateti
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     data = read_plan_data(path)
-    verdicts, code = [], ExitCode.OK
+    verdicts, code, signed = [], ExitCode.OK, True
     try:
         signing.verify(data, signing.plan_key(project), str(path))
         verdicts.append("signature: valid (signed with this project's plan key)")
     except PlanRefused as e:
         verdicts.append(f"signature: INVALID: {e.message}")
-        code = ExitCode.APPLY_REFUSED
+        code, signed = ExitCode.APPLY_REFUSED, False
     now = now or datetime.now(UTC)
     expires = datetime.fromisoformat(data["expires_at"])
     if expires <= now:
@@ -107,7 +104,7 @@ def show_plan(path: str | Path, project: Project, fmt: str = "text", now: dateti
         verdicts.append(f"expiry: valid until {expires.isoformat()} ({_left(expires - now)} left)")
     plan = Plan.from_dict(data)
     if fmt == "json":
-        return Shown(json.dumps({"signature_valid": not any("INVALID" in v for v in verdicts),
+        return Shown(json.dumps({"signature_valid": signed,
                                  "expired": expires <= now, "plan": plan.to_dict()}, indent=2, default=str) + "\n",
                      code)
     if fmt == "markdown":

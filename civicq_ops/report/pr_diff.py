@@ -34,6 +34,7 @@ from civicq_ops.facts import default_providers
 from civicq_ops.postgres.connect import connect
 from civicq_ops.remediation.facts import DatabaseFacts, TableActivity
 from civicq_ops.remediation.plan import Plan, make_plan, target_identity
+from civicq_ops.report.markdown import _esc
 
 FORMATS = ("text", "markdown", "json")
 GIT_TIMEOUT_S = 60
@@ -283,7 +284,8 @@ def catalogue_at_ref(project: Project, ref: str, into: Path) -> list[Path]:
     if present:
         archive = _git(toplevel, "archive", "--format=tar", ref, "--", *present)
         if archive.returncode != 0:
-            raise ExecutionError(f"git archive {ref} failed: {archive.stderr.decode().strip().splitlines()[-1:]}")
+            raise ExecutionError(f"git archive {ref} failed: "
+                                 f"{(archive.stderr.decode().strip().splitlines() or ['no output'])[-1]}")
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
             tar.extractall(into, filter="data")
     return out + [landed for landed, _ in wanted if landed.exists()]
@@ -308,27 +310,23 @@ def render_text(result: CatalogueDiff) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def render_markdown(result: CatalogueDiff) -> str:
     """A pull request comment."""
-    lines = [f"### civicq-ops: what this change does ({_md(result.base)} → {_md(result.head)})", ""]
+    lines = [f"### civicq-ops: what this change does ({_esc(result.base)} → {_esc(result.head)})", ""]
     if not result.changes:
         lines.append("No check, threshold, param, policy, alert rule or waiver changed.")
     else:
         lines += ["| kind | name | change | details |", "| --- | --- | --- | --- |"]
-        lines += [f"| {c.kind} | `{_md(c.key)}` | {c.change} | {_md('; '.join(c.details))} |" for c in result.changes]
+        lines += [f"| {c.kind} | `{_esc(c.key)}` | {c.change} | {_esc('; '.join(c.details))} |" for c in result.changes]
     for t in result.targets:
-        lines += ["", f"**On `{_md(t.target)}`**, this change {_md(t.headline())}."]
+        lines += ["", f"**On `{_esc(t.target)}`**, this change {_esc(t.headline())}."]
         if t.findings:
             lines += ["", "| check | subject | base | head |", "| --- | --- | --- | --- |"]
             for f in t.findings:
                 b = (f.before or "absent") + (" (waived)" if f.waived_before else "")
                 a = (f.after or "absent") + (" (waived)" if f.waived_after else "")
-                lines.append(f"| `{_md(f.check)}` | {_md(f.subject)} | {b} | **{a}** |")
+                lines.append(f"| `{_esc(f.check)}` | {_esc(f.subject)} | {b} | **{a}** |")
         if t.plan:
-            lines += ["", "Plan:"] + [f"- {_md(p.sentence())}" for p in t.plan]
+            lines += ["", "Plan:"] + [f"- {_esc(p.sentence())}" for p in t.plan]
         lines += ["", f"<sub>{t.queries_sent} queries sent once and judged under both catalogues.</sub>"]
     return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -33,6 +34,31 @@ def tables(*names: str) -> list[dict]:
     return [{"schema": "public", "name": n} for n in names]
 
 
+@contextmanager
+def login_role(db, prefix: str, *grants: str, options: str = ""):
+    """A login role (dropped afterwards) with these GRANT/REVOKE statements ({role} in each): (name, password)."""
+    role, password = f"{prefix}_{db.name}", f"{prefix}-pw"
+    with db.connect() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' {options}")
+        for statement in grants:
+            conn.execute(statement.format(role=role))
+    try:
+        yield role, password
+    finally:
+        with db.connect() as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+def project_as(tmp_path, db, role: str, password: str):
+    """A project whose one target `src` is `db` reached as `role`."""
+    kw = db.conninfo
+    (tmp_path / "civicq-ops.yaml").write_text(
+        f"version: 1\ntargets:\n  src: {{url: 'postgresql://{role}:{password}@{kw['host']}:{kw['port']}/{db.name}'}}\n"
+        "backups: {dir: backups}\n")
+    return load_project(tmp_path / "civicq-ops.yaml", env={})
+
+
 def test_counts_are_those_of_the_imported_snapshot_not_of_later_commits(exported):
     snapshot, db = exported
     with db.connect() as conn:
@@ -44,12 +70,8 @@ def test_counts_are_those_of_the_imported_snapshot_not_of_later_commits(exported
 
 def test_a_failed_count_is_reported_and_leaves_the_snapshot_importable(exported):
     snapshot, db = exported
-    role = f"nosel_{db.name}"
-    with db.connect() as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'nosel-pw'")
-        conn.execute(f"GRANT SELECT ON a TO {role}")  # not b
-    try:
-        as_role = {**db.conninfo, "user": role, "password": "nosel-pw"}
+    with login_role(db, "nosel", "GRANT SELECT ON a TO {role}") as (role, password):  # not b
+        as_role = {**db.conninfo, "user": role, "password": password}
         with SnapshotRowCounter(lambda: psycopg.connect(autocommit=True, **as_role), snapshot,
                                 tables("a", "b")) as counter:
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table b"):
@@ -59,10 +81,6 @@ def test_a_failed_count_is_reported_and_leaves_the_snapshot_importable(exported)
             later.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
             assert later.execute("SELECT count(*) FROM b").fetchone()[0] == 2
             later.execute("ROLLBACK")
-    finally:
-        with db.connect() as conn:
-            conn.execute(f"DROP OWNED BY {role}")
-            conn.execute(f"DROP ROLE {role}")
 
 
 def test_stop_cancels_a_count_that_waits_on_a_lock(exported):
@@ -89,49 +107,27 @@ def _waits_on_lock(db) -> bool:
 
 
 def test_backup_by_a_role_that_cannot_read_a_table_names_it_and_keeps_nothing(tmp_path, civicq_db):
-    role = f"reader_{civicq_db.name}"
-    with civicq_db.connect() as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'reader-pw'")
-        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
-        conn.execute(f"REVOKE SELECT ON votes FROM {role}")
-    kw = civicq_db.conninfo
-    (tmp_path / "civicq-ops.yaml").write_text(
-        f"version: 1\ntargets:\n  src: {{url: 'postgresql://{role}:reader-pw@{kw['host']}:{kw['port']}/{civicq_db.name}'}}\n"
-        "backups: {dir: backups}\n")
-    project = load_project(tmp_path / "civicq-ops.yaml", env={})
-    try:
+    with login_role(civicq_db, "reader", "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
+                    "REVOKE SELECT ON votes FROM {role}") as (role, password):
+        project = project_as(tmp_path, civicq_db, role, password)
         with pytest.raises(ExecutionError, match="permission denied for table votes") as failed:
             create_backup(project, project.target("src"), BackupOptions(format="custom"))
         assert "snapshot" not in str(failed.value)
         assert list(backups_dir(project).iterdir()) == []
-    finally:
-        with civicq_db.connect() as conn:
-            conn.execute(f"DROP OWNED BY {role}")
-            conn.execute(f"DROP ROLE {role}")
 
 
 def test_a_role_whose_connection_limit_pg_dump_fills_still_gets_counts_and_globals(tmp_path, civicq_db):
-    role = f"limited_{civicq_db.name}"
-    with civicq_db.connect() as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'limited-pw' CONNECTION LIMIT 2")
-        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
-        conn.execute(f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
-    kw = civicq_db.conninfo
-    (tmp_path / "civicq-ops.yaml").write_text(
-        f"version: 1\ntargets:\n  src: {{url: 'postgresql://{role}:limited-pw@{kw['host']}:{kw['port']}/{civicq_db.name}'}}\n"
-        "backups: {dir: backups}\n")
-    project = load_project(tmp_path / "civicq-ops.yaml", env={})
-    try:  # the snapshot's session and pg_dump take both slots: the counts and pg_dumpall come after
+    with login_role(civicq_db, "limited", "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
+                    "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+                    options="CONNECTION LIMIT 2") as (role, password):
+        project = project_as(tmp_path, civicq_db, role, password)
+        # the snapshot's session and pg_dump take both slots: the counts and pg_dumpall come after
         m = create_backup(project, project.target("src"), BackupOptions(format="custom"))
         with civicq_db.connect() as conn:
             votes = conn.execute("SELECT count(*) FROM votes").fetchone()[0]
         assert {t["name"]: t["rows"] for t in m.tables}["votes"] == votes
         assert m.globals_file == "globals.sql"
         assert f"CREATE ROLE {role}" in (backups_dir(project) / m.id / "globals.sql").read_text()
-    finally:
-        with civicq_db.connect() as conn:
-            conn.execute(f"DROP OWNED BY {role}")
-            conn.execute(f"DROP ROLE {role}")
 
 
 def test_a_counting_session_that_cannot_connect_leaves_the_counts_to_the_caller(exported):

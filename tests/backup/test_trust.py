@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -317,52 +318,49 @@ def _pg_dumps_writing_into(root: Path) -> list[int]:
     return pids
 
 
-def test_sigint_to_civicq_ops_alone_stops_pg_dump_and_leaves_no_partial(backup_project, civicq_db, tmp_path):
-    p = backup_project()
-    root = backups_dir(p)
+def _until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.05)
+    return bool(condition())
+
+
+@contextmanager
+def _backup_held_by_a_lock(civicq_db, config: Path, root: Path, *args: str, stderr=subprocess.DEVNULL):
+    """`civicq-ops backup create ARGS` in a process of its own, its pg_dump started and waiting on an
+    ACCESS EXCLUSIVE lock on votes (held until the block ends)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CIVICQ_", "PG"))}
     with civicq_db.connect(autocommit=False) as locker:
         locker.execute("LOCK TABLE votes IN ACCESS EXCLUSIVE MODE")  # pg_dump waits for it
-        proc = subprocess.Popen([sys.executable, "-m", "civicq_ops", "--config", str(tmp_path / "civicq-ops.yaml"),
-                                 "backup", "create", "--jobs", "2"], env=env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not _pg_dumps_writing_into(root):
-            time.sleep(0.05)
-        assert _pg_dumps_writing_into(root), "pg_dump never started"
+        proc = subprocess.Popen([sys.executable, "-m", "civicq_ops", "--config", str(config), "backup", "create", *args],
+                                env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr)
+        assert _until(lambda: _pg_dumps_writing_into(root), 60), "pg_dump never started"
+        yield proc
+        locker.rollback()
+
+
+def test_sigint_to_civicq_ops_alone_stops_pg_dump_and_leaves_no_partial(backup_project, civicq_db, tmp_path):
+    p = backup_project()
+    root = backups_dir(p)
+    with _backup_held_by_a_lock(civicq_db, tmp_path / "civicq-ops.yaml", root, "--jobs", "2",
+                                stderr=subprocess.PIPE) as proc:
         time.sleep(0.5)
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=30) == 130
-        deadline = time.monotonic() + 5  # still holding the lock: a pg_dump left behind would wait on it
-        while time.monotonic() < deadline and _pg_dumps_writing_into(root):
-            time.sleep(0.05)
-        assert _pg_dumps_writing_into(root) == []
-        locker.rollback()
+        # still holding the lock: a pg_dump left behind would wait on it
+        assert _until(lambda: _pg_dumps_writing_into(root) == [], 5)
     assert [x.name for x in root.iterdir()] == []
 
 
 def test_pg_dump_stops_when_civicq_ops_is_killed_outright(backup_project, civicq_db, tmp_path):
     p = backup_project()
     root = backups_dir(p)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CIVICQ_", "PG"))}
-    with civicq_db.connect(autocommit=False) as locker:
-        locker.execute("LOCK TABLE votes IN ACCESS EXCLUSIVE MODE")  # pg_dump waits for it
-        proc = subprocess.Popen([sys.executable, "-m", "civicq_ops", "--config", str(tmp_path / "civicq-ops.yaml"),
-                                 "backup", "create", "--format", "custom"], env=env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not _pg_dumps_writing_into(root):
-            time.sleep(0.05)
-        assert _pg_dumps_writing_into(root), "pg_dump never started"
-        while time.monotonic() < deadline and not _waiting_on_a_lock(civicq_db):
-            time.sleep(0.05)  # quiet now: no line to stderr that a SIGPIPE could stop it with
+    with _backup_held_by_a_lock(civicq_db, tmp_path / "civicq-ops.yaml", root, "--format", "custom") as proc:
+        # quiet now: no line to stderr that a SIGPIPE could stop it with
+        assert _until(lambda: _waiting_on_a_lock(civicq_db), 60)
         os.kill(proc.pid, signal.SIGKILL)  # no cleanup runs: only the parent-death signal reaches pg_dump
         proc.wait(timeout=30)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _pg_dumps_writing_into(root):
-            time.sleep(0.05)
-        assert _pg_dumps_writing_into(root) == []
-        locker.rollback()
+        assert _until(lambda: _pg_dumps_writing_into(root) == [], 10)
 
 
 def _waiting_on_a_lock(database) -> bool:

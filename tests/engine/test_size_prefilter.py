@@ -10,17 +10,32 @@ import pytest
 from tests.fixtures.pg import run_on
 
 
+def _decoys(conn, count: int, indexed: bool = True) -> None:
+    """`count` small tables (and an index each) whose catalog page counts beat the table under test's."""
+    for i in range(count):
+        conn.execute(f"CREATE TABLE decoy_{i} (id int, pad text)")
+        if indexed:
+            conn.execute(f"CREATE INDEX decoy_{i}_pad ON decoy_{i} (pad)")
+        conn.execute(f"INSERT INTO decoy_{i} SELECT g, repeat('x', 200) FROM generate_series(1, 200) g")
+    conn.execute("SELECT pg_stat_force_next_flush()")  # the inserts counted before the ANALYZE that follows
+
+
+def _measured_first(db, check: str, key: str, name: str, size_sql: str | None = None) -> None:
+    """`check`'s first finding (limit 3) is `name`, with the size the server measures."""
+    result = run_on(db, [check], params={check: {"limit": 3}})
+    first = result.findings[0]
+    assert first.subject[key] == name
+    if size_sql:
+        assert first.value == _size(db, size_sql)
+
+
 def _grown_after_analyze(db, decoys: int = 40) -> None:
     """`grown` and its index were analyzed empty (relpages 0 and 1), then filled to several MB; the
     decoys have larger page counts in the catalog than `grown`, so only the guard keeps it."""
     with db.connect() as conn:
-        for i in range(decoys):
-            conn.execute(f"CREATE TABLE decoy_{i} (id int, pad text)")
-            conn.execute(f"CREATE INDEX decoy_{i}_pad ON decoy_{i} (pad)")
-            conn.execute(f"INSERT INTO decoy_{i} SELECT g, repeat('x', 200) FROM generate_series(1, 200) g")
         conn.execute("CREATE TABLE grown (id int, note text) WITH (autovacuum_enabled = false)")
         conn.execute("CREATE INDEX grown_note ON grown (note)")
-        conn.execute("SELECT pg_stat_force_next_flush()")  # the decoys' inserts counted before ANALYZE
+        _decoys(conn, decoys)
     with db.connect() as conn:
         conn.execute("ANALYZE")
         conn.execute("INSERT INTO grown SELECT g, md5(g::text) FROM generate_series(1, 60000) g")
@@ -37,18 +52,12 @@ def _size(db, query: str) -> int:
 
 def test_largest_tables_measures_a_table_that_grew_after_its_analyze(db):
     _grown_after_analyze(db)
-    result = run_on(db, ["largest-tables"], params={"largest-tables": {"limit": 3}})
-    first = result.findings[0]
-    assert first.subject["relname"] == "grown"
-    assert first.value == _size(db, "SELECT pg_total_relation_size('grown')")
+    _measured_first(db, "largest-tables", "relname", "grown", "SELECT pg_total_relation_size('grown')")
 
 
 def test_largest_indexes_measures_an_index_whose_table_grew_after_its_analyze(db):
     _grown_after_analyze(db)
-    result = run_on(db, ["largest-indexes"], params={"largest-indexes": {"limit": 3}})
-    first = result.findings[0]
-    assert first.subject["indexname"] == "grown_note"
-    assert first.value == _size(db, "SELECT pg_relation_size('grown_note')")
+    _measured_first(db, "largest-indexes", "indexname", "grown_note", "SELECT pg_relation_size('grown_note')")
 
 
 def test_unused_indexes_finds_an_index_that_grew_past_min_bytes_after_its_analyze(db):
@@ -83,10 +92,8 @@ def _filled_never_analyzed(db, decoys: int = 40) -> None:
     (reltuples -1, relpages 0 in the catalog), and the statistics counters are reset afterwards, so
     only the catalog's own "never measured" mark can keep it: the decoys have larger page counts."""
     with db.connect() as conn:
-        for i in range(decoys):
-            conn.execute(f"CREATE TABLE decoy_{i} (id int, pad text)")
-            conn.execute(f"CREATE INDEX decoy_{i}_pad ON decoy_{i} (pad)")
-            conn.execute(f"INSERT INTO decoy_{i} SELECT g, repeat('x', 200) FROM generate_series(1, 200) g")
+        _decoys(conn, decoys)
+    with db.connect() as conn:
         conn.execute("ANALYZE")
         conn.execute("CREATE TABLE unseen (id int, note text) WITH (autovacuum_enabled = false)")
         conn.execute("CREATE INDEX unseen_note ON unseen (note)")
@@ -102,18 +109,12 @@ def _filled_never_analyzed(db, decoys: int = 40) -> None:
 
 def test_largest_tables_measures_a_filled_table_never_analyzed(db):
     _filled_never_analyzed(db)
-    result = run_on(db, ["largest-tables"], params={"largest-tables": {"limit": 3}})
-    first = result.findings[0]
-    assert first.subject["relname"] == "unseen"
-    assert first.value == _size(db, "SELECT pg_total_relation_size('unseen')")
+    _measured_first(db, "largest-tables", "relname", "unseen", "SELECT pg_total_relation_size('unseen')")
 
 
 def test_largest_indexes_measures_the_index_of_a_filled_table_never_analyzed(db):
     _filled_never_analyzed(db)
-    result = run_on(db, ["largest-indexes"], params={"largest-indexes": {"limit": 3}})
-    first = result.findings[0]
-    assert first.subject["indexname"] == "unseen_note"
-    assert first.value == _size(db, "SELECT pg_relation_size('unseen_note')")
+    _measured_first(db, "largest-indexes", "indexname", "unseen_note", "SELECT pg_relation_size('unseen_note')")
 
 
 def test_unused_indexes_finds_the_index_of_a_filled_table_never_analyzed(db):
@@ -139,12 +140,9 @@ def test_a_relation_grown_after_its_analyze_is_measured_after_the_statistics_wer
 
 def _decoys_and_growing(db, decoys: int = 40) -> None:
     with db.connect() as conn:
-        for i in range(decoys):
-            conn.execute(f"CREATE TABLE decoy_{i} (id int, pad text)")
-            conn.execute(f"INSERT INTO decoy_{i} SELECT g, repeat('x', 200) FROM generate_series(1, 200) g")
         conn.execute("CREATE TABLE growing (id int, note text) WITH (autovacuum_enabled = false)")
         conn.execute("INSERT INTO growing VALUES (1, 'one')")
-        conn.execute("SELECT pg_stat_force_next_flush()")  # the inserts counted before ANALYZE, not after
+        _decoys(conn, decoys, indexed=False)
     with db.connect() as conn:
         conn.execute("ANALYZE")
         trusted = conn.execute("SELECT count(*) FROM pg_class WHERE relname ~ '^decoy_' "
@@ -158,8 +156,7 @@ def test_largest_tables_measures_a_table_an_open_transaction_is_filling(db):
     writer = db.connect(autocommit=False)
     try:
         writer.execute("INSERT INTO growing SELECT g, md5(g::text) FROM generate_series(1, 60000) g")  # not committed
-        result = run_on(db, ["largest-tables"], params={"largest-tables": {"limit": 3}})
-        assert result.findings[0].subject["relname"] == "growing"
+        _measured_first(db, "largest-tables", "relname", "growing")
     finally:
         writer.rollback()
         writer.close()
@@ -175,6 +172,4 @@ def test_largest_tables_measures_a_table_left_large_by_a_rolled_back_load(db):
         conn.commit()
     with db.connect() as conn:
         conn.execute("SELECT 1")
-    result = run_on(db, ["largest-tables"], params={"largest-tables": {"limit": 3}})
-    assert result.findings[0].subject["relname"] == "growing"
-    assert result.findings[0].value == _size(db, "SELECT pg_total_relation_size('growing')")
+    _measured_first(db, "largest-tables", "relname", "growing", "SELECT pg_total_relation_size('growing')")
