@@ -12,19 +12,16 @@ a miss.
 
 An entry stands in for the files, so it must not be forgeable from the project: a `.civicq-ops/`
 committed to a repository (or written by a pull request's CI job) could otherwise swap a check's
-SQL, or mark an invalid file valid. Each entry is signed (HMAC-SHA256) with a key that lives outside
-the project, in the user's cache folder (`$XDG_CACHE_HOME/civicq-ops/catalog-cache.key`, 0600);
-an entry whose signature does not match is a miss. Without a usable key there is no cache.
+SQL, or mark an invalid file valid. Each entry is signed with a key outside the project
+(core/signed_cache.py); an entry whose signature does not match is a miss. Without a key, no cache.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import importlib.util
 import json
 import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -34,7 +31,7 @@ from pathlib import Path
 from civicq_ops import __version__
 from civicq_ops.core.diagnostics import Diagnostic
 from civicq_ops.core.documents import LoadedDocument, read_source
-from civicq_ops.core.fileio import write_atomic
+from civicq_ops.core.signed_cache import read_signed, secret, write_signed
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 # The code whose output an entry records: validation, templating, the YAML reader and the documents
@@ -93,14 +90,12 @@ class CatalogCache:
     def get(self, key: tuple[str, str] | None, documents: bool = True) -> CachedSet | None:
         """The recorded warnings (and with `documents`, the documents) of a validated set, or None
         (a miss). The documents are the entry's last line, read only when asked for."""
-        secret = _secret()
-        if key is None or secret is None:
+        if key is None:
+            return None
+        payload = read_signed(self.folder / f"{key[0]}.json")
+        if payload is None:
             return None
         try:
-            raw = (self.folder / f"{key[0]}.json").read_bytes()
-            mac, _, payload = raw.partition(b"\n")
-            if not hmac.compare_digest(mac, _sign(secret, payload)):
-                return None
             head, _, docs = payload.partition(b"\n")
             entry = json.loads(head)
             if entry.get("version") != __version__ or entry.get("key") != key[1]:
@@ -113,19 +108,14 @@ class CatalogCache:
 
     def put(self, key: tuple[str, str] | None, diagnostics: list[Diagnostic],
             documents: list[LoadedDocument] | None = None) -> None:
-        secret = _secret()
-        if key is None or secret is None:
+        if key is None or secret() is None:
             return
         entry: dict = {"version": __version__, "key": key[1], "diagnostics": [_diagnostic(d) for d in diagnostics]}
         payload = json.dumps(entry, separators=(",", ":")).encode()
         stored = [_stored(doc) for doc in documents or []]
         if documents and all(s is not None for s in stored):  # else only the verdict is kept
             payload += b"\n" + json.dumps(stored, separators=(",", ":")).encode()
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.folder / f"{key[0]}.json", (_sign(secret, payload) + b"\n" + payload).decode())
-        except OSError:
-            pass
+        write_signed(self.folder / f"{key[0]}.json", payload)
 
 
 @dataclass
@@ -157,58 +147,6 @@ def _document(d: dict) -> LoadedDocument:
     return LoadedDocument(path=d["path"], data=d["data"], marks={tuple(p): (line, col) for p, line, col in d["marks"]},
                           key_marks={tuple(p): (line, col) for p, line, col in d["key_marks"]},
                           diagnostics=[Diagnostic(**x) for x in d["diagnostics"]])
-
-
-def _sign(secret: bytes, payload: bytes) -> bytes:
-    return hmac.new(secret, payload, hashlib.sha256).hexdigest().encode()
-
-
-def key_file() -> Path | None:
-    """The signing key's path: under $XDG_CACHE_HOME when it is absolute (the XDG rule: a relative
-    one could put the key inside the project), else ~/.cache; None without a home folder."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):
-        try:
-            base = str(Path.home() / ".cache")
-        except (RuntimeError, KeyError):  # no HOME and no passwd entry (a container's arbitrary uid)
-            return None
-        if not os.path.isabs(base):
-            return None
-    return Path(base) / "civicq-ops" / "catalog-cache.key"
-
-
-@lru_cache(maxsize=1)
-def _secret() -> bytes | None:
-    """The signing key, created on first use (0600, published with a hard link: two processes
-    starting at once agree on one key); None when it can be neither read nor created."""
-    path = key_file()
-    if path is None:
-        return None
-    for _ in range(2):
-        try:
-            key = path.read_bytes()
-            return key if len(key) >= 32 else None
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, secrets.token_hex(32).encode())
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass  # another process published its key first: read that one
-            finally:
-                tmp.unlink(missing_ok=True)
-        except OSError:
-            return None
-    return None
 
 
 def cache_in(state_dir: Path) -> CatalogCache | None:

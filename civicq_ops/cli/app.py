@@ -65,7 +65,11 @@ def main() -> None:
         return
     from civicq_ops.cli.root import build
 
-    build(modules_for(argv))(prog_name="civicq-ops")
+    try:
+        build(modules_for(argv))(prog_name="civicq-ops")
+    finally:  # what a command compiled or judged, for the next one (core/signed_cache.py)
+        if "civicq_ops.core.signed_cache" in sys.modules:
+            sys.modules["civicq_ops.core.signed_cache"].flush_pending()
 
 
 def __getattr__(name: str) -> Any:

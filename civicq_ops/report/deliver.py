@@ -10,7 +10,6 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from civicq_ops.alerts.process import load_alerting, notify_run
 from civicq_ops.catalog.load import project_catalog
 from civicq_ops.config import Project, Target
 from civicq_ops.core.errors import CivicqError, ExecutionError, ExitCode, InputError
@@ -72,7 +71,7 @@ def run_and_report(project: Project, targets: list[Target], request: RunRequest,
     if request.baseline is not None and not request.baseline.strip():
         raise InputError("--baseline needs a file")
     catalog = project_catalog(project).catalog
-    notifiers = load_alerting(project)
+    notifiers = _alerting(project)
     options = RunOptions(params=request.params, fail_on=request.fail_on, budget_s=budget_s,
                          baseline=request.baseline, pool_size=request.pool or DEFAULT_POOL, facts=default_providers(project),
                          list_ok=request.verbose)
@@ -89,6 +88,8 @@ def _run_and_report(project, targets, request, progress, catalog, notifiers, opt
                     out_specs) -> Delivered:
     result = run_checks(project, targets, catalog, request.selection, options, progress=progress)
     if notifiers is not None:  # bounded by each notifier's timeout; failures are notices
+        from civicq_ops.alerts.process import notify_run
+
         shared = counters.store()
         result.notices.extend(notify_run(project, catalog, result, notifiers, store=shared).notices())
     # The report first: rendered and written before history is recorded, which is best effort.
@@ -103,6 +104,16 @@ def _run_and_report(project, targets, request, progress, catalog, notifiers, opt
     errors += [f"output {failure.name} was not written: {failure.message}" for failure in failures]
     return Delivered(result, text or "", ExitCode.EXECUTION_ERROR if failures else result.exit_code,
                      errors=errors, notices=[n for n in (counters.notice, notice) if n])
+
+
+def _alerting(project: Project) -> dict | None:
+    """The project's notifiers (a bad one stops the run, exit 2), None without any: the alerting
+    code is imported only by projects that alert (~15 ms of every run's start otherwise)."""
+    if not project.section("notifiers"):
+        return None
+    from civicq_ops.alerts.process import load_alerting
+
+    return load_alerting(project)
 
 
 class _LazyCounters:

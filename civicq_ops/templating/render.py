@@ -116,12 +116,23 @@ def environment():
 
 @cache
 def compile_template(text: str):
+    """The template of `text`, its code from this user's store of compiled templates when there
+    (templating/compiled.py), else compiled by Jinja and added to it."""
     from jinja2 import TemplateSyntaxError
 
-    try:
-        return environment().from_string(text)
-    except TemplateSyntaxError as e:
-        raise TemplateError(f"template syntax error at template line {e.lineno}: {e.message}") from e
+    from civicq_ops.templating.compiled import compiled_store
+
+    env = environment()
+    store = compiled_store()
+    code = store.code(text) if store is not None else None
+    if code is None:
+        try:
+            code = env.compile(text)
+        except TemplateSyntaxError as e:
+            raise TemplateError(f"template syntax error at template line {e.lineno}: {e.message}") from e
+        if store is not None:
+            store.remember(text, code)
+    return env.template_class.from_code(env, code, env.make_globals(None), None)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pytest
 from civicq_ops.catalog import cache as cache_module
 from civicq_ops.catalog.cache import CatalogCache
 from civicq_ops.catalog.load import load_catalog, validated_before
+from civicq_ops.core import signed_cache
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -100,9 +101,9 @@ def test_validate_answers_from_the_cache_and_still_sees_an_edit(cli, project_fil
 def own_key(tmp_path, monkeypatch) -> Path:
     """A signing key of this test's own (another user's, another machine's...)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    cache_module._secret.cache_clear()
+    signed_cache.secret.cache_clear()
     yield tmp_path / "xdg" / "civicq-ops" / "catalog-cache.key"
-    cache_module._secret.cache_clear()
+    signed_cache.secret.cache_clear()
 
 
 def test_a_hit_reads_the_documents_from_the_entry_not_the_yaml(checks, tmp_path, monkeypatch, own_key):
@@ -141,7 +142,7 @@ def test_an_entry_signed_with_another_key_is_a_miss(checks, tmp_path, monkeypatc
     cache = CatalogCache(tmp_path / "cache")
     load_catalog([checks], cache=cache)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "elsewhere"))
-    cache_module._secret.cache_clear()
+    signed_cache.secret.cache_clear()
     validations.clear()
     load_catalog([checks], cache=cache)
     assert "semantic" in validations
@@ -184,12 +185,12 @@ def test_no_home_folder_means_no_cache_not_a_crash(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.delenv("HOME", raising=False)
     monkeypatch.setattr(Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
-    assert cache_module.key_file() is None
+    assert signed_cache.key_file() is None
     monkeypatch.setenv("XDG_CACHE_HOME", ".cache")  # relative: ignored, as the XDG rules say
-    assert cache_module.key_file() is None
+    assert signed_cache.key_file() is None
 
 
 def test_a_relative_xdg_cache_home_never_puts_the_key_in_the_project(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert cache_module.key_file() == tmp_path / "home" / ".cache" / "civicq-ops" / "catalog-cache.key"
+    assert signed_cache.key_file() == tmp_path / "home" / ".cache" / "civicq-ops" / "catalog-cache.key"

@@ -1,13 +1,18 @@
-"""A process judges each check's final SQL once per text (issue 14): texts judged safe are
-remembered in memory; a refused text is judged, and refused, every run; nothing on disk is ever
-trusted (a forged list of safe texts must not let a refused query run)."""
+"""Each check's final SQL is judged once per text (issue 14): texts judged safe are remembered, in
+memory and between processes in a file signed with this user's key; a refused text is judged, and
+refused, every run; no other file is ever trusted (a forged list of safe texts must not let a
+refused query run)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
+import pytest
+
+from civicq_ops.catalog import verdicts
 from civicq_ops.catalog.model import Catalog, Check, Source
+from civicq_ops.core import signed_cache
 from tests.fixtures.pg import run_on
 
 UNSAFE = "SELECT length(query_to_xml('SELECT 1', true, false, '')::text) AS v"
@@ -56,3 +61,56 @@ def test_a_forged_file_of_safe_texts_is_not_trusted(db):
     assert finding.status == "error" and "refused before running" in finding.reason
     assert not any(p.name != "run-verdicts.json" and "verdict" in p.name
                    for p in (project.state_dir / "catalog-cache").iterdir())
+
+
+@pytest.fixture
+def own_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    signed_cache.secret.cache_clear()
+    yield tmp_path / "xdg" / "civicq-ops"
+    signed_cache.secret.cache_clear()
+    signed_cache._PENDING.clear()
+
+
+def test_a_text_judged_safe_by_an_earlier_process_is_not_parsed_again(own_key, db, monkeypatch):
+    import civicq_ops.engine.run as run_module
+
+    path = own_key / "verdicts" / "judge.bin"
+    text = f"SELECT 3 AS v /* judged by an earlier process in {db.name} */"
+    monkeypatch.setattr(verdicts, "_PROCESS", verdicts.VerdictCache(path))
+    run_on(db, catalog=adhoc(text))
+    signed_cache.flush_pending()  # as the CLI does when a command ends
+    monkeypatch.setattr(verdicts, "_PROCESS", verdicts.VerdictCache(path))  # the next process
+    monkeypatch.setattr(run_module, "inspect_query", lambda *a, **k: pytest.fail("parsed again"))
+    [finding] = run_on(db, catalog=adhoc(text)).findings
+    assert (finding.status, finding.value) == ("warning", 3)
+
+
+def test_a_verdict_file_not_signed_with_this_users_key_is_not_trusted(own_key, db, monkeypatch):
+    """The file lists the refused text's digest, signed with another key (another user's, or one
+    committed next to a project)."""
+    path = own_key / "verdicts" / "judge.bin"
+    path.parent.mkdir(parents=True)
+    final = run_module_final_text(UNSAFE)
+    payload = hashlib.sha256(final.encode()).digest()
+    path.write_bytes(signed_cache.sign(b"k" * 64, payload) + b"\n" + payload)
+    monkeypatch.setattr(verdicts, "_PROCESS", verdicts.VerdictCache(path))
+    [finding] = run_on(db, catalog=adhoc(UNSAFE)).findings
+    assert finding.status == "error" and "refused before running" in finding.reason
+
+
+def test_the_same_file_signed_with_this_users_key_is_trusted(own_key, db, monkeypatch):
+    """The other side of the boundary (so the test above can fail): what this user's civicq-ops
+    signed is believed without a parse."""
+    path = own_key / "verdicts" / "judge.bin"
+    payload = hashlib.sha256(run_module_final_text(UNSAFE).encode()).digest()
+    assert signed_cache.write_signed(path, payload)
+    monkeypatch.setattr(verdicts, "_PROCESS", verdicts.VerdictCache(path))
+    [finding] = run_on(db, catalog=adhoc(UNSAFE)).findings
+    assert "refused before running" not in (finding.reason or "")
+
+
+def run_module_final_text(query: str) -> str:
+    from civicq_ops.templating.render import render_query
+
+    return render_query(query, {}).numbered()
