@@ -63,13 +63,18 @@ def main() -> None:
 
         sys.stdout.write(f"civicq-ops {__version__}\n")
         return
-    from civicq_ops.cli.root import build
+    from civicq_ops.cli import collector
 
+    with collector.loading():
+        from civicq_ops.cli.root import build
+
+        app = build(modules_for(argv))
     try:
-        build(modules_for(argv))(prog_name="civicq-ops")
+        app(prog_name="civicq-ops")
     finally:  # what a command compiled or judged, for the next one (core/signed_cache.py)
         if "civicq_ops.core.signed_cache" in sys.modules:
             sys.modules["civicq_ops.core.signed_cache"].flush_pending()
+        collector.before_exit()
 
 
 def __getattr__(name: str) -> Any:

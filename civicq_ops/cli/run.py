@@ -26,7 +26,10 @@ OutputOpt = Annotated[list[str] | None, typer.Option("--output", "-o", help="FOR
 def execute(ctx: typer.Context, *, checks=None, tags=None, categories=None, params=None, fail_on="critical",
             fmt="text", outputs=None, budget=None, baseline=None, pool=None, verbose=False, pretty=False):
     """Shared by `run checks` and `health`: one library call, print, exit code."""
-    from civicq_ops.report.deliver import RunRequest, run_and_report
+    from civicq_ops.cli.collector import loading
+
+    with loading():
+        from civicq_ops.report.deliver import RunRequest, run_and_report
 
     s = session_of(ctx)
     request = RunRequest(selection=_selection(checks, tags, categories), params=parse_params(params),

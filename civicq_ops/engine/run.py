@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -443,6 +443,20 @@ def _pipeline(conn: psycopg.Connection) -> AbstractContextManager[Any]:
     return conn.pipeline() if psycopg.Pipeline.is_supported() else nullcontext()
 
 
+@contextmanager
+def _ended_on_error(conn: psycopg.Connection) -> Iterator[None]:
+    """A check that failed leaves its transaction aborted: roll it back here, before the connection
+    goes back to the pool (which would roll it back too, but with a logged warning on stderr)."""
+    try:
+        yield
+    except psycopg.Error:
+        if not conn.closed and not conn.broken \
+                and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            with suppress(psycopg.Error):
+                conn.rollback()
+        raise
+
+
 def _execute(check: Check, rendered: RenderedQuery, timeout: float,
              get_conn: Callable[[], AbstractContextManager[psycopg.Connection]],
              health: _TargetHealth | None) -> Rows | str:
@@ -452,19 +466,24 @@ def _execute(check: Check, rendered: RenderedQuery, timeout: float,
         # Committed, not rolled back: a read-only commit changes nothing, and rollbacks would
         # inflate the rollback ratio that a check of this catalogue watches. The client-side
         # deadline (a little after statement_timeout) catches a server that stopped answering.
-        # In pipeline mode (libpq >= 14) BEGIN, the settings, the query and COMMIT go out together:
-        # one round trip to the rows instead of four.
-        with get_conn() as conn, query_deadline(conn, timeout + GRACE_S) as watch, _pipeline(conn), \
-                conn.transaction():
-            conn.execute("SET TRANSACTION READ ONLY")
-            # jit off: a catalog query's plan cost can cross jit_above_cost at tens of thousands of
-            # relations, and compiling it then took PostgreSQL 15 1-2 s for a 60 ms query.
-            conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true), "
-                         "set_config('jit', 'off', true)", (f"{max(1, int(timeout * 1000))}ms", f"{LOCK_TIMEOUT_MS}ms"))
-            # Always pass the binds (even none): the text escapes literal % as %%, which psycopg
-            # turns back into % only when it processes placeholders.
-            cur = conn.execute(f"/* civicq-ops:{check.id} */ {rendered.text}", rendered.binds)
-            fetched = cur.fetchall()  # first: in pipeline mode the description arrives with the rows
+        # In pipeline mode (libpq >= 14) BEGIN, the settings, the query and COMMIT go out together
+        # and come back after one Sync: one round trip to the rows (psycopg's transaction block
+        # syncs at the query and again at COMMIT: ~0.2 ms more a check). A query that fails
+        # leaves the transaction aborted (the COMMIT after it is skipped); the pool rolls it back.
+        with get_conn() as conn, query_deadline(conn, timeout + GRACE_S) as watch, _ended_on_error(conn):
+            with _pipeline(conn) as pipeline:
+                conn.execute("SET TRANSACTION READ ONLY")  # psycopg sends BEGIN first (not autocommit)
+                # jit off: a catalog query's plan cost can cross jit_above_cost at tens of thousands
+                # of relations, and compiling it then took PostgreSQL 15 1-2 s for a 60 ms query.
+                conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true), "
+                             "set_config('jit', 'off', true)", (f"{max(1, int(timeout * 1000))}ms", f"{LOCK_TIMEOUT_MS}ms"))
+                # Always pass the binds (even none): the text escapes literal % as %%, which psycopg
+                # turns back into % only when it processes placeholders.
+                cur = conn.execute(f"/* civicq-ops:{check.id} */ {rendered.text}", rendered.binds)
+                conn.execute("COMMIT")
+                if pipeline is not None:
+                    pipeline.sync()
+                fetched = cur.fetchall()  # in pipeline mode the description arrives with the rows
             columns = [d.name for d in cur.description or []]
             rows = [dict(zip(columns, r, strict=True)) for r in fetched]
     except CivicqError as e:

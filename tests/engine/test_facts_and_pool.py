@@ -4,6 +4,7 @@ PostgreSQL 15 and 18."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -150,3 +151,21 @@ def test_checks_still_run_read_only_with_the_timeouts_on_pooled_connections(db):
     result = run_on(db, ["settings"], catalog=catalog, pool_size=2)
     [finding] = result.findings
     assert finding.status == "ok" and finding.value == 1, (finding.status, finding.reason, finding.value)
+
+
+def test_a_query_that_fails_leaves_its_pooled_connection_clean_for_the_next_check(db, caplog):
+    """One round trip a check (BEGIN, settings, query and COMMIT under one Sync): a failed query
+    skips its COMMIT, and the connection goes back aborted; the next check on it must still run,
+    read only, in a transaction of its own."""
+    catalog = Catalog(checks={
+        "a-fails": _check("a-fails", "SELECT 1 / (SELECT count(*) FROM pg_class WHERE false)::int AS v"),
+        "b-after": _check("b-after", "SELECT (current_setting('transaction_read_only') = 'on')::int AS v",
+                          thresholds={"warning": {"lt": 1}}),
+    })
+    project, target = db.project()
+    result = run_checks(project, [target], catalog, Selection(), RunOptions(pool_size=1))
+    statuses = {f.check: (f.status, f.reason, f.value) for f in result.findings}
+    assert statuses["a-fails"][0] == "error" and "division by zero" in statuses["a-fails"][1], statuses
+    assert statuses["b-after"] == ("ok", None, 1), statuses
+    # The pool had nothing to undo (it logs a warning when it must roll back a returned connection).
+    assert not [r.getMessage() for r in caplog.records if r.name == "psycopg.pool" and r.levelno >= logging.WARNING]
