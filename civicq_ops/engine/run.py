@@ -310,33 +310,40 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
         return {name for c in checks if unmet_requirement(c.requires, caps) is None for name in c.facts}
 
     kept = options.shared.probed(target.name, set(relations), set(settings)) if options.shared else None
+    pending: _PendingFacts | None = None
     if kept is not None and facts_needed(kept.caps) <= kept.needed:
-        caps, facts, missing = kept.caps, kept.facts, kept.missing
+        caps = kept.caps
+        pending = _PendingFacts.known(kept.facts, kept.missing, set(kept.needed))
     else:
+        first: psycopg.Connection | None = None
         try:
-            with connect(project, target, autocommit=False, timeout=_left(deadline)) as first:
-                # The target answers: the pool opens its connections now, while the probe runs (one
-                # per worker, no more: a connection still starting shows in pg_stat_activity).
-                pool = open_pool(project, target, workers, warm=workers)
-                with query_deadline(first, min(PROBE_LIMIT_S, _left(deadline) or PROBE_LIMIT_S)) as watch:
-                    try:
-                        caps = probe(first, name=target.name, environment=target.environment,
-                                     local=target.embedded, relations=relations, settings=settings,
-                                     expected_role=target.role)
-                    except psycopg.Error as e:
-                        why = watch.describe() if watch.fired else first_line(e)
-                        return failed(f"probing target '{target.name}' failed: {why}")
-                needed = facts_needed(caps)
-                facts, missing = gather(needed, options.facts, FactContext(project, target, caps, first))
+            first = connect(project, target, autocommit=False, timeout=_left(deadline))
+            # The target answers: the pool opens its connections now, while the probe runs (one
+            # per worker, no more: a connection still starting shows in pg_stat_activity).
+            pool = open_pool(project, target, workers, warm=workers)
+            with query_deadline(first, min(PROBE_LIMIT_S, _left(deadline) or PROBE_LIMIT_S)) as watch:
+                try:
+                    caps = probe(first, name=target.name, environment=target.environment,
+                                 local=target.embedded, relations=relations, settings=settings,
+                                 expected_role=target.role)
+                except psycopg.Error as e:
+                    why = watch.describe() if watch.fired else first_line(e)
+                    first.close()
+                    return failed(f"probing target '{target.name}' failed: {why}")
+            needed = facts_needed(caps)
+            # Gathered on the probe's connection (which it then closes) while the checks that
+            # read no fact run: a fresh connection's timing, the clock, disk and backups.
+            pending = _PendingFacts.start(needed, options.facts, FactContext(project, target, caps, first))
         except CivicqError as e:
+            if first is not None:
+                first.close()
             return failed(e.message)
         except BaseException:  # a bug or an interrupt: the pool's threads stop with it
+            if first is not None:
+                first.close()
             if pool is not None:
                 pool.close(timeout=0.2)
             raise
-        if options.shared is not None:
-            options.shared.keep_probe(target.name, Probed(frozenset(relations), frozenset(settings), caps, facts,
-                                                           missing, frozenset(needed)))
     run.server_version, run.role, run.system_identifier = caps.version_text, caps.role, caps.system_identifier
     run.database = caps.database
     if pool is None:
@@ -355,6 +362,7 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
 
     def work(check: Check) -> list[Finding]:
         try:
+            facts, missing = pending.wait() if check.facts else ({}, {})
             return _run_one(check, params[check.id], caps, facts, missing, conn_from_pool, deadline, options.now,
                             health, options.counters, options.shared, options.list_ok, run.ok_counts, verdicts)
         except CivicqError as e:  # never lose the other findings of this target
@@ -362,12 +370,62 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
         finally:
             counter.tick(check.id)
 
+    # The checks that read runner facts go last: the others need not wait for them.
+    order = sorted(range(len(checks)), key=lambda i: bool(checks[i].facts))
+    results: list[list[Finding]] = [[] for _ in checks]
     try:
         with ThreadPoolExecutor(max_workers=workers) as executor:
-            results = list(executor.map(work, checks))
+            for i, found in zip(order, executor.map(work, [checks[i] for i in order]), strict=True):
+                results[i] = found
     finally:
         pool.close(timeout=0.2 if health.dead else 1.0)  # a worker stuck on a dead server is a daemon thread
+    facts, missing = pending.wait()
+    if options.shared is not None and kept is None:
+        options.shared.keep_probe(target.name, Probed(frozenset(relations), frozenset(settings), caps, facts,
+                                                       missing, frozenset(pending.needed)))
     return run, [f for fs in results for f in fs], []
+
+
+class _PendingFacts:
+    """A target's runner facts, gathered in a thread of their own on the probe's connection (which
+    it closes when done): ~10 ms of waiting on the server (a fresh connection is timed) that the
+    checks reading no fact need not spend. A check that reads one waits for them all."""
+
+    def __init__(self, needed: set[str]) -> None:
+        self.needed = needed
+        self.facts: dict[str, dict[str, Any]] = {}
+        self.missing: dict[str, tuple[str, str]] = {}
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+
+    @classmethod
+    def known(cls, facts: dict[str, dict[str, Any]], missing: dict[str, tuple[str, str]],
+              needed: set[str]) -> _PendingFacts:
+        pending = cls(needed)
+        pending.facts, pending.missing = facts, missing
+        pending._done.set()
+        return pending
+
+    @classmethod
+    def start(cls, needed: set[str], providers: Mapping[str, FactProvider], ctx: FactContext) -> _PendingFacts:
+        pending = cls(needed)
+        threading.Thread(target=pending._gather, args=(providers, ctx), name="civicq-ops-facts", daemon=True).start()
+        return pending
+
+    def _gather(self, providers: Mapping[str, FactProvider], ctx: FactContext) -> None:
+        try:
+            self.facts, self.missing = gather(self.needed, providers, ctx)
+        except BaseException as e:  # noqa: BLE001 - raised again in the threads that wait
+            self._error = e
+        finally:
+            ctx.conn.close()
+            self._done.set()
+
+    def wait(self) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[str, str]]]:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self.facts, self.missing
 
 
 PROBE_LIMIT_S = 30.0

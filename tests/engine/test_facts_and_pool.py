@@ -169,3 +169,30 @@ def test_a_query_that_fails_leaves_its_pooled_connection_clean_for_the_next_chec
     assert statuses["b-after"] == ("ok", None, 1), statuses
     # The pool had nothing to undo (it logs a warning when it must roll back a returned connection).
     assert not [r.getMessage() for r in caplog.records if r.name == "psycopg.pool" and r.levelno >= logging.WARNING]
+
+
+def test_checks_that_read_no_fact_do_not_wait_for_the_facts(db):
+    """The facts are gathered beside the checks: a slow provider (here one that waits until the
+    fact-free check is done, at most 5 s) holds up only the check that reads it."""
+    no_fact_done = threading.Event()
+    released_by_the_check: list[bool] = []
+
+    def slow(ctx) -> dict:
+        released_by_the_check.append(no_fact_done.wait(5))
+        return {"answer": 42}
+
+    catalog = Catalog(checks={
+        "a-reads-facts": _check("a-reads-facts", "SELECT {{ facts.slow.answer }}::int AS v", facts=["slow"]),
+        "b-reads-none": _check("b-reads-none", "SELECT 1 AS v"),
+    })
+    project, target = db.project()
+
+    def progress(label: str, done: int, total: int) -> None:
+        if label == "b-reads-none":
+            no_fact_done.set()
+
+    result = run_checks(project, [target], catalog, Selection(), RunOptions(pool_size=1, facts={"slow": slow}),
+                        progress=progress)
+    assert released_by_the_check == [True]
+    assert [(f.check, f.status, f.value) for f in result.findings] == [("a-reads-facts", "ok", 42),
+                                                                       ("b-reads-none", "ok", 1)]
