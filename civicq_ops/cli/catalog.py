@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from civicq_ops.cli.collector import loading
 from civicq_ops.cli.common import emit, exit_with, not_blank, parse_params
 from civicq_ops.cli.session import Session, session_of
 
@@ -30,7 +31,8 @@ def validate(
 
     Example: civicq-ops validate checks/ --format github
     """
-    from civicq_ops.report.catalog_views import validate_report
+    with loading():
+        from civicq_ops.report.catalog_views import validate_report
 
     outcome = validate_report(_session(ctx).project, paths, fmt)
     emit(outcome.text)
@@ -86,7 +88,8 @@ def checks_list(
 
     Example: civicq-ops checks list --category vacuum
     """
-    from civicq_ops.report.catalog_views import check_list
+    with loading():
+        from civicq_ops.report.catalog_views import check_list
 
     emit(check_list(_session(ctx).project, tag, category, fmt))
 
