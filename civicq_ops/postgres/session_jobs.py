@@ -29,7 +29,6 @@ def run_over_sessions(sessions: Sequence[psycopg.Connection], jobs: Iterable[Job
     for job in jobs:
         pending.put(job)
     stopping = threading.Event()
-    lock = threading.Lock()
     failures: list[BaseException] = []
 
     def cancel(but: psycopg.Connection | None = None) -> None:
@@ -46,12 +45,9 @@ def run_over_sessions(sessions: Sequence[psycopg.Connection], jobs: Iterable[Job
                 except queue.Empty:
                     return
                 job(session)
-        except BaseException as e:  # noqa: BLE001 - raised again by the waiting thread
-            with lock:
-                if stopping.is_set():
-                    return  # a consequence of the first failure (its cancel), not news
-                failures.append(e)
-                stopping.set()
+        except BaseException as e:  # noqa: BLE001 - the first one is raised by the waiting thread
+            failures.append(e)  # the first comes first: those after it are the cancellations it causes
+            stopping.set()
             cancel(but=session)
 
     threads = [threading.Thread(target=work, args=(s,), name=f"session-job-{i}", daemon=True)
