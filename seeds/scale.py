@@ -30,10 +30,15 @@ TABLES = ("cities", "users", "ballots", "contests", "candidates", "questions", "
 
 
 def shared_hash() -> str:
-    """One scrypt hash of "password123" that generated users share (hashing 20,000 is wasted time)."""
+    """One scrypt hash of "password123" that generated users share (hashing 20,000 is wasted time):
+    SHARED_HASH, computed."""
     salt = b"load-seed-salt16"
     digest = hashlib.scrypt(b"password123", salt=salt, n=2**14, r=8, p=1, dklen=32)
     return f"scrypt$16384$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+# shared_hash(), computed once: it cost 0.08 s per scaled seed. tests/civicq/test_dev_hashes.py checks it.
+SHARED_HASH = "scrypt$16384$8$1$bG9hZC1zZWVkLXNhbHQxNg==$7fUL23aYqqjw+yffclX+4d+FcZy3BKEllJ6b133ADVc="
 
 
 def _timestamps(now: datetime, max_hours: int) -> list[str]:
@@ -132,7 +137,7 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
         # per row and key) are skipped for superusers, as pg_restore --disable-triggers does.
         if conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
             conn.execute("SET LOCAL session_replication_role = replica")
-        pw_hash = shared_hash()
+        pw_hash = SHARED_HASH
         now = datetime.now(UTC).replace(microsecond=0)
         ts = _timestamps(now, 24 * 60)
         vote_ts = _binary_timestamps(now, 24 * 60)
