@@ -6,7 +6,8 @@ and a unit already present is skipped, so repeating a run adds nothing. A unit's
 random.Random(unit): the same unit is the same data in any database (only ids and the clock move).
 
 Speed (issue 14): values are drawn in bulk (random.choices), votes are built and sent one unit per
-COPY chunk while the server parses the previous one, in COPY's binary format (no text to parse:
+COPY chunk while the server parses the previous one (and, when no foreign key trigger checks them,
+before the other tables, while their rows are drawn), in COPY's binary format (no text to parse:
 a million text timestamps alone cost the server 0.2 s), and the first load truncates votes
 (keeping the rows it had) to load it with COPY FREEZE. civicq_ops/civicq/seeding.py builds the
 indexes after.
@@ -135,7 +136,8 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
 
         # Generated rows reference only rows generated here, so foreign key checks (one trigger call
         # per row and key) are skipped for superusers, as pg_restore --disable-triggers does.
-        if conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+        if superuser:
             conn.execute("SET LOCAL session_replication_role = replica")
         pw_hash = SHARED_HASH
         now = datetime.now(UTC).replace(microsecond=0)
@@ -144,8 +146,14 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
         audit_ts = ts[: 24 * 30 + 1]
         cities, users, ballots, contests, cands, questions = [], [], [], [], [], []
         videos, answers, audits = [], [], []
-        vote_draws = []  # per unit: its votes' values, question by question, and its generator
-        for k, unit in enumerate(missing):
+
+        def draw_units():
+            """Each unit's rows into the lists above; yields (k, its votes' values question by
+            question, its generator) once the unit's other rows are drawn (the timestamps come last)."""
+            for k, unit in enumerate(missing):
+                yield k, *draw_unit(k, unit)
+
+        def draw_unit(k: int, unit: int):
             rng = random.Random(unit)
             city = city0 + k
             cities.append(f"{city}\tLoadtown {unit}\tCA\tloadtown-{unit}\t{rng.randint(10_000, 900_000)}\n")
@@ -164,7 +172,6 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
             # Every user votes on every question of the unit, once: drawn first, so each question's
             # vote_score goes into its own row (no UPDATE of the questions after the votes).
             values = rng.choices(_VOTE_VALUES, k=USERS_PER_UNIT * QUESTIONS_PER_UNIT)
-            vote_draws.append((values, rng))  # the timestamps are drawn last, while COPY runs
             base_q = q0 + k * QUESTIONS_PER_UNIT
             authors = rng.choices(range(base_u + 10, base_u + USERS_PER_UNIT), k=QUESTIONS_PER_UNIT)
             asked = rng.choices(ts[1:], k=QUESTIONS_PER_UNIT)
@@ -184,16 +191,17 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
             entities = rng.choices(range(base_q, base_q + QUESTIONS_PER_UNIT), k=AUDIT_PER_UNIT)
             when = rng.choices(audit_ts, k=AUDIT_PER_UNIT)
             first = audit0 + k * AUDIT_PER_UNIT
-            audits += [f"{first + a}\t{actor}\tquestion.vote\tquestion\t{entity}\t{{}}\t{at}\n"
-                       for a, actor, entity, at in zip(range(AUDIT_PER_UNIT), actors, entities, when, strict=True)]
+            audits.extend(f"{first + a}\t{actor}\tquestion.vote\tquestion\t{entity}\t{{}}\t{at}\n"
+                          for a, actor, entity, at in zip(range(AUDIT_PER_UNIT), actors, entities, when, strict=True))
+            return values, rng
 
         per_unit = USERS_PER_UNIT * QUESTIONS_PER_UNIT
         unit_votes = struct.Struct(">" + _VOTE_ROW * per_unit)
 
-        def vote_chunks():
+        def vote_chunks(units):
             """The votes of one unit per chunk (10,000 rows), built while the server takes the last:
             one struct.pack of a flat argument list assembled by C-level iterators."""
-            for k, (values, rng) in enumerate(vote_draws):
+            for k, values, rng in units:
                 stamps = rng.choices(vote_ts, k=per_unit)
                 base_u, base_q = user0 + k * USERS_PER_UNIT, q0 + k * QUESTIONS_PER_UNIT
                 question_ids = itertools.chain.from_iterable(itertools.repeat(base_q + j, USERS_PER_UNIT)
@@ -209,26 +217,39 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
         def whole(lines: list[str]):
             yield from ("".join(lines[i:i + 20000]) for i in range(0, len(lines), 20000))
 
-        # Parents before children: without the superuser shortcut, every foreign key is checked.
-        added["cities"] = _copy(conn, "cities", "id, name, state, slug, population", whole(cities))
-        added["users"] = _copy(conn, "users", "id, email, password_hash, full_name, role, city_id, is_verified",
-                               whole(users))
-        added["ballots"] = _copy(conn, "ballots", "id, city_id, name, election_date, status", whole(ballots))
-        added["contests"] = _copy(conn, "contests", "id, ballot_id, title, contest_type, seats, position",
-                                  whole(contests))
-        added["candidates"] = _copy(conn, "candidates", "id, contest_id, user_id, name, status", whole(cands))
-        added["questions"] = _copy(conn, "questions",
-                                   "id, contest_id, author_id, title, body, status, tags, created_at, vote_score",
-                                   whole(questions))
+        def parents():
+            added["cities"] = _copy(conn, "cities", "id, name, state, slug, population", whole(cities))
+            added["users"] = _copy(conn, "users", "id, email, password_hash, full_name, role, city_id, is_verified",
+                                   whole(users))
+            added["ballots"] = _copy(conn, "ballots", "id, city_id, name, election_date, status", whole(ballots))
+            added["contests"] = _copy(conn, "contests", "id, ballot_id, title, contest_type, seats, position",
+                                      whole(contests))
+            added["candidates"] = _copy(conn, "candidates", "id, contest_id, user_id, name, status", whole(cands))
+            added["questions"] = _copy(conn, "questions",
+                                       "id, contest_id, author_id, title, body, status, tags, created_at, vote_score",
+                                       whole(questions))
+
+        # Parents before children while a foreign key trigger would look for a vote's question and
+        # user. Without one (a superuser's load; votes' keys deferred to after the load, seeding.py),
+        # votes go first and stream while the rest is drawn: the server parses one unit's votes
+        # while Python draws the next unit, instead of waiting for every unit to be drawn.
+        votes_first = superuser or not conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'votes'::regclass AND contype = 'f')"
+        ).fetchone()[0]
+        units = draw_units() if votes_first else list(draw_units())
+        if not votes_first:
+            parents()
         # The first load (votes holds at most the development set) goes in frozen; a later one appends.
         kept = None if present else _truncate_keeping_rows(conn, "votes", _VOTE_COLUMNS)
         with conn.cursor().copy(f"COPY votes ({_VOTE_COLUMNS}) FROM STDIN (FORMAT binary"
                                 + (", FREEZE)" if kept is not None else ")")) as copy:
             copy.write(_BINARY_HEADER + (kept or b""))
-            for chunk in vote_chunks():
+            for chunk in vote_chunks(units):
                 copy.write(chunk)
             copy.write(_BINARY_TRAILER)
-        added["votes"] = per_unit * len(vote_draws)
+        added["votes"] = per_unit * len(missing)
+        if votes_first:
+            parents()
         added["videos"] = _copy(conn, "videos", "id, uploader_id, storage_key, duration_seconds, status",
                                 whole(videos))
         added["video_answers"] = _copy(conn, "video_answers",
