@@ -6,8 +6,11 @@ and a unit already present is skipped, so repeating a run adds nothing. A unit's
 random.Random(unit): the same unit is the same data in any database (only ids and the clock move).
 
 Speed (issue 14): values are drawn in bulk (random.choices), votes are built and sent one unit per
-COPY chunk while the server parses the previous one, and the first load truncates votes (keeping
-the rows it had) to load it with COPY FREEZE. civicq_ops/civicq/seeding.py builds the indexes after.
+COPY chunk while the server parses the previous one (and, when no foreign key trigger checks them,
+before the other tables, while their rows are drawn), in COPY's binary format (no text to parse:
+a million text timestamps alone cost the server 0.2 s), and the first load truncates votes
+(keeping the rows it had) to load it with COPY FREEZE. civicq_ops/civicq/seeding.py builds the
+indexes after.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import base64
 import hashlib
 import itertools
 import random
+import struct
 from datetime import UTC, datetime, timedelta
 
 USERS_PER_UNIT = 200
@@ -27,16 +31,36 @@ TABLES = ("cities", "users", "ballots", "contests", "candidates", "questions", "
 
 
 def shared_hash() -> str:
-    """One scrypt hash of "password123" that generated users share (hashing 20,000 is wasted time)."""
+    """One scrypt hash of "password123" that generated users share (hashing 20,000 is wasted time):
+    SHARED_HASH, computed."""
     salt = b"load-seed-salt16"
     digest = hashlib.scrypt(b"password123", salt=salt, n=2**14, r=8, p=1, dklen=32)
     return f"scrypt$16384$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
-def _timestamps(max_hours: int) -> list[str]:
+# shared_hash(), computed once: it cost 0.08 s per scaled seed. tests/civicq/test_dev_hashes.py checks it.
+SHARED_HASH = "scrypt$16384$8$1$bG9hZC1zZWVkLXNhbHQxNg==$7fUL23aYqqjw+yffclX+4d+FcZy3BKEllJ6b133ADVc="
+
+
+def _timestamps(now: datetime, max_hours: int) -> list[str]:
     """'now minus h hours' as COPY text for every h: formatting once beats once per row."""
-    now = datetime.now(UTC).replace(microsecond=0)
     return [(now - timedelta(hours=h)).isoformat() for h in range(max_hours + 1)]
+
+
+# COPY's binary format (the COPY page of the PostgreSQL manual): a signature, 32 bits of flags and
+# the length of a header extension (none) first, -1 as a field count last; a row is its field count
+# (int16) and each field as its length (int32) and its value, big-endian. A vote: id, question_id and
+# user_id (bigint), value (smallint), created_at (timestamptz: microseconds since 2000-01-01 UTC).
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_BINARY_TRAILER = b"\xff\xff"
+_VOTE_ROW = "hiqiqiqihiq"
+_VOTE_COLUMNS = "id, question_id, user_id, value, created_at"
+_POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _binary_timestamps(now: datetime, max_hours: int) -> list[int]:
+    """The instants of _timestamps() as timestamptz values of COPY's binary format."""
+    return [(now - timedelta(hours=h) - _POSTGRES_EPOCH) // timedelta(microseconds=1) for h in range(max_hours + 1)]
 
 
 def units_present(conn) -> set[int]:
@@ -66,24 +90,26 @@ def _copy(conn, table: str, columns: str, chunks, freeze: bool = False) -> int:
     return rows
 
 
-def _truncate_keeping_rows(conn, table: str, columns: str) -> str | None:
+def _truncate_keeping_rows(conn, table: str, columns: str) -> bytes | None:
     """Empty `table` in this (sub)transaction so COPY FREEZE may load it, as pgbench -i does: rows
     arrive frozen and all-visible, so index-only scans (the view refresh after the load) skip a
-    heap fetch per row, and VACUUM has nothing to freeze later. Returns the rows it held, as COPY
-    text to load again, or None (nothing done) when a foreign key points at the table. The usual
-    TRUNCATE caveat applies: a transaction whose snapshot predates the commit sees it empty."""
+    heap fetch per row, and VACUUM has nothing to freeze later. Returns the rows it held, in COPY's
+    binary format without header and trailer, to load again, or None (nothing done) when a foreign
+    key points at the table. The usual TRUNCATE caveat applies: a transaction whose snapshot
+    predates the commit sees it empty."""
     if conn.execute("SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f' AND confrelid = %s::regclass)",
                     (table,)).fetchone()[0]:
         return None
-    with conn.cursor().copy(f"COPY (SELECT {columns} FROM {table} ORDER BY id) TO STDOUT") as copy:
+    with conn.cursor().copy(f"COPY (SELECT {columns} FROM {table} ORDER BY id) TO STDOUT (FORMAT binary)") as copy:
         kept = b"".join(copy)
     conn.execute(f"TRUNCATE {table}")
-    return kept.decode()
+    extension = int.from_bytes(kept[15:19], "big")  # after the signature (11 bytes) and the flags (4)
+    return kept[19 + extension:-len(_BINARY_TRAILER)]
 
 
 # A vote is up with probability 0.7: one uniform pick among these (random.choices without weights
 # is one C-level loop; per-vote random() and randint() calls cost more than the server's COPY).
-_VOTE_VALUES = ("1",) * 7 + ("-1",) * 3
+_VOTE_VALUES = (1,) * 7 + (-1,) * 3
 
 
 def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
@@ -110,15 +136,24 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
 
         # Generated rows reference only rows generated here, so foreign key checks (one trigger call
         # per row and key) are skipped for superusers, as pg_restore --disable-triggers does.
-        if conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+        if superuser:
             conn.execute("SET LOCAL session_replication_role = replica")
-        pw_hash = shared_hash()
-        ts = _timestamps(24 * 60)
+        pw_hash = SHARED_HASH
+        now = datetime.now(UTC).replace(microsecond=0)
+        ts = _timestamps(now, 24 * 60)
+        vote_ts = _binary_timestamps(now, 24 * 60)
         audit_ts = ts[: 24 * 30 + 1]
         cities, users, ballots, contests, cands, questions = [], [], [], [], [], []
         videos, answers, audits = [], [], []
-        vote_draws = []  # per unit: its votes' values, question by question, and its generator
-        for k, unit in enumerate(missing):
+
+        def draw_units():
+            """Each unit's rows into the lists above; yields (k, its votes' values question by
+            question, its generator) once the unit's other rows are drawn (the timestamps come last)."""
+            for k, unit in enumerate(missing):
+                yield k, *draw_unit(k, unit)
+
+        def draw_unit(k: int, unit: int):
             rng = random.Random(unit)
             city = city0 + k
             cities.append(f"{city}\tLoadtown {unit}\tCA\tloadtown-{unit}\t{rng.randint(10_000, 900_000)}\n")
@@ -137,12 +172,11 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
             # Every user votes on every question of the unit, once: drawn first, so each question's
             # vote_score goes into its own row (no UPDATE of the questions after the votes).
             values = rng.choices(_VOTE_VALUES, k=USERS_PER_UNIT * QUESTIONS_PER_UNIT)
-            vote_draws.append((values, rng))  # the timestamps are drawn last, while COPY runs
             base_q = q0 + k * QUESTIONS_PER_UNIT
             authors = rng.choices(range(base_u + 10, base_u + USERS_PER_UNIT), k=QUESTIONS_PER_UNIT)
             asked = rng.choices(ts[1:], k=QUESTIONS_PER_UNIT)
             for j in range(QUESTIONS_PER_UNIT):
-                ups = values[j * USERS_PER_UNIT:(j + 1) * USERS_PER_UNIT].count("1")
+                ups = values[j * USERS_PER_UNIT:(j + 1) * USERS_PER_UNIT].count(1)
                 status = "answered" if j < 10 else "approved" if j < 45 else "pending"
                 questions.append(f"{base_q + j}\t{contest0 + 2 * k + j % 2}\t{authors[j]}\tLoad question {unit}-{j} "
                                  f"about city services\tGenerated for load testing.\t{status}"
@@ -157,39 +191,65 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
             entities = rng.choices(range(base_q, base_q + QUESTIONS_PER_UNIT), k=AUDIT_PER_UNIT)
             when = rng.choices(audit_ts, k=AUDIT_PER_UNIT)
             first = audit0 + k * AUDIT_PER_UNIT
-            audits += [f"{first + a}\t{actor}\tquestion.vote\tquestion\t{entity}\t{{}}\t{at}\n"
-                       for a, actor, entity, at in zip(range(AUDIT_PER_UNIT), actors, entities, when, strict=True)]
+            audits.extend(f"{first + a}\t{actor}\tquestion.vote\tquestion\t{entity}\t{{}}\t{at}\n"
+                          for a, actor, entity, at in zip(range(AUDIT_PER_UNIT), actors, entities, when, strict=True))
+            return values, rng
 
-        def vote_chunks():
-            """The votes of one unit per chunk (10,000 lines), built while the server takes the last."""
-            for k, (values, rng) in enumerate(vote_draws):
-                stamps = rng.choices(ts, k=len(values))
+        per_unit = USERS_PER_UNIT * QUESTIONS_PER_UNIT
+        unit_votes = struct.Struct(">" + _VOTE_ROW * per_unit)
+
+        def vote_chunks(units):
+            """The votes of one unit per chunk (10,000 rows), built while the server takes the last:
+            one struct.pack of a flat argument list assembled by C-level iterators."""
+            for k, values, rng in units:
+                stamps = rng.choices(vote_ts, k=per_unit)
                 base_u, base_q = user0 + k * USERS_PER_UNIT, q0 + k * QUESTIONS_PER_UNIT
-                pairs = [f"\t{base_q + j}\t{base_u + i}\t" for j in range(QUESTIONS_PER_UNIT)
-                         for i in range(USERS_PER_UNIT)]
-                first = vote0 + k * len(pairs)
-                yield "".join([f"{vid}{pair}{value}\t{at}\n" for vid, pair, value, at
-                               in zip(range(first, first + len(pairs)), pairs, values, stamps, strict=True)])
+                question_ids = itertools.chain.from_iterable(itertools.repeat(base_q + j, USERS_PER_UNIT)
+                                                           for j in range(QUESTIONS_PER_UNIT))
+                user_ids = itertools.chain.from_iterable(itertools.repeat(range(base_u, base_u + USERS_PER_UNIT),
+                                                                        QUESTIONS_PER_UNIT))
+                first = vote0 + k * per_unit
+                five, eight, two = itertools.repeat(5), itertools.repeat(8), itertools.repeat(2)
+                yield unit_votes.pack(*itertools.chain.from_iterable(zip(
+                    five, eight, range(first, first + per_unit), eight, question_ids, eight, user_ids, two, values,
+                    eight, stamps, strict=False)))  # the repeats are endless; the range ends it
 
         def whole(lines: list[str]):
             yield from ("".join(lines[i:i + 20000]) for i in range(0, len(lines), 20000))
 
-        # Parents before children: without the superuser shortcut, every foreign key is checked.
-        added["cities"] = _copy(conn, "cities", "id, name, state, slug, population", whole(cities))
-        added["users"] = _copy(conn, "users", "id, email, password_hash, full_name, role, city_id, is_verified",
-                               whole(users))
-        added["ballots"] = _copy(conn, "ballots", "id, city_id, name, election_date, status", whole(ballots))
-        added["contests"] = _copy(conn, "contests", "id, ballot_id, title, contest_type, seats, position",
-                                  whole(contests))
-        added["candidates"] = _copy(conn, "candidates", "id, contest_id, user_id, name, status", whole(cands))
-        added["questions"] = _copy(conn, "questions",
-                                   "id, contest_id, author_id, title, body, status, tags, created_at, vote_score",
-                                   whole(questions))
+        def parents():
+            added["cities"] = _copy(conn, "cities", "id, name, state, slug, population", whole(cities))
+            added["users"] = _copy(conn, "users", "id, email, password_hash, full_name, role, city_id, is_verified",
+                                   whole(users))
+            added["ballots"] = _copy(conn, "ballots", "id, city_id, name, election_date, status", whole(ballots))
+            added["contests"] = _copy(conn, "contests", "id, ballot_id, title, contest_type, seats, position",
+                                      whole(contests))
+            added["candidates"] = _copy(conn, "candidates", "id, contest_id, user_id, name, status", whole(cands))
+            added["questions"] = _copy(conn, "questions",
+                                       "id, contest_id, author_id, title, body, status, tags, created_at, vote_score",
+                                       whole(questions))
+
+        # Parents before children while a foreign key trigger would look for a vote's question and
+        # user. Without one (a superuser's load; votes' keys deferred to after the load, seeding.py),
+        # votes go first and stream while the rest is drawn: the server parses one unit's votes
+        # while Python draws the next unit, instead of waiting for every unit to be drawn.
+        votes_first = superuser or not conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'votes'::regclass AND contype = 'f')"
+        ).fetchone()[0]
+        units = draw_units() if votes_first else list(draw_units())
+        if not votes_first:
+            parents()
         # The first load (votes holds at most the development set) goes in frozen; a later one appends.
-        vote_columns = "id, question_id, user_id, value, created_at"
-        kept = None if present else _truncate_keeping_rows(conn, "votes", vote_columns)
-        chunks = vote_chunks() if kept is None else itertools.chain([kept], vote_chunks())
-        added["votes"] = _copy(conn, "votes", vote_columns, chunks, freeze=kept is not None) - (kept or "").count("\n")
+        kept = None if present else _truncate_keeping_rows(conn, "votes", _VOTE_COLUMNS)
+        with conn.cursor().copy(f"COPY votes ({_VOTE_COLUMNS}) FROM STDIN (FORMAT binary"
+                                + (", FREEZE)" if kept is not None else ")")) as copy:
+            copy.write(_BINARY_HEADER + (kept or b""))
+            for chunk in vote_chunks(units):
+                copy.write(chunk)
+            copy.write(_BINARY_TRAILER)
+        added["votes"] = per_unit * len(missing)
+        if votes_first:
+            parents()
         added["videos"] = _copy(conn, "videos", "id, uploader_id, storage_key, duration_seconds, status",
                                 whole(videos))
         added["video_answers"] = _copy(conn, "video_answers",
