@@ -23,6 +23,7 @@ from civicq_ops.backup.rowcount import SnapshotRowCounter
 from civicq_ops.backup.tools import (
     client_env,
     compress_arg,
+    compress_spec,
     compression_methods,
     pg_tool,
     repeated,
@@ -43,7 +44,7 @@ Progress = Callable[[str, int, int], None]
 class BackupOptions:
     format: str = "directory"  # directory | custom
     jobs: int = DEFAULT_BACKUP_JOBS
-    compress: str | None = None  # gzip[:level] | lz4 | zstd | none
+    compress: str | None = None  # gzip[:level] | lz4[:level] | zstd[:level] | none; None: the format's default
     schema_only: bool = False
     data_only: bool = False
     tables: list[str] = field(default_factory=list)
@@ -96,9 +97,10 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
         lookup.join()
         pg_dump = pg_tool("pg_dump", major)
         dump_version = _version_of(pg_dump)
-        if options.compress and options.compress.split(":")[0] not in ("none", "0", *compression_methods(pg_dump)):
+        compress = compress_spec(options.compress, options.format)
+        if compress.split(":")[0] not in ("none", "gzip") and compress.split(":")[0] not in compression_methods(pg_dump):
             raise InputError(f"{pg_dump} cannot compress with {options.compress} "
-                             f"(it supports {', '.join(compression_methods(pg_dump))})")
+                             f"(it supports {', '.join(compression_methods(pg_dump))}, none)")
         partial.mkdir(mode=0o700)
         try:
             (partial / "pid").write_text(str(os.getpid()))
@@ -113,7 +115,7 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
             dump_sessions = max(1, options.jobs) + 1 if options.format == "directory" and options.jobs > 1 else 1
             beside = _slots_left(conn, superuser) >= dump_sessions + 2
             with contextlib.ExitStack() as running:  # whatever ends the block stops what still runs
-                dump = running.enter_context(_dump_started(_dump_args(pg_dump, partial, snapshot, options),
+                dump = running.enter_context(_dump_started(_dump_args(pg_dump, partial, snapshot, options, compress),
                                                            connect_kwargs(project, target)))
                 # While pg_dump runs: the globals, and (without table filters) the row counts, on a
                 # session of their own that imports pg_dump's snapshot (backup/rowcount.py).
@@ -146,7 +148,7 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
                 started_at=started.isoformat(), finished_at=finished.isoformat(),
                 duration_s=round(time.monotonic() - t0, 3), server_version=server_version,
                 pg_dump_version=dump_version, system_identifier=sysid,
-                options={"jobs": options.jobs, "compress": options.compress, "schema_only": options.schema_only,
+                options={"jobs": options.jobs, "compress": compress, "schema_only": options.schema_only,
                          "data_only": options.data_only, "tables": options.tables,
                          "exclude_tables": options.exclude_tables},
                 files=files, tables=tables, globals_file=globals_file, size_bytes=sum(f.size for f in files),
@@ -198,13 +200,12 @@ def private_tree(folder: Path) -> None:
             os.chmod(os.path.join(dirpath, name), 0o600)
 
 
-def _dump_args(pg_dump: Path, partial: Path, snapshot: str, options: BackupOptions) -> list[str]:
+def _dump_args(pg_dump: Path, partial: Path, snapshot: str, options: BackupOptions, compress: str) -> list[str]:
     args = [str(pg_dump), "--format", options.format[0], "--file", str(partial / _dump_name(options)),
             "--snapshot", snapshot, "--verbose", "--no-password"]
     if options.format == "directory":
         args += ["--jobs", str(max(1, options.jobs))]
-    if options.compress:
-        args += ["--compress", compress_arg(pg_dump, options.compress)]
+    args += ["--compress", compress_arg(pg_dump, compress)]
     if options.schema_only:
         args.append("--schema-only")
     if options.data_only:
