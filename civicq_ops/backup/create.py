@@ -17,14 +17,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from civicq_ops.backup.manifest import Manifest, checksum_files, fsync_dir, fsync_tree, kind_of, write_manifest
 from civicq_ops.backup.rowcount import SnapshotRowCounter
+from civicq_ops.backup.snapshot import SnapshotError, SnapshotHolder
 from civicq_ops.backup.tools import (
     client_env,
+    client_kwargs,
     compress_arg,
     compress_spec,
     compression_methods,
+    first_program,
     pg_tool,
     repeated,
     setpriv_path,
@@ -35,7 +38,9 @@ from civicq_ops.config import DEFAULT_BACKUP_JOBS, Project, Target
 from civicq_ops.core.errors import ExecutionError, InputError
 from civicq_ops.core.redaction import redact
 from civicq_ops.postgres.binaries import find_client
-from civicq_ops.postgres.connect import connect, connect_kwargs, one_row
+
+if TYPE_CHECKING:  # imported where used: psycopg, hashing and the manifest are not needed before pg_dump starts
+    from civicq_ops.backup.manifest import Manifest
 
 Progress = Callable[[str, int, int], None]
 
@@ -67,7 +72,11 @@ def new_backup_id(target: Target, now: datetime | None = None) -> str:
 def create_backup(project: Project, target: Target, options: BackupOptions, progress: Progress | None = None,
                   backup_id: str | None = None) -> Manifest:
     """Make one backup of the target's database; returns its manifest. Nothing is listed until done,
-    and a failed or interrupted attempt removes its `.partial` folder and stops its child tools."""
+    and a failed or interrupted attempt removes its `.partial` folder and stops its child tools.
+
+    The order is what lets pg_dump start early: a psql session exports the snapshot (backup/snapshot.py),
+    pg_dump starts in it, and only then does a psycopg session import it to read the server's
+    identity, the tables and their row counts (beside pg_dump when a connection slot is free)."""
     if options.format not in ("directory", "custom"):
         raise InputError(f"unknown backup format '{options.format}' (directory or custom)")
     if options.schema_only and options.data_only:
@@ -83,20 +92,15 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
         raise InputError(f"backup {backup_id} already exists")
     started = datetime.now(UTC)
     t0 = time.monotonic()
-    # autocommit, so that the snapshot's transaction is opened (and ended) explicitly.
+    env = client_env(client_kwargs(project, target))
     lookup = threading.Thread(target=_warm_client_lookup, name="civicq-ops client lookup", daemon=True)
-    lookup.start()  # the client programs' --version run while this connects
-    with connect(project, target, autocommit=True) as conn:
-        from civicq_ops.postgres.probe import system_identifier
-
-        info = one_row(conn.execute(
-            "SELECT current_setting('server_version'), current_setting('server_version_num')::int / 10000, "
-            "current_database(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"))
-        server_version, major, database, superuser = info
-        sysid = system_identifier(conn)
+    lookup.start()  # the client programs' --version run while psql connects
+    with contextlib.ExitStack() as held:
+        holder = held.enter_context(_snapshot_held(project, target, env))
+        exported = holder.exported
+        assert exported is not None
         lookup.join()
-        pg_dump = pg_tool("pg_dump", major)
-        dump_version = _version_of(pg_dump)
+        pg_dump = pg_tool("pg_dump", exported.major)
         compress = compress_spec(options.compress, options.format)
         if compress.split(":")[0] not in ("none", "gzip") and compress.split(":")[0] not in compression_methods(pg_dump):
             raise InputError(f"{pg_dump} cannot compress with {options.compress} "
@@ -104,41 +108,47 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
         partial.mkdir(mode=0o700)
         try:
             (partial / "pid").write_text(str(os.getpid()))
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            snapshot = one_row(conn.execute("SELECT pg_export_snapshot()"))[0]
-            candidates = _tables(conn)
             filtered = bool(options.tables or options.exclude_tables)
             counting = options.row_counts and not options.schema_only
             globals_file = "globals.sql" if options.globals else None
             # Beside pg_dump only when the server and the role have a connection slot for each of
             # them left after pg_dump's own: they must never take the one pg_dump needs.
             dump_sessions = max(1, options.jobs) + 1 if options.format == "directory" and options.jobs > 1 else 1
-            beside = _slots_left(conn, superuser) >= dump_sessions + 2
+            beside = exported.slots_left >= dump_sessions + 2
+            lock_ms = _ms(options.lock_wait_timeout) if options.lock_wait_timeout else None
+
+            def reader(tables, count: bool) -> SnapshotRowCounter:
+                # a session of its own that imports the snapshot: what the server and the tables were then
+                return SnapshotRowCounter(lambda: _connect(project, target), exported.snapshot, tables, lock_ms,
+                                          count=count, about=_about)
+
             with contextlib.ExitStack() as running:  # whatever ends the block stops what still runs
-                dump = running.enter_context(_dump_started(_dump_args(pg_dump, partial, snapshot, options, compress),
-                                                           connect_kwargs(project, target)))
-                # While pg_dump runs: the globals, and (without table filters) the row counts, on a
-                # session of their own that imports pg_dump's snapshot (backup/rowcount.py).
-                dumpall = running.enter_context(_globals_started(project, target, major, partial / globals_file,
-                                                                 superuser)) if globals_file and beside else None
-                counter = running.enter_context(SnapshotRowCounter(
-                    lambda: connect(project, target, autocommit=True), snapshot, candidates,
-                    _ms(options.lock_wait_timeout) if options.lock_wait_timeout else None,
-                )) if counting and not filtered and beside else None
-                warnings = _dump_followed(dump, len(candidates), progress)
-                counted = counter.result() if counter is not None else None
-                if counted is not None:
-                    tables = counted
-                else:  # filtered, no slot to spare, or the counting session could not connect
-                    if filtered:  # only what pg_dump really took
-                        candidates = _in_archive(pg_dump, partial / _dump_name(options), candidates)
-                    tables = _count_rows(conn, candidates, options)  # still in pg_dump's snapshot
+                dump = running.enter_context(_dump_started(
+                    _dump_args(pg_dump, partial, exported.snapshot, options, compress), env))
+                # While pg_dump runs: the globals, and the server's identity, the tables and (without
+                # table filters) their row counts.
+                dumpall = running.enter_context(_globals_started(exported.major, partial / globals_file, env,
+                                                                 exported.superuser)) if globals_file and beside else None
+                early = running.enter_context(reader(_tables, counting and not filtered)) if beside else None
+                warnings = _dump_followed(dump, exported.tables, progress)
+                read: list[dict] | None = early.result() if early is not None else None
+                about: Any = early.about if early is not None else None
+                if read is None:  # no slot to spare beside pg_dump, or none left when it tried
+                    read, about = _read(reader(_tables, counting and not filtered))
+                tables = read
+                if filtered:  # only what pg_dump really took
+                    tables = _in_archive(pg_dump, partial / _dump_name(options), tables)
+                    if counting:
+                        tables, about = _read(reader(tables, True))
                 if globals_file and (dumpall is None or not _globals_finished(dumpall)):
                     # After pg_dump, alone: no slot to spare, or beside pg_dump it found none left.
-                    with _globals_started(project, target, major, partial / globals_file, superuser) as after:
+                    with _globals_started(exported.major, partial / globals_file, env, exported.superuser) as after:
                         _globals_finished(after, last_try=True)
-            conn.execute("ROLLBACK")  # releases the snapshot only after pg_dump and the counts are done with it
+            holder.release()  # the snapshot is let go only after pg_dump and the counts are done with it
+            server_version, database, sysid = about
             (partial / "pid").unlink()
+            from civicq_ops.backup.manifest import Manifest, checksum_files, fsync_dir, fsync_tree, kind_of, write_manifest
+
             names = [_dump_name(options)] + ([globals_file] if globals_file else [])
             private_tree(partial)
             files = checksum_files(partial, names)
@@ -147,7 +157,7 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
                 id=backup_id, target=target.name, database=database, format=options.format,
                 started_at=started.isoformat(), finished_at=finished.isoformat(),
                 duration_s=round(time.monotonic() - t0, 3), server_version=server_version,
-                pg_dump_version=dump_version, system_identifier=sysid,
+                pg_dump_version=_version_of(pg_dump), system_identifier=sysid,
                 options={"jobs": options.jobs, "compress": compress, "schema_only": options.schema_only,
                          "data_only": options.data_only, "tables": options.tables,
                          "exclude_tables": options.exclude_tables},
@@ -162,9 +172,7 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
             os.replace(partial, final)
             fsync_dir(root)
         except BaseException as e:
-            if not conn.closed:
-                with contextlib.suppress(Exception):
-                    conn.execute("ROLLBACK")
+            holder.release()
             shutil.rmtree(partial, ignore_errors=True)
             if isinstance(e, OSError):  # e.g. the manifest on a full disk
                 raise ExecutionError(f"backup {backup_id} failed: {e.strerror or e} ({e.filename or root}); "
@@ -220,18 +228,43 @@ def _dump_name(options: BackupOptions) -> str:
     return "dump" if options.format == "directory" else "dump.custom"
 
 
-def _slots_left(conn, superuser: bool) -> int:
-    """Connections this role may still open: the fewer of what its CONNECTION LIMIT and the server's
-    max_connections leave (superusers may also take superuser_reserved_connections)."""
-    role_limit, role_used, server_left = one_row(conn.execute(
-        "SELECT r.rolconnlimit, (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user), "
-        "current_setting('max_connections')::int - coalesce(current_setting('reserved_connections', true)::int, 0) "
-        "- CASE WHEN %s THEN 0 ELSE current_setting('superuser_reserved_connections')::int END "
-        "- (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-        "   OR backend_type IS NULL AND usename IS NOT NULL) "  # hidden from a role without pg_read_all_stats
-        "FROM pg_roles r WHERE r.rolname = current_user", (superuser,)))
-    role_left = role_limit - role_used if role_limit >= 0 and not superuser else server_left
-    return min(role_left, server_left)
+@contextlib.contextmanager
+def _snapshot_held(project: Project, target: Target, env: dict[str, str]) -> Iterator[SnapshotHolder]:
+    """The snapshot exported by psql (backup/snapshot.py). When psql cannot connect, psycopg tries: the
+    error is then the one every command gives for an unreachable target."""
+    try:
+        holder = SnapshotHolder(first_program("psql"), env).__enter__()
+    except SnapshotError:
+        _connect(project, target).close()
+        raise
+    try:
+        yield holder
+    finally:
+        holder.release()
+
+
+def _connect(project: Project, target: Target):
+    from civicq_ops.postgres.connect import connect
+
+    return connect(project, target, autocommit=True)
+
+
+def _about(conn) -> tuple[str, str, str | None]:
+    """The server's version, the database and the system identifier, for the manifest."""
+    from civicq_ops.postgres.connect import one_row
+    from civicq_ops.postgres.probe import system_identifier
+
+    version, database = one_row(conn.execute("SELECT current_setting('server_version'), current_database()"))
+    return version, database, system_identifier(conn)
+
+
+def _read(counter: SnapshotRowCounter) -> tuple[list[dict], Any]:
+    """(tables, about) of a new session in the snapshot, after pg_dump: its slot is free again, so a
+    connection error is the error."""
+    with counter:
+        tables = counter.result(must_connect=True)
+    assert tables is not None
+    return tables, counter.about
 
 
 def _warm_client_lookup() -> None:
@@ -274,25 +307,14 @@ def _in_archive(pg_dump: Path, archive: Path, tables: list[dict]) -> list[dict]:
             or f" TABLE DATA {t['schema']} {t['name']} " in listing]
 
 
-def _count_rows(conn, tables: list[dict], options: BackupOptions) -> list[dict]:
-    from psycopg import sql
-
-    if options.row_counts and not options.schema_only:
-        for entry in tables:
-            count = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(entry["schema"]),
-                                                                 sql.Identifier(entry["name"]))
-            entry["rows"] = one_row(conn.execute(count))[0]
-    return tables
-
-
 _TABLE_DONE = re.compile(r"(dumping contents of table|finished item \d+ TABLE DATA)")
 
 
 @contextlib.contextmanager
-def _dump_started(args: list[str], kw: dict) -> Iterator[subprocess.Popen]:
+def _dump_started(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
     """pg_dump started; stopped (and its parallel workers with it) if the block ends before it does."""
     try:
-        proc = start_tool(args, client_env(kw), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        proc = start_tool(args, env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
     except OSError as e:
         raise ExecutionError(f"pg_dump could not start: {e}") from e
@@ -333,15 +355,14 @@ def _cause(errors: list[str]) -> str:
 
 
 @contextlib.contextmanager
-def _globals_started(project: Project, target: Target, major: int, path: Path,
-                     superuser: bool) -> Iterator[subprocess.Popen]:
+def _globals_started(major: int, path: Path, env: dict[str, str], superuser: bool) -> Iterator[subprocess.Popen]:
     """pg_dumpall --globals-only (roles, tablespaces) started into `path`; stopped if the block ends early."""
     pg_dumpall = pg_tool("pg_dumpall", major)
     args = [str(pg_dumpall), "--globals-only", "--file", str(path), "--no-password"]
     if not superuser:
         args.append("--no-role-passwords")  # pg_authid is superuser-only
     try:
-        proc = start_tool(args, client_env(connect_kwargs(project, target)), stdin=subprocess.DEVNULL,
+        proc = start_tool(args, env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     except OSError as e:
         raise ExecutionError(f"pg_dumpall could not start: {e}") from e

