@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from civicq_ops.backup.rowcount import SnapshotRowCounter
 from civicq_ops.backup.snapshot import SnapshotError, SnapshotHolder
@@ -39,7 +39,7 @@ from civicq_ops.core.errors import ExecutionError, InputError
 from civicq_ops.core.redaction import redact
 from civicq_ops.postgres.binaries import find_client
 
-if TYPE_CHECKING:  # imported where used: psycopg, hashing and the manifest are not needed before pg_dump starts
+if TYPE_CHECKING:  # imported where used: hashing and the manifest are not needed before pg_dump starts
     from civicq_ops.backup.manifest import Manifest
 
 Progress = Callable[[str, int, int], None]
@@ -74,9 +74,10 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
     """Make one backup of the target's database; returns its manifest. Nothing is listed until done,
     and a failed or interrupted attempt removes its `.partial` folder and stops its child tools.
 
-    The order is what lets pg_dump start early: a psql session exports the snapshot (backup/snapshot.py),
-    pg_dump starts in it, and only then does a psycopg session import it to read the server's
-    identity, the tables and their row counts (beside pg_dump when a connection slot is free)."""
+    The order is what lets pg_dump start early: a psql session exports the snapshot (backup/snapshot.py)
+    and pg_dump starts in it; only then does that session read the server's identity and the tables,
+    and another psql session that imports the snapshot counts their rows (backup/rowcount.py), beside
+    pg_dump when a connection slot is free. psycopg is not imported at all."""
     if options.format not in ("directory", "custom"):
         raise InputError(f"unknown backup format '{options.format}' (directory or custom)")
     if options.schema_only and options.data_only:
@@ -117,29 +118,30 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
             beside = exported.slots_left >= dump_sessions + 2
             lock_ms = _ms(options.lock_wait_timeout) if options.lock_wait_timeout else None
 
-            def reader(tables, count: bool) -> SnapshotRowCounter:
-                # a session of its own that imports the snapshot: what the server and the tables were then
-                return SnapshotRowCounter(lambda: _connect(project, target), exported.snapshot, tables, lock_ms,
-                                          count=count, about=_about)
+            def counter(tables: list[dict]) -> SnapshotRowCounter:
+                # a psql session of its own that imports the snapshot (backup/rowcount.py)
+                return SnapshotRowCounter(holder.psql, env, exported.snapshot, tables, lock_ms)
 
             with contextlib.ExitStack() as running:  # whatever ends the block stops what still runs
                 dump = running.enter_context(_dump_started(
                     _dump_args(pg_dump, partial, exported.snapshot, options, compress), env))
-                # While pg_dump runs: the globals, and the server's identity, the tables and (without
-                # table filters) their row counts.
+                # While pg_dump runs: the globals, the server's identity and the tables (on the snapshot's
+                # own session), and (without table filters) their row counts.
                 dumpall = running.enter_context(_globals_started(exported.major, partial / globals_file, env,
                                                                  exported.superuser)) if globals_file and beside else None
-                early = running.enter_context(reader(_tables, counting and not filtered)) if beside else None
-                warnings = _dump_followed(dump, exported.tables, progress)
-                read: list[dict] | None = early.result() if early is not None else None
-                about: Any = early.about if early is not None else None
-                if read is None:  # no slot to spare beside pg_dump, or none left when it tried
-                    read, about = _read(reader(_tables, counting and not filtered))
-                tables = read
-                if filtered:  # only what pg_dump really took
-                    tables = _in_archive(pg_dump, partial / _dump_name(options), tables)
+                about, candidates = holder.describe()
+                early = running.enter_context(counter(candidates)) if beside and counting and not filtered else None
+                warnings = _dump_followed(dump, len(candidates), progress)
+                counted = early.result() if early is not None else None
+                if counted is not None:
+                    tables = counted
+                else:  # filtered, not counting, no slot to spare beside pg_dump, or none left when it tried
+                    tables = candidates
+                    if filtered:  # only what pg_dump really took
+                        tables = _in_archive(pg_dump, partial / _dump_name(options), tables)
                     if counting:
-                        tables, about = _read(reader(tables, True))
+                        with counter(tables) as late:  # pg_dump's slots are free again
+                            tables = late.result(must_connect=True) or []  # (None only without must_connect)
                 if globals_file and (dumpall is None or not _globals_finished(dumpall)):
                     # After pg_dump, alone: no slot to spare, or beside pg_dump it found none left.
                     with _globals_started(exported.major, partial / globals_file, env, exported.superuser) as after:
@@ -231,7 +233,7 @@ def _dump_name(options: BackupOptions) -> str:
 @contextlib.contextmanager
 def _snapshot_held(project: Project, target: Target, env: dict[str, str]) -> Iterator[SnapshotHolder]:
     """The snapshot exported by psql (backup/snapshot.py). When psql cannot connect, psycopg tries: the
-    error is then the one every command gives for an unreachable target."""
+    error is then the one every command gives for an unreachable target (and psql's if psycopg can)."""
     try:
         holder = SnapshotHolder(first_program("psql"), env).__enter__()
     except SnapshotError:
@@ -247,24 +249,6 @@ def _connect(project: Project, target: Target):
     from civicq_ops.postgres.connect import connect
 
     return connect(project, target, autocommit=True)
-
-
-def _about(conn) -> tuple[str, str, str | None]:
-    """The server's version, the database and the system identifier, for the manifest."""
-    from civicq_ops.postgres.connect import one_row
-    from civicq_ops.postgres.probe import system_identifier
-
-    version, database = one_row(conn.execute("SELECT current_setting('server_version'), current_database()"))
-    return version, database, system_identifier(conn)
-
-
-def _read(counter: SnapshotRowCounter) -> tuple[list[dict], Any]:
-    """(tables, about) of a new session in the snapshot, after pg_dump: its slot is free again, so a
-    connection error is the error."""
-    with counter:
-        tables = counter.result(must_connect=True)
-    assert tables is not None
-    return tables, counter.about
 
 
 def _warm_client_lookup() -> None:
@@ -285,15 +269,6 @@ def _version_of(program: Path) -> str:
     from civicq_ops.postgres.binaries import program_version
 
     return str(program_version(program))
-
-
-def _tables(conn) -> list[dict]:
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname, c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-        "AND n.nspname !~ '^pg_toast' AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e') "
-        "ORDER BY 1, 2").fetchall()
-    return [{"schema": schema, "name": name, "rows_estimate": max(estimate, 0)} for schema, name, estimate in rows]
 
 
 def _in_archive(pg_dump: Path, archive: Path, tables: list[dict]) -> list[dict]:

@@ -2,8 +2,8 @@
 
 `backup create` needs a snapshot before pg_dump may start (pg_dump --snapshot, and the row counts
 import the same one). A psql child exports it in a few milliseconds, where importing psycopg alone
-takes ~85 ms of start-up: so pg_dump starts that much sooner, and psycopg is imported while pg_dump
-runs. The same query says which pg_dump to use (the server's major), whether the role is a
+takes ~85 ms of start-up: so pg_dump starts that much sooner (and `backup create` never imports
+psycopg). The same query says which pg_dump to use (the server's major), whether the role is a
 superuser, and how many connections it may still open (what may run beside pg_dump), and how many
 tables there are (progress).
 
@@ -29,7 +29,9 @@ EXPORT_TIMEOUT_S = 60.0
 
 # One round trip: the server's major, superuser or not, the connections this role may still open
 # (the fewer of what its CONNECTION LIMIT and the server's max_connections leave; superusers may also
-# take superuser_reserved_connections), and the exported snapshot.
+# take superuser_reserved_connections), how many tables there are, whether the role may read the
+# system identifier (as postgres/probe.py asks), the version and database for the manifest, and the
+# exported snapshot. Fields and records end in NUL bytes (a database name may hold any other).
 _EXPORT = (
     "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
     "SELECT current_setting('server_version_num')::int / 10000, r.rolsuper, least("
@@ -39,12 +41,21 @@ _EXPORT = (
     " - CASE WHEN r.rolsuper THEN 0 ELSE current_setting('superuser_reserved_connections')::int END"
     " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
     "    OR backend_type IS NULL AND usename IS NOT NULL)),"  # hidden from a role without pg_read_all_stats
-    " (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"  # create._tables' count
-    "  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-    "  AND n.nspname !~ '^pg_toast' AND NOT EXISTS"
-    "  (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')),"
+    " (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace" + "{where}),"
+    " has_function_privilege('pg_control_system()', 'EXECUTE')"
+    "  AND (r.rolsuper OR pg_has_role(current_user, 'pg_read_all_settings', 'USAGE')),"
+    " current_setting('server_version'), current_database(),"
     " pg_export_snapshot() FROM pg_roles r WHERE r.rolname = current_user;\n"
 )
+# The tables pg_dump may dump: not the catalogue's, nor an extension's.
+_TABLES_WHERE = (
+    " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    " AND n.nspname !~ '^pg_toast' AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')"
+)
+_EXPORT = _EXPORT.replace("{where}", _TABLES_WHERE)
+_TABLES = ("SELECT n.nspname, c.relname, greatest(c.reltuples::bigint, 0) FROM pg_class c"
+           " JOIN pg_namespace n ON n.oid = c.relnamespace" + _TABLES_WHERE + " ORDER BY 1, 2;\n")
+_SYSTEM_IDENTIFIER = "SELECT system_identifier::text FROM pg_control_system();\n"
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,9 @@ class Exported:
     superuser: bool
     slots_left: int
     tables: int  # how many tables pg_dump may dump (progress)
+    sysid_readable: bool
+    server_version: str
+    database: str
     snapshot: str
 
 
@@ -60,15 +74,15 @@ class SnapshotHolder:
     """`with SnapshotHolder(psql, env) as held: held.exported.snapshot ... held.release()`."""
 
     def __init__(self, psql: Path, env: dict[str, str], timeout_s: float = EXPORT_TIMEOUT_S) -> None:
-        self._psql = psql
+        self.psql = psql
         self._env = env
         self._timeout_s = timeout_s
         self._proc: subprocess.Popen | None = None
         self.exported: Exported | None = None
 
     def __enter__(self) -> SnapshotHolder:
-        args = [str(self._psql), "--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--field-separator= ",
-                "--set=ON_ERROR_STOP=1", "--no-password"]
+        args = [str(self.psql), "--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "--field-separator-zero",
+                "--record-separator-zero", "--set=ON_ERROR_STOP=1", "--no-password"]
         try:
             self._proc = start_tool(args, self._env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE)
@@ -76,9 +90,7 @@ class SnapshotHolder:
             raise ExecutionError(f"psql could not start: {e}") from e
         try:
             assert self._proc.stdin is not None
-            self._proc.stdin.write(_EXPORT.encode())
-            self._proc.stdin.flush()
-            self.exported = _parse(self._line())
+            self.exported = _parse(self._ask(_EXPORT, 8))
         except BaseException:
             self.release()
             raise
@@ -107,36 +119,51 @@ class SnapshotHolder:
             if stream is not None:
                 stream.close()
 
-    def _line(self) -> str:
-        """psql's one line of output, or its error (within the timeout)."""
+    def describe(self) -> tuple[tuple[str, str, str | None], list[dict]]:
+        """In the snapshot, on the same session: (server version, database, system identifier or None
+        where the role may not read it) and the tables pg_dump may dump (schema, name, rows_estimate)."""
+        assert self.exported is not None
+        sysid = self._ask(_SYSTEM_IDENTIFIER, 1)[0] if self.exported.sysid_readable else None
+        fields = self._ask(_TABLES, 3 * self.exported.tables)
+        tables = [{"schema": fields[i], "name": fields[i + 1], "rows_estimate": int(fields[i + 2])}
+                  for i in range(0, len(fields), 3)]
+        return (self.exported.server_version, self.exported.database, sysid), tables
+
+    def _ask(self, query: str, fields: int) -> list[str]:
+        """Send `query`; its `fields` NUL-ended fields (within the timeout), or psql's error."""
         proc = self._proc
-        assert proc is not None and proc.stdout is not None and proc.stderr is not None
+        if proc is None:
+            raise ExecutionError("the snapshot's psql session has ended")
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.write(query.encode())
+        proc.stdin.flush()
         out = b""
         deadline = time.monotonic() + self._timeout_s
         with selectors.DefaultSelector() as sel:
             sel.register(proc.stdout, selectors.EVENT_READ)
-            while b"\n" not in out:
+            while out.count(b"\0") < fields:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise ExecutionError(f"psql exported no snapshot within {self._timeout_s:.0f}s")
+                    raise ExecutionError(f"psql did not answer within {self._timeout_s:.0f}s")
                 if not sel.select(left):
                     continue
-                chunk = os.read(proc.stdout.fileno(), 4096)
+                chunk = os.read(proc.stdout.fileno(), 1 << 16)
                 if not chunk:  # psql ended: it could not connect, or the query failed
                     proc.wait()
                     error = proc.stderr.read().decode(errors="replace").strip().splitlines()
                     raise SnapshotError(redact(error[0] if error else f"psql exited with {proc.returncode}"))
                 out += chunk
-        return out.decode().split("\n", 1)[0]
+        return out.decode().split("\0")[:fields]
 
 
 class SnapshotError(ExecutionError):
     """psql could not connect or export the snapshot (its first line of error)."""
 
 
-def _parse(line: str) -> Exported:
+def _parse(fields: list[str]) -> Exported:
     try:
-        major, superuser, slots, tables, snapshot = line.split(" ")
-        return Exported(int(major), superuser == "t", int(slots), int(tables), snapshot)
+        major, superuser, slots, tables, readable, version, database, snapshot = fields
+        return Exported(int(major), superuser == "t", int(slots), int(tables), readable == "t", version, database,
+                        snapshot)
     except ValueError:
-        raise ExecutionError(f"psql answered the snapshot export with an unexpected line: {line[:80]!r}") from None
+        raise ExecutionError(f"psql answered the snapshot export with unexpected fields: {fields!r:.80}") from None

@@ -191,6 +191,14 @@ def stopped_on_exit(proc: subprocess.Popen, grace_s: float = 10.0) -> Iterator[s
                 proc.wait()
 
 
+def quote_ident(name: str) -> str:
+    """A name as a quoted SQL identifier (what psycopg.sql.Identifier and quote_ident() write), for SQL
+    that psql runs: any character but NUL, which no PostgreSQL name holds."""
+    if "\0" in name:
+        raise ValueError("a PostgreSQL name cannot hold a NUL character")
+    return '"' + name.replace('"', '""') + '"'
+
+
 def repeated(flag: str, values: list[str]) -> list[str]:
     """["--table", "a", "--table", "b"] from ("--table", ["a", "b"])."""
     return [arg for value in values for arg in (flag, value)]
