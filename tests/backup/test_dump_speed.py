@@ -143,3 +143,15 @@ def test_anything_else_is_left_to_libpq(url):
             split_url(url)
     else:
         assert split_url(url) == expected
+
+
+def test_a_method_this_pg_dump_lacks_is_refused_before_anything_is_written(backup_project, civicq_db):
+    from civicq_ops.backup.tools import compression_methods, pg_tool
+    from civicq_ops.core.errors import InputError
+
+    p = backup_project()
+    if "lz4" in compression_methods(pg_tool("pg_dump", int(civicq_db.cluster.major))):
+        pytest.skip("this pg_dump was built with lz4 (neither Debian's 15 nor the embedded 18 is)")
+    with pytest.raises(InputError, match=r"cannot compress with lz4 \(it supports gzip, none\)"):
+        create_backup(p, p.target("src"), BackupOptions(compress="lz4"))
+    assert list(backups_dir(p).iterdir()) == []
