@@ -19,7 +19,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from civicq_ops.backup.tools import quote_ident, start_tool
+from civicq_ops.backup.tools import psql_error, quote_ident, start_tool
 from civicq_ops.core.errors import ExecutionError
 from civicq_ops.core.redaction import redact
 
@@ -78,7 +78,7 @@ class SnapshotRowCounter:
             for entry, count in zip(self._tables, counts, strict=True):
                 entry["rows"] = int(count)
             return self._tables
-        message = _first_error(self._err.decode(errors="replace")) or f"psql exited with {proc.returncode}"
+        message = psql_error(self._err.decode(errors="replace")) or f"psql exited with {proc.returncode}"
         if proc.returncode == _PSQL_CONNECTION_BAD and not counts and not must_connect:
             return None
         raise CountError(f"row counts in the backup's snapshot failed: {redact(message)}")
@@ -112,13 +112,3 @@ class SnapshotRowCounter:
             self._out, self._err = proc.communicate(self._script())
         except BaseException as e:  # handed to result(); a thread has nobody else to tell
             self._error = e
-
-
-def _first_error(stderr: str) -> str:
-    """The server's message in psql's error output (`psql:<stdin>:4: ERROR:  permission denied ...`,
-    or `psql: error: connection to server ... failed: FATAL:  too many connections ...`)."""
-    for line in stderr.splitlines():
-        for mark in ("ERROR:", "FATAL:", "error:"):
-            if mark in line:
-                return " ".join(line.split(mark, 1)[1].split())
-    return ""

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from civicq_ops.backup.tools import start_tool
+from civicq_ops.backup.tools import psql_error, start_tool
 from civicq_ops.core.errors import ExecutionError
 from civicq_ops.core.redaction import redact
 
@@ -150,8 +150,9 @@ class SnapshotHolder:
                 chunk = os.read(proc.stdout.fileno(), 1 << 16)
                 if not chunk:  # psql ended: it could not connect, or the query failed
                     proc.wait()
-                    error = proc.stderr.read().decode(errors="replace").strip().splitlines()
-                    raise SnapshotError(redact(error[0] if error else f"psql exited with {proc.returncode}"))
+                    error = psql_error(proc.stderr.read().decode(errors="replace"))
+                    raise SnapshotError("psql could not export the backup's snapshot: "
+                                        + redact(error or f"it exited with {proc.returncode}"))
                 out += chunk
         return out.decode().split("\0")[:fields]
 

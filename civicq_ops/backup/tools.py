@@ -199,6 +199,16 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def psql_error(stderr: str) -> str:
+    """The server's message in psql's error output (`psql:<stdin>:4: ERROR:  permission denied ...`,
+    or `psql: error: connection to server ... failed: FATAL:  too many connections ...`)."""
+    for line in stderr.splitlines():
+        for mark in ("ERROR:", "FATAL:", "error:"):
+            if mark in line:
+                return " ".join(line.split(mark, 1)[1].split())
+    return ""
+
+
 def repeated(flag: str, values: list[str]) -> list[str]:
     """["--table", "a", "--table", "b"] from ("--table", ["a", "b"])."""
     return [arg for value in values for arg in (flag, value)]

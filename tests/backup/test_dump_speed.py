@@ -155,3 +155,12 @@ def test_a_method_this_pg_dump_lacks_is_refused_before_anything_is_written(backu
     with pytest.raises(InputError, match=r"cannot compress with lz4 \(it supports gzip, none\)"):
         create_backup(p, p.target("src"), BackupOptions(compress="lz4"))
     assert list(backups_dir(p).iterdir()) == []
+
+
+def test_a_snapshot_psql_cannot_export_is_one_line_naming_why(db):
+    from civicq_ops.backup.snapshot import SnapshotError
+
+    env = client_env({**conninfo_to_dict(db.url), "password": "wrong"})
+    with pytest.raises(SnapshotError, match=r"^psql could not export the backup's snapshot: .*password authentication "
+                                            r"failed for user \"[^\"]+\"$"):
+        SnapshotHolder(first_program("psql"), env).__enter__()
