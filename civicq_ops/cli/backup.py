@@ -24,7 +24,7 @@ def create(
     ctx: typer.Context,
     fmt: Annotated[str | None, typer.Option("--format", help="directory (parallel, default) or custom.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Parallel pg_dump jobs (directory format).")] = None,
-    compress: Annotated[str | None, typer.Option("--compress", help="gzip[:LEVEL], lz4 or zstd when pg_dump has them, none.")] = None,
+    compress: Annotated[str | None, typer.Option("--compress", help="gzip[:LEVEL], lz4 or zstd[:LEVEL] when pg_dump has them, none. Default: gzip:1 for directory, gzip:6 (pg_dump's) for custom.")] = None,
     schema_only: Annotated[bool, typer.Option("--schema-only")] = False,
     data_only: Annotated[bool, typer.Option("--data-only")] = False,
     table: Annotated[list[str] | None, typer.Option("--table", help="Only this table (repeatable).")] = None,
