@@ -169,8 +169,11 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
                                                                  "tables": options.tables,
                                                                  "exclude_tables": options.exclude_tables}),
             )
-            fsync_tree(partial)
+            # The manifest is only a file of the .partial folder until the rename, so it may come before
+            # the fsyncs: one pass then makes every file and the folder's own entries (the manifest's
+            # too) durable before the folder is renamed into place.
             write_manifest(partial, manifest)
+            fsync_tree(partial)
             os.replace(partial, final)
             fsync_dir(root)
         except BaseException as e:
