@@ -63,13 +63,6 @@ def main() -> None:
 
         sys.stdout.write(f"civicq-ops {__version__}\n")
         return
-    import atexit
-    import gc
-
-    # A command's process ends as soon as it is done: the collection at interpreter exit would walk
-    # every object of psycopg, Typer and the catalogue (~20-40 ms of a `backup create`) only to free
-    # memory the OS takes back anyway. Objects still get their atexit handlers and flushed files.
-    atexit.register(gc.freeze)
     from civicq_ops.cli.root import build
 
     build(modules_for(argv))(prog_name="civicq-ops")
