@@ -90,7 +90,7 @@ class SnapshotHolder:
             raise ExecutionError(f"psql could not start: {e}") from e
         try:
             assert self._proc.stdin is not None
-            self.exported = _parse(self._ask(_EXPORT, 8))
+            self.exported = _parse(self._ask(_EXPORT, 8, "export the backup's snapshot"))
         except BaseException:
             self.release()
             raise
@@ -123,20 +123,24 @@ class SnapshotHolder:
         """In the snapshot, on the same session: (server version, database, system identifier or None
         where the role may not read it) and the tables pg_dump may dump (schema, name, rows_estimate)."""
         assert self.exported is not None
-        sysid = self._ask(_SYSTEM_IDENTIFIER, 1)[0] if self.exported.sysid_readable else None
-        fields = self._ask(_TABLES, 3 * self.exported.tables)
+        what = "read the tables in the backup's snapshot"
+        sysid = self._ask(_SYSTEM_IDENTIFIER, 1, what)[0] if self.exported.sysid_readable else None
+        fields = self._ask(_TABLES, 3 * self.exported.tables, what)
         tables = [{"schema": fields[i], "name": fields[i + 1], "rows_estimate": int(fields[i + 2])}
                   for i in range(0, len(fields), 3)]
         return (self.exported.server_version, self.exported.database, sysid), tables
 
-    def _ask(self, query: str, fields: int) -> list[str]:
+    def _ask(self, query: str, fields: int, what: str) -> list[str]:
         """Send `query`; its `fields` NUL-ended fields (within the timeout), or psql's error."""
         proc = self._proc
         if proc is None:
             raise ExecutionError("the snapshot's psql session has ended")
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        proc.stdin.write(query.encode())
-        proc.stdin.flush()
+        try:
+            proc.stdin.write(query.encode())
+            proc.stdin.flush()
+        except BrokenPipeError:  # psql has ended: its error is read below
+            pass
         out = b""
         deadline = time.monotonic() + self._timeout_s
         with selectors.DefaultSelector() as sel:
@@ -151,8 +155,7 @@ class SnapshotHolder:
                 if not chunk:  # psql ended: it could not connect, or the query failed
                     proc.wait()
                     error = psql_error(proc.stderr.read().decode(errors="replace"))
-                    raise SnapshotError("psql could not export the backup's snapshot: "
-                                        + redact(error or f"it exited with {proc.returncode}"))
+                    raise SnapshotError(f"psql could not {what}: " + redact(error or f"it exited with {proc.returncode}"))
                 out += chunk
         return out.decode().split("\0")[:fields]
 
