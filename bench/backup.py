@@ -2,8 +2,9 @@
 
 Logical (issue 14): the command `civicq-ops backup create --format custom` at most 1.15 times a plain
 `pg_dump -Fc` (start-up, config, globals, row counts, checksums and manifest are the overhead), and
-`--format directory --jobs 2` faster than `pg_dump -Fc`; plain `pg_dump -Fd -j2` and the library
-call are timed beside them, all in interleaved rounds (medians).
+`--format directory --jobs 2` (gzip:1 by default) faster than `pg_dump -Fc`; plain `pg_dump -Fd -j2`
+(pg_dump's gzip:6) and with `--compress gzip:1`, and the library call are timed beside them, all in
+interleaved rounds (medians), with the size each wrote.
 Physical (--physical, on a cluster archiving its WAL with `civicq-ops wal archive`): a full
 `backup create --physical` at most 1.1 times a plain pg_basebackup; an incremental after 1% of the
 rows changed, size and time against the full; `restore --physical --to-latest` against the same
@@ -28,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from bench._cluster import bench_cluster, civicq_project, create_database  # noqa: E402
 from civicq_ops.backup.create import BackupOptions, create_backup  # noqa: E402
-from civicq_ops.backup.tools import client_env, pg_tool  # noqa: E402
+from civicq_ops.backup.tools import client_env, compress_arg, pg_tool  # noqa: E402
 from civicq_ops.civicq.migrations import migrate  # noqa: E402
 from civicq_ops.civicq.seeding import seed  # noqa: E402
 from civicq_ops.config import load_project  # noqa: E402
@@ -96,9 +97,11 @@ def logical(scale: int, rounds: int, bin_dir: str | None, before: str | None = N
             for p in made:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
 
+        gzip1 = compress_arg(pg_dump, "gzip:1")  # what `backup create` gives a directory dump by default
         runs = {"pg_dump -Fc": plain("-Fc"),
                 "backup create --format custom": cli("--format", "custom"),
                 "pg_dump -Fd -j2": plain("-Fd", "-j2"),
+                "pg_dump -Fd -j2 --compress gzip:1": plain("-Fd", "-j2", "--compress", gzip1),
                 "backup create --format directory -j2": cli("--format", "directory", "--jobs", "2"),
                 "create_backup() custom (library)": library}
         if before:
@@ -113,16 +116,16 @@ def logical(scale: int, rounds: int, bin_dir: str | None, before: str | None = N
                 tidy(name)
     base, base_cpu = statistics.median(times["pg_dump -Fc"]), statistics.median(cpu["pg_dump -Fc"])
     goals = {"backup create --format custom": " (goal <= 1.15)", "backup create --format directory -j2": " (goal < 1.00)"}
-    print(f"PostgreSQL {major}, civicq --scale {scale}: {rounds} interleaved rounds; pg_dump -Fc "
-          f"{sizes['pg_dump -Fc'] / 1e6:.1f} MB. Ratios against pg_dump -Fc: of the median times, the median of "
-          "the rounds' own ratios, and of the client-side CPU seconds (server backends not counted)"
-          + (f"; --before is {before}" if before else ""))
+    print(f"PostgreSQL {major}, civicq --scale {scale}: {rounds} interleaved rounds, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end. Ratios against pg_dump -Fc: of the median "
+          "times, the median of the rounds' own ratios, and of the client-side CPU seconds (server backends not "
+          "counted); the size of what each wrote" + (f"; --before is {before}" if before else ""))
     for name in runs:
         seconds, per_round = statistics.median(times[name]), statistics.median(
             t / b for t, b in zip(times[name], times["pg_dump -Fc"], strict=True))
-        print(f"  {name:40} {seconds:5.2f}s (min {min(times[name]):.2f}s) ratio {seconds / base:.2f}, per round "
+        print(f"  {name:42} {seconds:5.2f}s (min {min(times[name]):.2f}s) ratio {seconds / base:.2f}, per round "
               f"{per_round:.2f}{goals.get(name, '')}; CPU {statistics.median(cpu[name]):.2f}s ratio "
-              f"{statistics.median(cpu[name]) / base_cpu:.2f}")
+              f"{statistics.median(cpu[name]) / base_cpu:.2f}; {sizes[name] / 1e6:.1f} MB")
 
 
 def wall_and_cpu(fn) -> tuple[float, float]:

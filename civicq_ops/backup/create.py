@@ -17,13 +17,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from civicq_ops.backup.manifest import Manifest, checksum_files, fsync_dir, fsync_tree, kind_of, write_manifest
 from civicq_ops.backup.rowcount import SnapshotRowCounter
+from civicq_ops.backup.snapshot import SnapshotError, SnapshotHolder
 from civicq_ops.backup.tools import (
     client_env,
+    client_kwargs,
     compress_arg,
+    compress_spec,
     compression_methods,
+    first_program,
     pg_tool,
     repeated,
     setpriv_path,
@@ -34,7 +38,9 @@ from civicq_ops.config import DEFAULT_BACKUP_JOBS, Project, Target
 from civicq_ops.core.errors import ExecutionError, InputError
 from civicq_ops.core.redaction import redact
 from civicq_ops.postgres.binaries import find_client
-from civicq_ops.postgres.connect import connect, connect_kwargs, one_row
+
+if TYPE_CHECKING:  # imported where used: hashing and the manifest are not needed before pg_dump starts
+    from civicq_ops.backup.manifest import Manifest
 
 Progress = Callable[[str, int, int], None]
 
@@ -43,7 +49,7 @@ Progress = Callable[[str, int, int], None]
 class BackupOptions:
     format: str = "directory"  # directory | custom
     jobs: int = DEFAULT_BACKUP_JOBS
-    compress: str | None = None  # gzip[:level] | lz4 | zstd | none
+    compress: str | None = None  # gzip[:level] | lz4[:level] | zstd[:level] | none; None: the format's default
     schema_only: bool = False
     data_only: bool = False
     tables: list[str] = field(default_factory=list)
@@ -66,7 +72,12 @@ def new_backup_id(target: Target, now: datetime | None = None) -> str:
 def create_backup(project: Project, target: Target, options: BackupOptions, progress: Progress | None = None,
                   backup_id: str | None = None) -> Manifest:
     """Make one backup of the target's database; returns its manifest. Nothing is listed until done,
-    and a failed or interrupted attempt removes its `.partial` folder and stops its child tools."""
+    and a failed or interrupted attempt removes its `.partial` folder and stops its child tools.
+
+    The order is what lets pg_dump start early: a psql session exports the snapshot (backup/snapshot.py)
+    and pg_dump starts in it; only then does that session read the server's identity and the tables,
+    and another psql session that imports the snapshot counts their rows (backup/rowcount.py), beside
+    pg_dump when a connection slot is free. psycopg is not imported at all."""
     if options.format not in ("directory", "custom"):
         raise InputError(f"unknown backup format '{options.format}' (directory or custom)")
     if options.schema_only and options.data_only:
@@ -82,61 +93,64 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
         raise InputError(f"backup {backup_id} already exists")
     started = datetime.now(UTC)
     t0 = time.monotonic()
-    # autocommit, so that the snapshot's transaction is opened (and ended) explicitly.
+    env = client_env(client_kwargs(project, target))
     lookup = threading.Thread(target=_warm_client_lookup, name="civicq-ops client lookup", daemon=True)
-    lookup.start()  # the client programs' --version run while this connects
-    with connect(project, target, autocommit=True) as conn:
-        from civicq_ops.postgres.probe import system_identifier
-
-        info = one_row(conn.execute(
-            "SELECT current_setting('server_version'), current_setting('server_version_num')::int / 10000, "
-            "current_database(), (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"))
-        server_version, major, database, superuser = info
-        sysid = system_identifier(conn)
+    lookup.start()  # the client programs' --version run while psql connects
+    with contextlib.ExitStack() as held:
+        holder = held.enter_context(_snapshot_held(project, target, env))
+        exported = holder.exported
+        assert exported is not None
         lookup.join()
-        pg_dump = pg_tool("pg_dump", major)
-        dump_version = _version_of(pg_dump)
-        if options.compress and options.compress.split(":")[0] not in ("none", "0", *compression_methods(pg_dump)):
+        pg_dump = pg_tool("pg_dump", exported.major)
+        compress = compress_spec(options.compress, options.format)
+        if compress.split(":")[0] not in ("none", "gzip") and compress.split(":")[0] not in compression_methods(pg_dump):
             raise InputError(f"{pg_dump} cannot compress with {options.compress} "
-                             f"(it supports {', '.join(compression_methods(pg_dump))})")
+                             f"(it supports {', '.join(compression_methods(pg_dump))}, none)")
         partial.mkdir(mode=0o700)
         try:
             (partial / "pid").write_text(str(os.getpid()))
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            snapshot = one_row(conn.execute("SELECT pg_export_snapshot()"))[0]
-            candidates = _tables(conn)
             filtered = bool(options.tables or options.exclude_tables)
             counting = options.row_counts and not options.schema_only
             globals_file = "globals.sql" if options.globals else None
             # Beside pg_dump only when the server and the role have a connection slot for each of
             # them left after pg_dump's own: they must never take the one pg_dump needs.
             dump_sessions = max(1, options.jobs) + 1 if options.format == "directory" and options.jobs > 1 else 1
-            beside = _slots_left(conn, superuser) >= dump_sessions + 2
+            beside = exported.slots_left >= dump_sessions + 2
+            lock_ms = _ms(options.lock_wait_timeout) if options.lock_wait_timeout else None
+
+            def counter(tables: list[dict]) -> SnapshotRowCounter:
+                # a psql session of its own that imports the snapshot (backup/rowcount.py)
+                return SnapshotRowCounter(holder.psql, env, exported.snapshot, tables, lock_ms)
+
             with contextlib.ExitStack() as running:  # whatever ends the block stops what still runs
-                dump = running.enter_context(_dump_started(_dump_args(pg_dump, partial, snapshot, options),
-                                                           connect_kwargs(project, target)))
-                # While pg_dump runs: the globals, and (without table filters) the row counts, on a
-                # session of their own that imports pg_dump's snapshot (backup/rowcount.py).
-                dumpall = running.enter_context(_globals_started(project, target, major, partial / globals_file,
-                                                                 superuser)) if globals_file and beside else None
-                counter = running.enter_context(SnapshotRowCounter(
-                    lambda: connect(project, target, autocommit=True), snapshot, candidates,
-                    _ms(options.lock_wait_timeout) if options.lock_wait_timeout else None,
-                )) if counting and not filtered and beside else None
+                dump = running.enter_context(_dump_started(
+                    _dump_args(pg_dump, partial, exported.snapshot, options, compress), env))
+                # While pg_dump runs: the globals, the server's identity and the tables (on the snapshot's
+                # own session), and (without table filters) their row counts.
+                dumpall = running.enter_context(_globals_started(exported.major, partial / globals_file, env,
+                                                                 exported.superuser)) if globals_file and beside else None
+                about, candidates = holder.describe()
+                early = running.enter_context(counter(candidates)) if beside and counting and not filtered else None
                 warnings = _dump_followed(dump, len(candidates), progress)
-                counted = counter.result() if counter is not None else None
+                counted = early.result() if early is not None else None
                 if counted is not None:
                     tables = counted
-                else:  # filtered, no slot to spare, or the counting session could not connect
+                else:  # filtered, not counting, no slot to spare beside pg_dump, or none left when it tried
+                    tables = candidates
                     if filtered:  # only what pg_dump really took
-                        candidates = _in_archive(pg_dump, partial / _dump_name(options), candidates)
-                    tables = _count_rows(conn, candidates, options)  # still in pg_dump's snapshot
+                        tables = _in_archive(pg_dump, partial / _dump_name(options), tables)
+                    if counting:
+                        with counter(tables) as late:  # pg_dump's slots are free again
+                            tables = late.result(must_connect=True) or []  # (None only without must_connect)
                 if globals_file and (dumpall is None or not _globals_finished(dumpall)):
                     # After pg_dump, alone: no slot to spare, or beside pg_dump it found none left.
-                    with _globals_started(project, target, major, partial / globals_file, superuser) as after:
+                    with _globals_started(exported.major, partial / globals_file, env, exported.superuser) as after:
                         _globals_finished(after, last_try=True)
-            conn.execute("ROLLBACK")  # releases the snapshot only after pg_dump and the counts are done with it
+            holder.release()  # the snapshot is let go only after pg_dump and the counts are done with it
+            server_version, database, sysid = about
             (partial / "pid").unlink()
+            from civicq_ops.backup.manifest import Manifest, checksum_files, fsync_dir, fsync_tree, kind_of, write_manifest
+
             names = [_dump_name(options)] + ([globals_file] if globals_file else [])
             private_tree(partial)
             files = checksum_files(partial, names)
@@ -145,8 +159,8 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
                 id=backup_id, target=target.name, database=database, format=options.format,
                 started_at=started.isoformat(), finished_at=finished.isoformat(),
                 duration_s=round(time.monotonic() - t0, 3), server_version=server_version,
-                pg_dump_version=dump_version, system_identifier=sysid,
-                options={"jobs": options.jobs, "compress": options.compress, "schema_only": options.schema_only,
+                pg_dump_version=_version_of(pg_dump), system_identifier=sysid,
+                options={"jobs": options.jobs, "compress": compress, "schema_only": options.schema_only,
                          "data_only": options.data_only, "tables": options.tables,
                          "exclude_tables": options.exclude_tables},
                 files=files, tables=tables, globals_file=globals_file, size_bytes=sum(f.size for f in files),
@@ -155,14 +169,15 @@ def create_backup(project: Project, target: Target, options: BackupOptions, prog
                                                                  "tables": options.tables,
                                                                  "exclude_tables": options.exclude_tables}),
             )
-            fsync_tree(partial)
+            # The manifest is only a file of the .partial folder until the rename, so it may come before
+            # the fsyncs: one pass then makes every file and the folder's own entries (the manifest's
+            # too) durable before the folder is renamed into place.
             write_manifest(partial, manifest)
+            fsync_tree(partial)
             os.replace(partial, final)
             fsync_dir(root)
         except BaseException as e:
-            if not conn.closed:
-                with contextlib.suppress(Exception):
-                    conn.execute("ROLLBACK")
+            holder.release()
             shutil.rmtree(partial, ignore_errors=True)
             if isinstance(e, OSError):  # e.g. the manifest on a full disk
                 raise ExecutionError(f"backup {backup_id} failed: {e.strerror or e} ({e.filename or root}); "
@@ -198,13 +213,12 @@ def private_tree(folder: Path) -> None:
             os.chmod(os.path.join(dirpath, name), 0o600)
 
 
-def _dump_args(pg_dump: Path, partial: Path, snapshot: str, options: BackupOptions) -> list[str]:
+def _dump_args(pg_dump: Path, partial: Path, snapshot: str, options: BackupOptions, compress: str) -> list[str]:
     args = [str(pg_dump), "--format", options.format[0], "--file", str(partial / _dump_name(options)),
             "--snapshot", snapshot, "--verbose", "--no-password"]
     if options.format == "directory":
         args += ["--jobs", str(max(1, options.jobs))]
-    if options.compress:
-        args += ["--compress", compress_arg(pg_dump, options.compress)]
+    args += ["--compress", compress_arg(pg_dump, compress)]
     if options.schema_only:
         args.append("--schema-only")
     if options.data_only:
@@ -219,18 +233,25 @@ def _dump_name(options: BackupOptions) -> str:
     return "dump" if options.format == "directory" else "dump.custom"
 
 
-def _slots_left(conn, superuser: bool) -> int:
-    """Connections this role may still open: the fewer of what its CONNECTION LIMIT and the server's
-    max_connections leave (superusers may also take superuser_reserved_connections)."""
-    role_limit, role_used, server_left = one_row(conn.execute(
-        "SELECT r.rolconnlimit, (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user), "
-        "current_setting('max_connections')::int - coalesce(current_setting('reserved_connections', true)::int, 0) "
-        "- CASE WHEN %s THEN 0 ELSE current_setting('superuser_reserved_connections')::int END "
-        "- (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-        "   OR backend_type IS NULL AND usename IS NOT NULL) "  # hidden from a role without pg_read_all_stats
-        "FROM pg_roles r WHERE r.rolname = current_user", (superuser,)))
-    role_left = role_limit - role_used if role_limit >= 0 and not superuser else server_left
-    return min(role_left, server_left)
+@contextlib.contextmanager
+def _snapshot_held(project: Project, target: Target, env: dict[str, str]) -> Iterator[SnapshotHolder]:
+    """The snapshot exported by psql (backup/snapshot.py). When psql cannot connect, psycopg tries: the
+    error is then the one every command gives for an unreachable target (and psql's if psycopg can)."""
+    try:
+        holder = SnapshotHolder(first_program("psql"), env).__enter__()
+    except SnapshotError:
+        _connect(project, target).close()
+        raise
+    try:
+        yield holder
+    finally:
+        holder.release()
+
+
+def _connect(project: Project, target: Target):
+    from civicq_ops.postgres.connect import connect
+
+    return connect(project, target, autocommit=True)
 
 
 def _warm_client_lookup() -> None:
@@ -253,15 +274,6 @@ def _version_of(program: Path) -> str:
     return str(program_version(program))
 
 
-def _tables(conn) -> list[dict]:
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname, c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-        "AND n.nspname !~ '^pg_toast' AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e') "
-        "ORDER BY 1, 2").fetchall()
-    return [{"schema": schema, "name": name, "rows_estimate": max(estimate, 0)} for schema, name, estimate in rows]
-
-
 def _in_archive(pg_dump: Path, archive: Path, tables: list[dict]) -> list[dict]:
     """The tables whose definition or data the archive holds (what --table / --exclude-table selected)."""
     pg_restore = pg_dump.with_name("pg_restore")
@@ -273,25 +285,14 @@ def _in_archive(pg_dump: Path, archive: Path, tables: list[dict]) -> list[dict]:
             or f" TABLE DATA {t['schema']} {t['name']} " in listing]
 
 
-def _count_rows(conn, tables: list[dict], options: BackupOptions) -> list[dict]:
-    from psycopg import sql
-
-    if options.row_counts and not options.schema_only:
-        for entry in tables:
-            count = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(entry["schema"]),
-                                                                 sql.Identifier(entry["name"]))
-            entry["rows"] = one_row(conn.execute(count))[0]
-    return tables
-
-
 _TABLE_DONE = re.compile(r"(dumping contents of table|finished item \d+ TABLE DATA)")
 
 
 @contextlib.contextmanager
-def _dump_started(args: list[str], kw: dict) -> Iterator[subprocess.Popen]:
+def _dump_started(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
     """pg_dump started; stopped (and its parallel workers with it) if the block ends before it does."""
     try:
-        proc = start_tool(args, client_env(kw), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        proc = start_tool(args, env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
     except OSError as e:
         raise ExecutionError(f"pg_dump could not start: {e}") from e
@@ -332,15 +333,14 @@ def _cause(errors: list[str]) -> str:
 
 
 @contextlib.contextmanager
-def _globals_started(project: Project, target: Target, major: int, path: Path,
-                     superuser: bool) -> Iterator[subprocess.Popen]:
+def _globals_started(major: int, path: Path, env: dict[str, str], superuser: bool) -> Iterator[subprocess.Popen]:
     """pg_dumpall --globals-only (roles, tablespaces) started into `path`; stopped if the block ends early."""
     pg_dumpall = pg_tool("pg_dumpall", major)
     args = [str(pg_dumpall), "--globals-only", "--file", str(path), "--no-password"]
     if not superuser:
         args.append("--no-role-passwords")  # pg_authid is superuser-only
     try:
-        proc = start_tool(args, client_env(connect_kwargs(project, target)), stdin=subprocess.DEVNULL,
+        proc = start_tool(args, env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     except OSError as e:
         raise ExecutionError(f"pg_dumpall could not start: {e}") from e

@@ -24,7 +24,7 @@ def create(
     ctx: typer.Context,
     fmt: Annotated[str | None, typer.Option("--format", help="directory (parallel, default) or custom.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Parallel pg_dump jobs (directory format).")] = None,
-    compress: Annotated[str | None, typer.Option("--compress", help="gzip[:LEVEL], lz4 or zstd when pg_dump has them, none.")] = None,
+    compress: Annotated[str | None, typer.Option("--compress", help="gzip[:LEVEL], lz4 or zstd[:LEVEL] when pg_dump has them, none. Default: gzip:1 for directory, gzip:6 (pg_dump's) for custom.")] = None,
     schema_only: Annotated[bool, typer.Option("--schema-only")] = False,
     data_only: Annotated[bool, typer.Option("--data-only")] = False,
     table: Annotated[list[str] | None, typer.Option("--table", help="Only this table (repeatable).")] = None,
@@ -72,7 +72,7 @@ def create(
     from civicq_ops.core.units import format_bytes
 
     emit(f"backup {m.id} ({m.kind}): {format_bytes(m.size_bytes)} in {m.duration_s:.1f}s, {len(m.tables)} tables, "
-         f"{len(m.files)} files checksummed\n")
+         f"{m.format} format, compressed {m.options['compress']}, {len(m.files)} files checksummed\n")
 
 
 def _physical_by_pgbackrest(s: Session, backup_type: str | None, incremental: bool) -> bool:
@@ -137,7 +137,8 @@ def list_cmd(
     usable = sorted([*(e.manifest for e in entries if e.manifest is not None), *delegated], key=lambda m: m.finished_at)
     if fmt == "json":
         emit(json.dumps([{"id": m.id, "kind": m.kind, "finished_at": m.finished_at,
-                          "size_bytes": m.size_bytes, "duration_s": m.duration_s,
+                          "size_bytes": m.size_bytes, "duration_s": m.duration_s, "format": m.format,
+                          "compress": _compression(m),
                           "verification": m.verification, "pinned": m.pinned,
                           "target": m.target, "database": m.database,
                           "system_identifier": m.system_identifier, "tool": m.tool,
@@ -146,13 +147,21 @@ def list_cmd(
                         indent=2) + "\n")
         return
     rows = [[m.id, m.kind, m.database, len(m.tables), m.finished_at[:19],
-             format_bytes(m.size_bytes), f"{m.duration_s:.1f}s", _verified(m),
+             format_bytes(m.size_bytes), _compression(m) or "", f"{m.duration_s:.1f}s", _verified(m),
              m.pinned or ""] for m in usable]
     if all_:
-        rows += [[e.path.name, "", "", "", "", "", "", "in progress" if e.in_progress else f"unusable: {e.problem}", ""]
-                 for e in entries if not e.manifest]
-    emit(tabulate(rows, headers=["id", "kind", "database", "tables", "finished (UTC)", "size", "took", "verified",
-                                 "pinned"]) + "\n")
+        rows += [[e.path.name, "", "", "", "", "", "", "", "in progress" if e.in_progress else f"unusable: {e.problem}",
+                  ""] for e in entries if not e.manifest]
+    emit(tabulate(rows, headers=["id", "kind", "database", "tables", "finished (UTC)", "size", "compression", "took",
+                                 "verified", "pinned"]) + "\n")
+
+
+def _compression(m) -> str | None:
+    """How a logical backup's dump is compressed (`gzip:1`, `none`); for one made before the manifest said
+    so, pg_dump's default; None for physical and pgBackRest backups."""
+    if m.tool != "civicq-ops" or m.format not in ("custom", "directory"):
+        return None
+    return m.options.get("compress") or "pg_dump's default"
 
 
 def _verified(m) -> str:

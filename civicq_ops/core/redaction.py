@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+from typing import Any
 from urllib.parse import unquote
 
 MASK = "********"
@@ -49,16 +50,23 @@ SECRET_KEYS = ("password", "sslpassword")
 
 def register_url_secrets(url: str) -> None:
     """Register the secrets of a URL or conninfo string, read with libpq's own parser (through
-    psycopg.conninfo) so that every form libpq accepts is understood. A string libpq refuses is
+    psycopg.conninfo; a plain URL as libpq reads it, core/conninfo.py) so that every form libpq
+    accepts is understood. A string libpq refuses is
     still a connection string a user meant: its likely password (what follows `user:` up to the
     last `@`, or `password=` up to the next `key=`) is registered whole and by fragments, since
     libpq's error messages quote fragments of it (`missing "=" after "SECRETPART"`)."""
-    from psycopg import ProgrammingError
-    from psycopg.conninfo import conninfo_to_dict
+    from civicq_ops.core.conninfo import plain_url
 
-    try:
-        params = conninfo_to_dict(url)
-    except ProgrammingError:
+    params: dict[str, Any] | None = plain_url(url)  # a plain URL is read without psycopg (core/conninfo.py)
+    if params is None:
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            params = conninfo_to_dict(url)
+        except ProgrammingError:
+            params = None
+    if params is None:
         params = {}
         for candidate in _malformed_secrets(url):
             register_secret(candidate)

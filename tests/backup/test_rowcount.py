@@ -1,4 +1,4 @@
-"""Row counts taken while pg_dump runs (issue 14, point 6): on a session of their own that imports
+"""Row counts taken while pg_dump runs (issue 14, point 6): on a psql session of their own that imports
 pg_dump's snapshot, so an error while counting never takes the snapshot away from pg_dump, and an
 interrupt never waits for a count (real PostgreSQL 15 and 18)."""
 
@@ -12,7 +12,8 @@ import psycopg
 import pytest
 
 from civicq_ops.backup.create import BackupOptions, backups_dir, create_backup
-from civicq_ops.backup.rowcount import SnapshotRowCounter
+from civicq_ops.backup.rowcount import CountError, SnapshotRowCounter
+from civicq_ops.backup.tools import client_env, first_program
 from civicq_ops.config import load_project
 from civicq_ops.core.errors import ExecutionError
 
@@ -32,6 +33,11 @@ def exported(db):
 
 def tables(*names: str) -> list[dict]:
     return [{"schema": "public", "name": n} for n in names]
+
+
+def counter_of(db, snapshot: str, names: tuple[str, ...], **conninfo) -> SnapshotRowCounter:
+    """A counter of these tables of `db` in `snapshot`, connecting with db's conninfo changed by `conninfo`."""
+    return SnapshotRowCounter(first_program("psql"), client_env({**db.conninfo, **conninfo}), snapshot, tables(*names))
 
 
 @contextmanager
@@ -63,7 +69,7 @@ def test_counts_are_those_of_the_imported_snapshot_not_of_later_commits(exported
     snapshot, db = exported
     with db.connect() as conn:
         conn.execute("INSERT INTO a VALUES (4), (5)")
-    with SnapshotRowCounter(lambda: db.connect(autocommit=True), snapshot, tables("a", "b")) as counter:
+    with counter_of(db, snapshot, ("a", "b")) as counter:
         counted = counter.result()
     assert [(t["name"], t["rows"]) for t in counted] == [("a", 3), ("b", 2)]
 
@@ -71,10 +77,8 @@ def test_counts_are_those_of_the_imported_snapshot_not_of_later_commits(exported
 def test_a_failed_count_is_reported_and_leaves_the_snapshot_importable(exported):
     snapshot, db = exported
     with login_role(db, "nosel", "GRANT SELECT ON a TO {role}") as (role, password):  # not b
-        as_role = {**db.conninfo, "user": role, "password": password}
-        with SnapshotRowCounter(lambda: psycopg.connect(autocommit=True, **as_role), snapshot,
-                                tables("a", "b")) as counter:
-            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table b"):
+        with counter_of(db, snapshot, ("a", "b"), user=role, password=password) as counter:
+            with pytest.raises(CountError, match="permission denied for table b"):
                 counter.result()
         with db.connect(autocommit=True) as later:  # what pg_dump's parallel workers do after the count failed
             later.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
@@ -87,7 +91,7 @@ def test_stop_cancels_a_count_that_waits_on_a_lock(exported):
     snapshot, db = exported
     with db.connect(autocommit=False) as locker:
         locker.execute("LOCK TABLE b IN ACCESS EXCLUSIVE MODE")
-        counter = SnapshotRowCounter(lambda: db.connect(autocommit=True), snapshot, tables("a", "b"))
+        counter = counter_of(db, snapshot, ("a", "b"))
         with counter:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and not _waits_on_lock(db):
@@ -131,10 +135,23 @@ def test_a_role_whose_connection_limit_pg_dump_fills_still_gets_counts_and_globa
 
 
 def test_a_counting_session_that_cannot_connect_leaves_the_counts_to_the_caller(exported):
-    snapshot, _db = exported
+    snapshot, db = exported
+    with login_role(db, "full", options="CONNECTION LIMIT 0") as (role, password):
+        with counter_of(db, snapshot, ("a", "b"), user=role, password=password) as counter:
+            assert counter.result() is None
+        with counter_of(db, snapshot, ("a", "b"), user=role, password=password) as counter:  # after pg_dump
+            with pytest.raises(CountError, match="too many connections for role"):
+                counter.result(must_connect=True)
 
-    def refused():
-        raise psycopg.OperationalError("too many connections for role")
 
-    with SnapshotRowCounter(refused, snapshot, tables("a", "b")) as counter:
-        assert counter.result() is None
+def test_names_of_any_spelling_are_counted(db):
+    odd = ['we"ird', "Mixed Case", "sp ace;drop"]
+    with db.connect() as conn:
+        for name in odd:
+            conn.execute(psycopg.sql.SQL("CREATE TABLE {} (id int)").format(psycopg.sql.Identifier(name)))
+        conn.execute(psycopg.sql.SQL("INSERT INTO {} VALUES (1), (2)").format(psycopg.sql.Identifier(odd[1])))
+    with db.connect(autocommit=True) as exporter:
+        exporter.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        with counter_of(db, snapshot, tuple(odd)) as counter:
+            assert [t["rows"] for t in counter.result()] == [0, 2, 0]
