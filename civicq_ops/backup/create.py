@@ -292,8 +292,9 @@ _TABLE_DONE = re.compile(r"(dumping contents of table|finished item \d+ TABLE DA
 def _dump_started(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
     """pg_dump started; stopped (and its parallel workers with it) if the block ends before it does."""
     try:
+        # Its messages quote names in the database's encoding (pg_dump keeps it): LATIN1 is not UTF-8.
         proc = start_tool(args, env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+                          stderr=subprocess.PIPE, text=True, errors="replace")
     except OSError as e:
         raise ExecutionError(f"pg_dump could not start: {e}") from e
     with stopped_on_exit(proc):

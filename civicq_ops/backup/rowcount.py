@@ -19,7 +19,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from civicq_ops.backup.tools import psql_error, quote_ident, start_tool
+from civicq_ops.backup.tools import psql_env, psql_error, quote_ident, start_tool
 from civicq_ops.core.errors import ExecutionError
 from civicq_ops.core.redaction import redact
 
@@ -42,7 +42,7 @@ class SnapshotRowCounter:
         if not all(c in "0123456789ABCDEFabcdef-" for c in snapshot):
             raise ValueError(f"not a snapshot identifier: {snapshot!r}")
         self._psql = psql
-        self._env = env
+        self._env = psql_env(env)
         self._snapshot = snapshot
         self._tables = tables
         self._lock_timeout_ms = lock_timeout_ms
@@ -106,7 +106,7 @@ class SnapshotRowCounter:
             lines.append(f"SET LOCAL lock_timeout = {int(self._lock_timeout_ms)};")
         lines += [f"SELECT count(*) FROM {quote_ident(t['schema'])}.{quote_ident(t['name'])};" for t in self._tables]
         lines.append("ROLLBACK;")
-        return ("\n".join(lines) + "\n").encode()
+        return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
     def _count(self) -> None:
         proc = self._proc

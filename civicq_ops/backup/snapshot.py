@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from civicq_ops.backup.tools import psql_error, start_tool
+from civicq_ops.backup.tools import psql_env, psql_error, start_tool
 from civicq_ops.core.errors import ExecutionError
 from civicq_ops.core.redaction import redact
 
@@ -75,7 +75,7 @@ class SnapshotHolder:
 
     def __init__(self, psql: Path, env: dict[str, str], timeout_s: float = EXPORT_TIMEOUT_S) -> None:
         self.psql = psql
-        self._env = env
+        self._env = psql_env(env)
         self._timeout_s = timeout_s
         self._proc: subprocess.Popen | None = None
         self.exported: Exported | None = None
@@ -137,7 +137,7 @@ class SnapshotHolder:
             raise ExecutionError("the snapshot's psql session has ended")
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         try:
-            proc.stdin.write(query.encode())
+            proc.stdin.write(query.encode("utf-8", "surrogateescape"))
             proc.stdin.flush()
         except BrokenPipeError:  # psql has ended: its error is read below
             pass
@@ -157,7 +157,7 @@ class SnapshotHolder:
                     error = psql_error(proc.stderr.read().decode(errors="replace"))
                     raise SnapshotError(f"psql could not {what}: " + redact(error or f"it exited with {proc.returncode}"))
                 out += chunk
-        return out.decode().split("\0")[:fields]
+        return out.decode("utf-8", "surrogateescape").split("\0")[:fields]
 
 
 class SnapshotError(ExecutionError):

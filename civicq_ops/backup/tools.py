@@ -47,6 +47,14 @@ def client_env(kw: dict) -> dict[str, str]:
     return env
 
 
+def psql_env(env: dict[str, str]) -> dict[str, str]:
+    """A psql session's environment, reading and writing names as UTF-8 whatever the database's
+    encoding (a LATIN1 database's `café` arrives as UTF-8; SQL_ASCII bytes pass through, kept by
+    surrogateescape). Only for civicq-ops' own psql sessions: pg_dump reads PGCLIENTENCODING as the
+    encoding of the dump."""
+    return {**env, "PGCLIENTENCODING": "UTF8"}
+
+
 # What `backup create` compresses with when neither --compress nor backups.compress says: a custom
 # archive gets pg_dump's own default (gzip at zlib's level 6), so it costs what `pg_dump -Fc` costs;
 # a directory dump gets gzip level 1. At --scale 100 (a 55 MB uncompressed dump) gzip:1 takes 0.28 s of

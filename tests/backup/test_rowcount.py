@@ -155,3 +155,31 @@ def test_names_of_any_spelling_are_counted(db):
         snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
         with counter_of(db, snapshot, tuple(odd)) as counter:
             assert [t["rows"] for t in counter.result()] == [0, 2, 0]
+
+
+@pytest.fixture
+def latin1_db(pg_cluster):
+    """A LATIN1 database holding a table and a schema whose names are not ASCII."""
+    from tests.fixtures.pg import Database, _drop
+
+    name = f"latin1_{pg_cluster.major}_{time.monotonic_ns()}"
+    with pg_cluster.admin() as conn:
+        conn.execute(f"CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    database = Database(pg_cluster, name)
+    with database.connect() as conn:
+        conn.execute('CREATE SCHEMA "résumé"')
+        conn.execute('CREATE TABLE "résumé"."café" (id int); INSERT INTO "résumé"."café" VALUES (1), (2), (3)')
+    yield database
+    _drop(database)
+
+
+def test_a_latin1_database_with_names_beyond_ascii_is_backed_up_with_its_counts(latin1_db, tmp_path):
+    """psql sends names in the client encoding: the sessions ask for UTF-8 (a LATIN1 byte is not
+    UTF-8), while pg_dump keeps the database's own encoding."""
+    kw = latin1_db.conninfo
+    (tmp_path / "civicq-ops.yaml").write_text(
+        f"version: 1\ntargets:\n  src: {{url: 'postgresql://{kw['user']}:{kw['password']}@{kw['host']}:{kw['port']}"
+        f"/{latin1_db.name}'}}\nbackups: {{dir: backups}}\n")
+    project = load_project(tmp_path / "civicq-ops.yaml", env={})
+    manifest = create_backup(project, project.target("src"), BackupOptions(format="custom"))
+    assert [(t["schema"], t["name"], t["rows"]) for t in manifest.tables] == [("résumé", "café", 3)]
