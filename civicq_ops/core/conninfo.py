@@ -8,6 +8,8 @@ from urllib.parse import unquote, urlsplit
 
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")  # libpq refuses it: its error is for libpq to give
 _LIBPQ_SCHEMES = ("postgresql", "postgres")
+_UNPLAIN = re.compile(r"[\x00-\x20\x7f]")  # whitespace and control characters: libpq's to read
+_DELIMITER = re.compile(r"[/?]")
 _PLAIN_QUERY_KEYS = ("sslmode", "connect_timeout", "application_name", "sslrootcert", "target_session_attrs")
 
 
@@ -26,7 +28,11 @@ def split_url(url: str) -> dict[str, str]:
 def plain_url(url: str) -> dict[str, str] | None:
     """A plain URL's parameters as libpq reads them; None for anything else (libpq's to read)."""
     scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in _LIBPQ_SCHEMES or "#" in rest or _BAD_PERCENT.search(rest):
+    if not sep or scheme not in _LIBPQ_SCHEMES or "#" in rest or _BAD_PERCENT.search(rest) or "%00" in rest:
+        return None
+    # urlsplit drops tabs and newlines and trims the ends, where libpq keeps them; libpq takes
+    # everything before the last `@` as user and password, where urlsplit stops at `/` or `?`.
+    if _UNPLAIN.search(rest) or ("@" in rest and _DELIMITER.search(rest.rpartition("@")[0])):
         return None
     try:
         parts = urlsplit(url)
@@ -37,6 +43,8 @@ def plain_url(url: str) -> dict[str, str] | None:
     hostport = netloc.rpartition("@")[2]
     if "," in hostport or (hostport.endswith(":") and port is None):
         return None
+    if port is not None and hostport.rpartition(":")[2] != str(port):
+        return None  # `05432` or `+5432`: libpq passes the text on as it is
     params: dict[str, str] = {}
     if "@" in netloc:
         user, has_password, password = netloc.rpartition("@")[0].partition(":")
