@@ -36,6 +36,10 @@ class FactContext:
     target: Target
     caps: Capabilities
     conn: psycopg.Connection
+    deadline: float | None = None  # time.monotonic() by which the run must end (--budget)
+
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
 
 FactProvider = Callable[[FactContext], Mapping[str, Any]]
@@ -51,7 +55,7 @@ def connection_facts(ctx: FactContext) -> dict[str, Any]:
     imported at the top of this module, so the import is never in the timing); `clock_skew_s`: the
     server's now() against the midpoint of the round trip that read it (error <= half the RTT)."""
     started = time.perf_counter()
-    conn = connect(ctx.project, ctx.target, autocommit=True)
+    conn = connect(ctx.project, ctx.target, autocommit=True, timeout=ctx.time_left())
     connect_ms = (time.perf_counter() - started) * 1000
     conn.close()
     with ctx.conn.transaction():

@@ -311,6 +311,7 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
 
     kept = options.shared.probed(target.name, set(relations), set(settings)) if options.shared else None
     pending: _PendingFacts | None = None
+    probed_now = False
     if kept is not None and facts_needed(kept.caps) <= kept.needed:
         caps = kept.caps
         pending = _PendingFacts.known(kept.facts, kept.missing, set(kept.needed))
@@ -333,7 +334,8 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
             needed = facts_needed(caps)
             # Gathered on the probe's connection (which it then closes) while the checks that
             # read no fact run: a fresh connection's timing, the clock, disk and backups.
-            pending = _PendingFacts.start(needed, options.facts, FactContext(project, target, caps, first))
+            pending = _PendingFacts.start(needed, options.facts, FactContext(project, target, caps, first, deadline))
+            probed_now = True
         except CivicqError as e:
             if first is not None:
                 first.close()
@@ -380,7 +382,7 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     finally:
         pool.close(timeout=0.2 if health.dead else 1.0)  # a worker stuck on a dead server is a daemon thread
     facts, missing = pending.wait()
-    if options.shared is not None and kept is None:
+    if options.shared is not None and probed_now:
         options.shared.keep_probe(target.name, Probed(frozenset(relations), frozenset(settings), caps, facts,
                                                        missing, frozenset(pending.needed)))
     return run, [f for fs in results for f in fs], []
@@ -413,8 +415,13 @@ class _PendingFacts:
         return pending
 
     def _gather(self, providers: Mapping[str, FactProvider], ctx: FactContext) -> None:
+        # Bounded like the probe (and by --budget): a provider waiting on a frozen server is
+        # cancelled, then cut off, and the checks that need its fact become errors.
+        left = ctx.time_left()
+        limit = PROBE_LIMIT_S if left is None else min(PROBE_LIMIT_S, max(left, 0.1))
         try:
-            self.facts, self.missing = gather(self.needed, providers, ctx)
+            with query_deadline(ctx.conn, limit):
+                self.facts, self.missing = gather(self.needed, providers, ctx)
         except BaseException as e:  # noqa: BLE001 - raised again in the threads that wait
             self._error = e
         finally:

@@ -196,3 +196,24 @@ def test_checks_that_read_no_fact_do_not_wait_for_the_facts(db):
     assert released_by_the_check == [True]
     assert [(f.check, f.status, f.value) for f in result.findings] == [("a-reads-facts", "ok", 42),
                                                                        ("b-reads-none", "ok", 1)]
+
+
+def test_a_fact_provider_stuck_on_the_server_ends_with_the_budget(db):
+    """A provider waiting on the server (here a long sleep on the probe's connection) is cancelled
+    when the run's budget is used up: its check is an error, the others are not held up."""
+
+    def stuck(ctx) -> dict:
+        ctx.conn.execute("SELECT pg_sleep(60)")
+        return {"answer": 1}
+
+    catalog = Catalog(checks={
+        "a-reads-facts": _check("a-reads-facts", "SELECT {{ facts.stuck.answer }}::int AS v", facts=["stuck"]),
+        "b-reads-none": _check("b-reads-none", "SELECT 1 AS v"),
+    })
+    project, target = db.project()
+    started = time.monotonic()
+    result = run_checks(project, [target], catalog, Selection(), RunOptions(budget_s=2.0, facts={"stuck": stuck}))
+    assert time.monotonic() - started < 20
+    statuses = {f.check: (f.status, f.reason) for f in result.findings}
+    assert statuses["a-reads-facts"][0] == "error" and "could not be gathered" in statuses["a-reads-facts"][1], statuses
+    assert statuses["b-reads-none"] == ("ok", None)
