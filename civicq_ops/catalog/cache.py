@@ -92,7 +92,7 @@ class CatalogCache:
         (a miss). The documents are the entry's last line, read only when asked for."""
         if key is None:
             return None
-        payload = read_signed(self.folder / f"{key[0]}.json")
+        payload = read_signed(self.folder / f"{key[0]}.json", "catalog")
         if payload is None:
             return None
         try:
@@ -115,7 +115,7 @@ class CatalogCache:
         stored = [_stored(doc) for doc in documents or []]
         if documents and all(s is not None for s in stored):  # else only the verdict is kept
             payload += b"\n" + json.dumps(stored, separators=(",", ":")).encode()
-        write_signed(self.folder / f"{key[0]}.json", payload)
+        write_signed(self.folder / f"{key[0]}.json", payload, "catalog")
 
 
 @dataclass

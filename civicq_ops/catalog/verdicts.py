@@ -19,7 +19,7 @@ import os
 import threading
 from pathlib import Path
 
-from civicq_ops.core.signed_cache import private_folder, read_signed, save_at_exit, write_signed
+from civicq_ops.core.signed_cache import private_folder, prune, read_signed, save_at_exit, write_signed
 
 LIMIT = 20_000  # texts kept; past it the set starts again (parameters that change every run)
 _DIGEST = 32
@@ -38,7 +38,7 @@ class VerdictCache:
 
     def _known(self) -> set[bytes]:
         if self._safe is None:
-            payload = read_signed(self.path) if self.path is not None else None
+            payload = read_signed(self.path, "verdicts") if self.path is not None else None
             data = payload or b""
             self._safe = {data[i:i + _DIGEST] for i in range(0, len(data) - len(data) % _DIGEST, _DIGEST)}
         return self._safe
@@ -67,7 +67,8 @@ class VerdictCache:
                 return
             payload = b"".join(sorted(self._known()))
             self._new = False
-        write_signed(self.path, payload)
+        if write_signed(self.path, payload, "verdicts"):
+            prune(self.path)
 
 
 _PROCESS: VerdictCache | None = None

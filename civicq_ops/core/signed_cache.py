@@ -16,6 +16,7 @@ import hmac
 import os
 import secrets
 import tempfile
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -45,7 +46,7 @@ def secret() -> bytes | None:
     for _ in range(2):
         try:
             key = path.read_bytes()
-            return key if len(key) >= 32 else None
+            return key if len(key) >= 32 and _private(path) else None
         except FileNotFoundError:
             pass
         except OSError:
@@ -69,8 +70,19 @@ def secret() -> bytes | None:
     return None
 
 
-def sign(key: bytes, payload: bytes) -> bytes:
-    return hmac.new(key, payload, hashlib.sha256).hexdigest().encode()
+def _private(path: Path) -> bool:
+    """The key is this user's alone: its file and folder are owned by this user, the file readable by
+    nobody else and the folder writable by nobody else (a key anyone could read or swap signs
+    nothing worth trusting: no cache then)."""
+    uid = os.geteuid()
+    key, folder = path.stat(), path.parent.stat()
+    return key.st_uid == uid and folder.st_uid == uid and not key.st_mode & 0o077 and not folder.st_mode & 0o022
+
+
+def sign(key: bytes, payload: bytes, purpose: str = "") -> bytes:
+    """HMAC-SHA256 of the payload under a purpose label: a file signed for one use (a catalogue
+    entry, whose content a project chooses) is never valid for another (compiled code, verdicts)."""
+    return hmac.new(key, purpose.encode() + b"\0" + payload, hashlib.sha256).hexdigest().encode()
 
 
 def private_folder(name: str) -> Path | None:
@@ -80,7 +92,7 @@ def private_folder(name: str) -> Path | None:
     return None if path is None or secret() is None else path.parent / name
 
 
-def read_signed(path: Path) -> bytes | None:
+def read_signed(path: Path, purpose: str) -> bytes | None:
     """The payload of a file written by `write_signed` with this user's key, or None (a miss):
     missing, unreadable, truncated, edited, or signed with another key."""
     key = secret()
@@ -91,10 +103,10 @@ def read_signed(path: Path) -> bytes | None:
     except OSError:
         return None
     mac, _, payload = raw.partition(b"\n")
-    return payload if hmac.compare_digest(mac, sign(key, payload)) else None
+    return payload if hmac.compare_digest(mac, sign(key, payload, purpose)) else None
 
 
-def write_signed(path: Path, payload: bytes) -> bool:
+def write_signed(path: Path, payload: bytes, purpose: str) -> bool:
     """Replace `path` at once (a reader sees the old file or the new one, never half) with the
     signed payload; False when it cannot be written (a cache that is not written is only a miss)."""
     key = secret()
@@ -105,7 +117,7 @@ def write_signed(path: Path, payload: bytes) -> bool:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(sign(key, payload) + b"\n" + payload)
+                f.write(sign(key, payload, purpose) + b"\n" + payload)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -113,6 +125,29 @@ def write_signed(path: Path, payload: bytes) -> bool:
     except OSError:
         return False
     return True
+
+
+STALE_S = 30 * 86400  # another version's store unused this long is removed
+_TEMPORARY_S = 3600  # a temporary file this old was left by a process killed while writing
+
+
+def prune(current: Path) -> None:
+    """Remove, beside `current`, the stores of other versions unused for STALE_S and temporary files
+    left by a killed writer (one store per version would otherwise accumulate forever)."""
+    now = time.time()
+    try:
+        entries = list(os.scandir(current.parent))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name == current.name or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+            if age > (_TEMPORARY_S if entry.name.startswith(".") else STALE_S):
+                os.unlink(entry.path)
+        except OSError:
+            pass
 
 
 _PENDING: list[Callable[[], None]] = []

@@ -532,12 +532,13 @@ def _execute(check: Check, rendered: RenderedQuery, timeout: float,
         # inflate the rollback ratio that a check of this catalogue watches. The client-side
         # deadline (a little after statement_timeout) catches a server that stopped answering.
         # In pipeline mode (libpq >= 14) BEGIN, the settings, the query and COMMIT go out together
-        # and come back after one Sync: one round trip to the rows (psycopg's transaction block
-        # syncs at the query and again at COMMIT: ~0.2 ms more a check). A query that fails
-        # leaves the transaction aborted (the COMMIT after it is skipped); the pool rolls it back.
+        # and come back after the one Sync that leaving the pipeline sends: one round trip a check,
+        # where psycopg's transaction block took five (its implicit BEGIN waits for a Sync of its
+        # own: hence the pool's autocommit connections and an explicit BEGIN). A query that fails
+        # leaves the transaction aborted (the COMMIT after it is skipped): _ended_on_error rolls it back.
         with get_conn() as conn, query_deadline(conn, timeout + GRACE_S) as watch, _ended_on_error(conn):
-            with _pipeline(conn) as pipeline:
-                conn.execute("SET TRANSACTION READ ONLY")  # psycopg sends BEGIN first (not autocommit)
+            with _pipeline(conn):
+                conn.execute("BEGIN READ ONLY")
                 # jit off: a catalog query's plan cost can cross jit_above_cost at tens of thousands
                 # of relations, and compiling it then took PostgreSQL 15 1-2 s for a 60 ms query.
                 conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true), "
@@ -546,9 +547,7 @@ def _execute(check: Check, rendered: RenderedQuery, timeout: float,
                 # turns back into % only when it processes placeholders.
                 cur = conn.execute(f"/* civicq-ops:{check.id} */ {rendered.text}", rendered.binds)
                 conn.execute("COMMIT")
-                if pipeline is not None:
-                    pipeline.sync()
-                fetched = cur.fetchall()  # in pipeline mode the description arrives with the rows
+            fetched = cur.fetchall()  # the results arrived as the pipeline ended
             columns = [d.name for d in cur.description or []]
             rows = [dict(zip(columns, r, strict=True)) for r in fetched]
     except CivicqError as e:

@@ -154,7 +154,8 @@ def one_row(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
 
 
 def open_pool(project: Project, target: Target, size: int, warm: int = 0) -> ConnectionPool:
-    """A psycopg_pool of up to `size` connections (not autocommit), `warm` of them opened at once in
+    """A psycopg_pool of up to `size` autocommit connections (a caller opens its own transaction: in a
+    pipeline, psycopg's implicit BEGIN costs a round trip of its own), `warm` of them opened at once in
     the background. A caller connects once with connect() first, so an unreachable target fails
     there with the real reason. Each connection is checked when taken, so one the server
     terminated or that broke is replaced."""
@@ -163,7 +164,7 @@ def open_pool(project: Project, target: Target, size: int, warm: int = 0) -> Con
     kw = connect_kwargs(project, target)
     conninfo = str(kw.pop("conninfo", ""))
     size = max(1, size)
-    return ConnectionPool(conninfo, kwargs={**kw, "autocommit": False}, min_size=min(warm, size), max_size=size,
+    return ConnectionPool(conninfo, kwargs={**kw, "autocommit": True}, min_size=min(warm, size), max_size=size,
                           open=True, check=check_idle, name=f"civicq-ops:{target.name}",
                           timeout=float(target.connect_timeout))
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import CodeType
 
 from civicq_ops import __version__
-from civicq_ops.core.signed_cache import private_folder, read_signed, save_at_exit, write_signed
+from civicq_ops.core.signed_cache import private_folder, prune, read_signed, save_at_exit, write_signed
 
 LIMIT = 5_000  # templates kept; past it the store starts again (templates generated per run)
 
@@ -45,7 +45,7 @@ class CompiledStore:
 
     def _load(self) -> dict[str, bytes]:
         if self._stored is None:
-            payload = read_signed(self.path)
+            payload = read_signed(self.path, "templates")
             stored: dict[str, bytes] = {}
             if payload is not None:
                 try:
@@ -85,7 +85,8 @@ class CompiledStore:
             merged.update(self._new)
             self._new.clear()
             self._stored = merged
-        write_signed(self.path, marshal.dumps(merged))
+        if write_signed(self.path, marshal.dumps(merged), "templates"):
+            prune(self.path)
 
 
 @lru_cache(maxsize=1)
@@ -100,6 +101,8 @@ def compiled_store() -> CompiledStore | None:
     import jinja2
 
     here = Path(__file__).resolve().parent
-    code = [f"{f.name}:{st.st_size}:{st.st_mtime_ns}" for f in sorted(here.glob("*.py")) for st in [f.stat()]]
+    # The templating code, and core/units.py whose filters' decorators are compiled into the code.
+    sources = [*sorted(here.glob("*.py")), here.parent / "core" / "units.py"]
+    code = [f"{f}:{st.st_size}:{st.st_mtime_ns}" for f in sources for st in [f.stat()]]
     stamp = "\n".join([__version__, sys.version, jinja2.__version__, str(marshal.version), *code])
     return CompiledStore(folder / f"{hashlib.sha256(stamp.encode()).hexdigest()[:24]}.bin")

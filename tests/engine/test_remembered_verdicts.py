@@ -104,10 +104,21 @@ def test_the_same_file_signed_with_this_users_key_is_trusted(own_key, db, monkey
     signed is believed without a parse."""
     path = own_key / "verdicts" / "judge.bin"
     payload = hashlib.sha256(run_module_final_text(UNSAFE).encode()).digest()
-    assert signed_cache.write_signed(path, payload)
+    assert signed_cache.write_signed(path, payload, "verdicts")
     monkeypatch.setattr(verdicts, "_PROCESS", verdicts.VerdictCache(path))
     [finding] = run_on(db, catalog=adhoc(UNSAFE)).findings
     assert "refused before running" not in (finding.reason or "")
+
+
+def test_a_file_signed_by_this_user_for_another_use_is_not_trusted(own_key, db, monkeypatch):
+    """A catalogue entry's content comes from a project's files: signed for that use, its bytes
+    are never verdicts (or compiled code) when copied where those are read."""
+    path = own_key / "verdicts" / "judge.bin"
+    payload = hashlib.sha256(run_module_final_text(UNSAFE).encode()).digest()
+    assert signed_cache.write_signed(path, payload, "catalog")
+    monkeypatch.setattr(verdicts, "_PROCESS", verdicts.VerdictCache(path))
+    [finding] = run_on(db, catalog=adhoc(UNSAFE)).findings
+    assert finding.status == "error" and "refused before running" in finding.reason
 
 
 def run_module_final_text(query: str) -> str:

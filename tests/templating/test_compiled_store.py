@@ -122,3 +122,29 @@ def test_a_run_keeps_its_compiled_templates_for_the_next_one(cli, db, tmp_path):
     strip = lambda out: [{k: v for k, v in f.items() if k not in ("observed_at",)} for f in json.loads(out)["findings"]]  # noqa: E731
     assert strip(second.stdout) == strip(first.stdout)
     assert store.stat().st_mtime_ns == written  # nothing new to keep: not written again
+
+
+def test_stores_of_other_versions_unused_for_a_month_are_removed(own_key):
+    import os
+    import time
+
+    render.render_text(TEMPLATE, CONTEXT)
+    folder = own_key / "templates"
+    folder.mkdir(parents=True, exist_ok=True)
+    old, recent, torn = folder / "0ld-version.bin", folder / "other-version.bin", folder / ".x.bin.partial"
+    for path in (old, recent, torn):
+        path.write_bytes(b"x")
+    month_ago = time.time() - signed_cache.STALE_S - 60
+    os.utime(old, (month_ago, month_ago))
+    os.utime(torn, (time.time() - 7200, time.time() - 7200))
+    signed_cache.flush_pending()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([compiled.compiled_store().path.name, recent.name])
+
+
+def test_a_key_others_may_read_signs_nothing(own_key):
+    render.render_text(TEMPLATE, CONTEXT)
+    signed_cache.flush_pending()
+    (own_key / "catalog-cache.key").chmod(0o644)
+    signed_cache.secret.cache_clear()
+    _new_process()
+    assert compiled.compiled_store() is None
