@@ -7,8 +7,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
 
 import psycopg
+import pytest
 
 from civicq_ops.catalog.model import Catalog, Check, Source
 from civicq_ops.engine.run import RunOptions, Selection, run_checks
@@ -217,3 +219,37 @@ def test_a_fact_provider_stuck_on_the_server_ends_with_the_budget(db):
     statuses = {f.check: (f.status, f.reason) for f in result.findings}
     assert statuses["a-reads-facts"][0] == "error" and "could not be gathered" in statuses["a-reads-facts"][1], statuses
     assert statuses["b-reads-none"] == ("ok", None)
+
+
+def test_a_check_is_one_round_trip(db, monkeypatch, tmp_path):
+    """BEGIN, the settings, the query and COMMIT go out in one pipeline with one Sync, traced by libpq
+    (psycopg's transaction block sent five: its implicit BEGIN waits for a Sync of its own)."""
+    from psycopg import pq
+
+    import civicq_ops.engine.run as run_module
+
+    if not psycopg.Pipeline.is_supported():
+        pytest.fail("libpq without pipeline mode: psycopg-binary ships libpq >= 14")
+    original = run_module._pipeline
+    traces: list[str] = []
+
+    @contextmanager
+    def traced(conn):
+        path = tmp_path / f"trace-{len(traces)}.txt"
+        with path.open("w") as out:
+            conn.pgconn.trace(out.fileno())
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+            try:
+                with original(conn) as pipeline:
+                    yield pipeline
+            finally:
+                conn.pgconn.untrace()
+        traces.append(path.read_text())
+
+    monkeypatch.setattr(run_module, "_pipeline", traced)
+    catalog = Catalog(checks={"one": _check("one", "SELECT 1 AS v")})
+    [finding] = run_on(db, catalog=catalog).findings
+    assert finding.status == "ok"
+    [trace] = traces
+    assert trace.count("\tSync") == 1 and trace.count("\tReadyForQuery") == 1, trace
+    assert '"BEGIN READ ONLY"' in trace and '"COMMIT"' in trace
