@@ -30,9 +30,9 @@ def plain_url(url: str) -> dict[str, str] | None:
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in _LIBPQ_SCHEMES or "#" in rest or _BAD_PERCENT.search(rest) or "%00" in rest:
         return None
-    # urlsplit drops tabs and newlines and trims the ends, where libpq keeps them; libpq takes
-    # everything before the last `@` as user and password, where urlsplit stops at `/` or `?`.
-    if _UNPLAIN.search(rest) or ("@" in rest and _DELIMITER.search(rest.rpartition("@")[0])):
+    # urlsplit drops tabs and newlines and trims the ends, where libpq keeps them; user and password
+    # end at the first `@` for libpq and at the last for urlsplit, which also stops them at `/` or `?`.
+    if _UNPLAIN.search(rest) or rest.count("@") > 1 or ("@" in rest and _DELIMITER.search(rest.partition("@")[0])):
         return None
     try:
         parts = urlsplit(url)

@@ -44,6 +44,7 @@ def urls(draw) -> str:
 @example("postgresql://u:12?sslmode=require@h/db")
 @example("postgresql://u:p@h/db\n")
 @example("postgresql://u:p@h:05432/db")
+@example("postgresql://u:p@q@h/d")  # libpq ends the password at the first `@`
 def test_a_url_read_here_reads_as_libpq_reads_it(url):
     mine = plain_url(url)
     if mine is None:
