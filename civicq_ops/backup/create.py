@@ -27,7 +27,6 @@ from civicq_ops.backup.tools import (
     compress_arg,
     compress_spec,
     compression_methods,
-    first_program,
     pg_tool,
     repeated,
     setpriv_path,
@@ -37,7 +36,7 @@ from civicq_ops.backup.tools import (
 from civicq_ops.config import DEFAULT_BACKUP_JOBS, Project, Target
 from civicq_ops.core.errors import ExecutionError, InputError
 from civicq_ops.core.redaction import redact
-from civicq_ops.postgres.binaries import find_client
+from civicq_ops.postgres.binaries import find_client, first_client
 
 if TYPE_CHECKING:  # imported where used: hashing and the manifest are not needed before pg_dump starts
     from civicq_ops.backup.manifest import Manifest
@@ -238,7 +237,7 @@ def _snapshot_held(project: Project, target: Target, env: dict[str, str]) -> Ite
     """The snapshot exported by psql (backup/snapshot.py). When psql cannot connect, psycopg tries: the
     error is then the one every command gives for an unreachable target (and psql's if psycopg can)."""
     try:
-        holder = SnapshotHolder(first_program("psql"), env).__enter__()
+        holder = SnapshotHolder(first_client("psql"), env).__enter__()
     except SnapshotError:
         _connect(project, target).close()
         raise

@@ -19,7 +19,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from civicq_ops.backup.tools import psql_env, psql_error, quote_ident, start_tool
+from civicq_ops.backup.tools import psql_env, psql_error, psql_ident, start_tool
 from civicq_ops.core.errors import ExecutionError
 from civicq_ops.core.redaction import redact
 
@@ -104,7 +104,7 @@ class SnapshotRowCounter:
                  "SET LOCAL max_parallel_workers_per_gather = 0;"]
         if self._lock_timeout_ms:
             lines.append(f"SET LOCAL lock_timeout = {int(self._lock_timeout_ms)};")
-        lines += [f"SELECT count(*) FROM {quote_ident(t['schema'])}.{quote_ident(t['name'])};" for t in self._tables]
+        lines += [f"SELECT count(*) FROM {psql_ident(t['schema'])}.{psql_ident(t['name'])};" for t in self._tables]
         lines.append("ROLLBACK;")
         return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 

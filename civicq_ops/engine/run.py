@@ -310,9 +310,8 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
         return {name for c in checks if unmet_requirement(c.requires, caps) is None for name in c.facts}
 
     kept = options.shared.probed(target.name, set(relations), set(settings)) if options.shared else None
-    pending: _PendingFacts | None = None
-    probed_now = False
-    if kept is not None and facts_needed(kept.caps) <= kept.needed:
+    reused = kept is not None and facts_needed(kept.caps) <= kept.needed
+    if kept is not None and reused:
         caps = kept.caps
         pending = _PendingFacts.known(kept.facts, kept.missing, set(kept.needed))
     else:
@@ -335,7 +334,6 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
             # Gathered on the probe's connection (which it then closes) while the checks that
             # read no fact run: a fresh connection's timing, the clock, disk and backups.
             pending = _PendingFacts.start(needed, options.facts, FactContext(project, target, caps, first, deadline))
-            probed_now = True
         except CivicqError as e:
             if first is not None:
                 first.close()
@@ -382,7 +380,7 @@ def _run_target(project: Project, target: Target, checks: list[Check], params: d
     finally:
         pool.close(timeout=0.2 if health.dead else 1.0)  # a worker stuck on a dead server is a daemon thread
     facts, missing = pending.wait()
-    if options.shared is not None and probed_now:
+    if options.shared is not None and not reused:
         options.shared.keep_probe(target.name, Probed(frozenset(relations), frozenset(settings), caps, facts,
                                                        missing, frozenset(pending.needed)))
     return run, [f for fs in results for f in fs], []

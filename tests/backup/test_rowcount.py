@@ -13,9 +13,10 @@ import pytest
 
 from civicq_ops.backup.create import BackupOptions, backups_dir, create_backup
 from civicq_ops.backup.rowcount import CountError, SnapshotRowCounter
-from civicq_ops.backup.tools import client_env, first_program
+from civicq_ops.backup.tools import client_env
 from civicq_ops.config import load_project
 from civicq_ops.core.errors import ExecutionError
+from civicq_ops.postgres.binaries import first_client
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def tables(*names: str) -> list[dict]:
 
 def counter_of(db, snapshot: str, names: tuple[str, ...], **conninfo) -> SnapshotRowCounter:
     """A counter of these tables of `db` in `snapshot`, connecting with db's conninfo changed by `conninfo`."""
-    return SnapshotRowCounter(first_program("psql"), client_env({**db.conninfo, **conninfo}), snapshot, tables(*names))
+    return SnapshotRowCounter(first_client("psql"), client_env({**db.conninfo, **conninfo}), snapshot, tables(*names))
 
 
 @contextmanager

@@ -51,19 +51,31 @@ def _size(db, query: str) -> int:
 
 
 def test_largest_tables_measures_a_table_that_grew_after_its_analyze(db):
-    _grown_after_analyze(db)
-    _measured_first(db, "largest-tables", "relname", "grown", "SELECT pg_total_relation_size('grown')")
+    _stale_table_is_measured(db, _grown_after_analyze, "grown")
 
 
 def test_largest_indexes_measures_an_index_whose_table_grew_after_its_analyze(db):
-    _grown_after_analyze(db)
-    _measured_first(db, "largest-indexes", "indexname", "grown_note", "SELECT pg_relation_size('grown_note')")
+    _stale_index_is_measured(db, _grown_after_analyze, "grown_note")
 
 
 def test_unused_indexes_finds_an_index_that_grew_past_min_bytes_after_its_analyze(db):
-    _grown_after_analyze(db)
+    _stale_index_is_unused(db, _grown_after_analyze, "grown_note")
+
+
+def _stale_table_is_measured(db, make_stale, table: str) -> None:
+    make_stale(db)
+    _measured_first(db, "largest-tables", "relname", table, f"SELECT pg_total_relation_size('{table}')")
+
+
+def _stale_index_is_measured(db, make_stale, index: str) -> None:
+    make_stale(db)
+    _measured_first(db, "largest-indexes", "indexname", index, f"SELECT pg_relation_size('{index}')")
+
+
+def _stale_index_is_unused(db, make_stale, index: str) -> None:
+    make_stale(db)
     result = run_on(db, ["unused-indexes"])
-    assert [f.subject["indexname"] for f in result.findings if f.status == "warning"] == ["grown_note"]
+    assert [f.subject["indexname"] for f in result.findings if f.status == "warning"] == [index]
 
 
 @pytest.mark.parametrize("check", ["largest-tables", "largest-indexes"])
@@ -108,19 +120,15 @@ def _filled_never_analyzed(db, decoys: int = 40) -> None:
 
 
 def test_largest_tables_measures_a_filled_table_never_analyzed(db):
-    _filled_never_analyzed(db)
-    _measured_first(db, "largest-tables", "relname", "unseen", "SELECT pg_total_relation_size('unseen')")
+    _stale_table_is_measured(db, _filled_never_analyzed, "unseen")
 
 
 def test_largest_indexes_measures_the_index_of_a_filled_table_never_analyzed(db):
-    _filled_never_analyzed(db)
-    _measured_first(db, "largest-indexes", "indexname", "unseen_note", "SELECT pg_relation_size('unseen_note')")
+    _stale_index_is_measured(db, _filled_never_analyzed, "unseen_note")
 
 
 def test_unused_indexes_finds_the_index_of_a_filled_table_never_analyzed(db):
-    _filled_never_analyzed(db)
-    result = run_on(db, ["unused-indexes"])
-    assert [f.subject["indexname"] for f in result.findings if f.status == "warning"] == ["unseen_note"]
+    _stale_index_is_unused(db, _filled_never_analyzed, "unseen_note")
 
 
 @pytest.mark.parametrize(("check", "key", "name"), [("largest-tables", "relname", "grown"),
