@@ -3,7 +3,9 @@ end instead of a B-tree insert per row and index during COPY (votes carries 7 in
 with only its primary key and unique constraint in place took 2.6x as long as into a bare heap).
 
 Deferred, on plain tables (not partitions, not partitioned tables):
-- indexes that back no constraint, unique or not (recreated from pg_get_indexdef());
+- indexes that back no constraint, unique or not (recreated from pg_get_indexdef()); with `later`,
+  the ones that are not unique are handed over instead, to be built after the commit
+  (civicq.pending_indexes: they guard no row, and two sessions build them at once there);
 - primary key and unique constraints that no foreign key and nothing else depends on (added again
   from pg_get_constraintdef(), which builds the index and checks every row at once);
 - with `foreign_keys=True`, the foreign keys of the loaded tables: added again after the indexes,
@@ -17,13 +19,14 @@ it is added again) rolls the whole transaction back with every index and constra
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from psycopg import sql
 
 _INDEXES = """
-SELECT n.nspname, ic.relname, pg_get_indexdef(i.indexrelid)
+SELECT n.nspname, ic.relname, pg_get_indexdef(i.indexrelid), t.relname, i.indisunique, i.indexprs IS NOT NULL
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_class t ON t.oid = i.indrelid
@@ -63,11 +66,31 @@ ORDER BY c.oid
 """
 
 
+@dataclass(frozen=True)
+class PlainIndex:
+    """An index that backs no constraint and is not unique: it speeds reads and guards no row."""
+
+    schema: str
+    name: str
+    table: str
+    definition: str  # pg_get_indexdef()
+    on_expressions: bool  # ANALYZE gathers statistics for its expressions once it exists
+
+
+# Each build sorts a whole table: in memory rather than in merged runs on disk.
+MAINTENANCE_WORK_MEM = ("SELECT set_config('maintenance_work_mem', '256MB', %s) "
+                        "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('256MB')")
+
+
 @contextmanager
-def indexes_built_after(conn, tables: list[str], *, foreign_keys: bool = False) -> Iterator[int]:
+def indexes_built_after(conn, tables: list[str], *, foreign_keys: bool = False,
+                        later: Callable[[list[PlainIndex]], None] | None = None) -> Iterator[int]:
     """Drop the deferrable indexes and constraints of `tables` (their foreign keys too with
     `foreign_keys`), run the block (the COPY), create them again. Call inside a transaction: a
-    failure anywhere leaves everything as it was. Yields how many objects were deferred."""
+    failure anywhere leaves everything as it was. With `later`, the plain indexes (PlainIndex) are
+    handed to it instead of built here: keys, unique indexes and foreign keys are still built in
+    the transaction, the plain ones are the caller's to build (civicq.pending_indexes). Yields how
+    many objects were deferred."""
     names = list(tables)
     fks = conn.execute(_CONSTRAINTS, (names, ["f"])).fetchall() if foreign_keys else []
     keys = conn.execute(_CONSTRAINTS, (names, ["p", "u"])).fetchall()
@@ -75,14 +98,17 @@ def indexes_built_after(conn, tables: list[str], *, foreign_keys: bool = False) 
     for _, schema, table, name, _ in fks + keys:
         conn.execute(sql.SQL("ALTER TABLE {}.{} DROP CONSTRAINT {}").format(
             sql.Identifier(schema), sql.Identifier(table), sql.Identifier(name)))
-    for schema, name, _ in indexes:
+    for schema, name, *_ in indexes:
         conn.execute(sql.SQL("DROP INDEX {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
     yield len(fks) + len(keys) + len(indexes)
-    # Each build sorts a whole table: in memory rather than in merged runs on disk, for this transaction.
-    conn.execute("SELECT set_config('maintenance_work_mem', '256MB', true) "
-                 "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('256MB')")
-    for _, _, definition in indexes:
-        conn.execute(definition)
+    conn.execute(MAINTENANCE_WORK_MEM, (True,))  # for this transaction
+    plain = [PlainIndex(schema, name, table, definition, expressions)
+             for schema, name, definition, table, unique, expressions in indexes if not unique]
+    if later is not None and plain:
+        later(plain)
+    for _, _, definition, _, unique, _ in indexes:
+        if unique or later is None:
+            conn.execute(definition)
     for _, schema, table, name, definition in keys + fks:  # foreign keys last: validated by the new indexes
         conn.execute(sql.SQL("ALTER TABLE {}.{} ADD CONSTRAINT {} ").format(
             sql.Identifier(schema), sql.Identifier(table), sql.Identifier(name)) + sql.SQL(definition))

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from types import ModuleType
 
 import psycopg
 from psycopg import sql
 
+from civicq_ops.civicq import pending_indexes
 from civicq_ops.civicq.deferred_indexes import indexes_built_after
 from civicq_ops.civicq.migrations import asset_dir, migrate
 from civicq_ops.civicq.view_refresh import ViewRefreshFailed, refresh_after_load
 from civicq_ops.config import Project, Target
-from civicq_ops.core.errors import InputError, QueryFailed, first_line
+from civicq_ops.core.errors import ExecutionError, InputError, QueryFailed, first_line
 from civicq_ops.postgres.connect import connect, ensure_database, one_row
+from civicq_ops.postgres.session_jobs import run_over_sessions
 
 
 def load_seed_module(project: Project, name: str) -> ModuleType:
@@ -33,9 +36,10 @@ def load_seed_module(project: Project, name: str) -> ModuleType:
 class SeedResult:
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    # Where the time went, in order (bench/seed.py prints them): "development set", then for a first
-    # scaled load "load", "indexes and keys", "statistics", "commit", "views and ANALYZE", else
-    # ("load" and "indexes and keys" with a scale) "views", "commit and ANALYZE".
+    # Where the time went, in order (bench/seed.py prints them): "indexes left by an earlier seed"
+    # (only when there were some), "development set", then for a first scaled load "load", "keys
+    # and unique indexes", "statistics", "commit", "indexes, views and ANALYZE", else ("load" and
+    # "indexes and keys" with a scale) "views", "commit and ANALYZE".
     phases: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -62,23 +66,33 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
                 result.phases[name] = result.phases.get(name, 0.0) + now - mark
                 mark = now
 
+            if pending_indexes.pending(conn):
+                conn.commit()
+                build_pending(conn, lambda: _session(project, target))
+                phase("indexes left by an earlier seed")
             fresh = not one_row(conn.execute("SELECT EXISTS (SELECT 1 FROM users)"))[0]
             result.rows = load_seed_module(project, "seed_dev").seed(conn)
             phase("development set")
             bulk: list[str] = []
+            later = None
             if scale:
                 module = load_seed_module(project, "scale")
                 # The first scaled load (the tables hold at most the development set) builds the
                 # indexes and keys after COPY, as pg_restore does; a later one adds to live indexes.
                 # A superuser loads with foreign key triggers off (seeds/scale.py); anyone else gets
-                # the foreign keys validated once each after the load instead of per row.
+                # the foreign keys validated once each after the load instead of per row. The plain
+                # indexes are built after the commit, over two sessions (civicq.pending_indexes),
+                # when this role may keep their list in the database meanwhile.
                 bulk = list(getattr(module, "TABLES", ())) if not module.units_present(conn) else []
                 superuser = one_row(conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))[0]
-                with indexes_built_after(conn, bulk, foreign_keys=not superuser) if bulk else nullcontext():
+                if bulk and pending_indexes.can_record(conn):
+                    later = partial(pending_indexes.record, conn)
+                with (indexes_built_after(conn, bulk, foreign_keys=not superuser, later=later) if bulk
+                      else nullcontext()):
                     for table, count in module.seed_scale(conn, scale).items():
                         result.rows[table] = result.rows.get(table, 0) + count
                     phase("load")
-                phase("indexes and keys")
+                phase("keys and unique indexes" if bulk else "indexes and keys")
             if bulk:
                 # Statistics first: without them city_dashboard alone took 14 s to refresh at --scale 100.
                 conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(map(sql.Identifier, bulk))))
@@ -86,10 +100,11 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
                 conn.commit()
                 loaded = True
                 phase("commit")
-                # The views over two sessions, which only committed rows allow (so a failure there
-                # leaves the load in; the next `db seed` refreshes them): see civicq.view_refresh.
-                refresh_after_load(conn, lambda: _session(project, target), bulk)
-                phase("views and ANALYZE")
+                # The plain indexes and the views over two sessions, which only committed rows allow
+                # (a failure there leaves the load in; the next `db seed` finishes the job): see
+                # civicq.pending_indexes and civicq.view_refresh.
+                build_pending(conn, lambda: _session(project, target), bulk, views=True)
+                phase("indexes, views and ANALYZE")
             else:
                 # Into empty tables nobody reads the views yet: a plain refresh (no diff against the
                 # old contents, no unique-index probe per row); CONCURRENTLY for a live database.
@@ -103,11 +118,39 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
         except ViewRefreshFailed as e:
             raise QueryFailed(f"seeding target '{target.name}' loaded its data, but {e.message}; "
                               f"`civicq-ops db seed` again refreshes the views") from e
+        except pending_indexes.IndexBuildFailed as e:
+            raise QueryFailed(f"seeding target '{target.name}' {'loaded its data, but ' if loaded else ''}"
+                              f"{e.message}; `civicq-ops db seed` again builds the indexes still listed in "
+                              f"{pending_indexes.TABLE}") from e
         except psycopg.Error as e:
             after = " after the load was committed (the data is in)" if loaded else ""
             raise QueryFailed(f"seeding target '{target.name}' failed{after}: {first_line(e)}") from e
     result.seconds = time.perf_counter() - started
     return result
+
+
+def build_pending(conn: psycopg.Connection, open_session, analyzed: list[str] | None = None, *,
+                  views: bool = False) -> None:
+    """Build the indexes a bulk load left for after its commit (civicq.pending_indexes) over two
+    sessions, and with `views` (after a load) refresh the views and analyze the rest alongside,
+    each view once the indexes of the tables it reads are built. `conn` must be outside a
+    transaction, and is left so."""
+    builds = pending_indexes.Builds(pending_indexes.pending(conn))
+    conn.commit()
+    jobs = [job for _, job in builds.jobs()]
+    if views:
+        try:
+            refresh_after_load(conn, open_session, analyzed or [], first=jobs, ready=builds.wait)
+        except ViewRefreshFailed:
+            pending_indexes.finish(conn, builds.todo)  # every index was built: only a view failed
+            raise
+    elif jobs:
+        with ExitStack() as stack:
+            sessions = [conn]
+            with suppress(ExecutionError):  # no second connection slot: one session is slower, not wrong
+                sessions.append(stack.enter_context(open_session()))
+            run_over_sessions(sessions, jobs)
+    pending_indexes.finish(conn, builds.todo)
 
 
 def _settings(conn) -> None:

@@ -1,7 +1,8 @@
 """The materialized views of a freshly loaded database refreshed over two sessions at once.
 
 After a bulk load (civicq.seeding) the views are independent reads of committed data, so two
-sessions refresh two views at a time, as refresh_all_materialized_views() would one by one: a plain
+sessions refresh two views at a time (beside the plain indexes the load left to build,
+civicq.pending_indexes), as refresh_all_materialized_views() would one by one: a plain
 refresh (a database loaded a moment ago has no readers to spare its lock; CONCURRENTLY only
 pays on a live database), a row in matview_refresh_log for each, and each view analyzed in the transaction that
 refreshed it. The longest view by the planner's estimate goes first, so neither session idles
@@ -10,15 +11,16 @@ alongside. At --scale 100 on 2 cores (interleaved medians) this took the views f
 0.53 s on PostgreSQL 15 and from 0.54 s to 0.42 s on 18; the view refresh no longer commits with
 the load (the next `db seed` refreshes views a failure left behind).
 
-A view that reads another materialized view needs that one refreshed first: then they are
-refreshed one after the other in a single session, in refresh_all_materialized_views()'s order.
+A failing refresh lets the other jobs end (the indexes still get built), then is raised.
+A view that reads another materialized view needs that one refreshed first: then the views are
+refreshed one after the other in a single job, in refresh_all_materialized_views()'s order.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -38,7 +40,10 @@ SELECT n.nspname, c.relname, format('%I.%I', n.nspname, c.relname), pg_get_viewd
        EXISTS (SELECT 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
                JOIN pg_class m ON m.oid = d.refobjid AND m.relkind = 'm' AND m.oid <> r.ev_class
                WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-                 AND r.ev_class = c.oid)
+                 AND r.ev_class = c.oid),
+       ARRAY(SELECT DISTINCT d.refobjid::int8 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+             WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+               AND r.ev_class = c.oid AND d.refobjid <> c.oid)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'm' AND n.nspname = current_schema() ORDER BY c.relname
 """
@@ -56,6 +61,7 @@ class _View:
     schema: str
     name: str
     cost: float
+    reads: frozenset[int]  # the oids of the relations its query reads
 
     @property
     def ident(self) -> sql.Identifier:
@@ -67,28 +73,37 @@ class ViewRefreshFailed(QueryFailed):
 
 
 def refresh_after_load(conn: psycopg.Connection, open_session: Callable[[], psycopg.Connection],
-                       analyzed: list[str]) -> None:
+                       analyzed: list[str], first: Sequence[Job] = (),
+                       ready: Callable[[frozenset[int]], bool] | None = None) -> None:
     """Refresh every materialized view of the current schema and ANALYZE each, and whatever else
     is not in `analyzed` (names of relations analyzed already), over `conn` and one more session
-    from `open_session` (none if that raises ExecutionError: no connection slot left, say). `conn`
-    must be outside a transaction, and is left so."""
+    from `open_session` (none if that raises ExecutionError: no connection slot left, say), after
+    the jobs of `first` (the index builds a load left: civicq.pending_indexes) are taken. Each view
+    waits for `ready(the oids it reads)` and is skipped when that says False (what it needs failed).
+    A failing refresh lets the other jobs end, then raises ViewRefreshFailed; a failing job of
+    `first` stops everything and is raised. `conn` must be outside a transaction, and is left so."""
     rows = conn.execute(_VIEWS).fetchall()
     dependent = any(row[4] for row in rows)
-    # The planner's total cost of each view's query; unknown (0) for views refreshed one by one.
-    views = [_View(schema, name, 0.0 if dependent else _cost(conn, query)) for schema, name, _, query, _ in rows]
+    # The planner's total cost of each view's query; unknown for views refreshed one by one.
+    views = [_View(schema, name, 0.0 if dependent else _cost(conn, query), frozenset(reads))
+             for schema, name, _, query, _, reads in rows]
     log = one_row(conn.execute("SELECT to_regclass('matview_refresh_log') IS NOT NULL"))[0]
     conn.commit()
-    views.sort(key=lambda v: -v.cost)  # stable: in name order when the costs are unknown
-    jobs: list[Job] = [*(_refresh(view, log) for view in views),
-                       _analyze_rest([*analyzed, *(qualified for _, _, qualified, _, _ in rows)])]
+    failed: list[ViewRefreshFailed] = []
+    if dependent:  # one after the other, in name order, in one job
+        refreshes = [_refresh_in_order(views, log, failed, ready)]
+    else:
+        refreshes = [_refresh(view, log, failed, ready) for view in sorted(views, key=lambda v: -v.cost)]
+    jobs = [*first, *refreshes, _analyze_rest([*analyzed, *(row[2] for row in rows)])]
     with ExitStack() as stack:
         sessions = [conn]
-        if not dependent:
-            try:
-                sessions += [stack.enter_context(open_session()) for _ in range(SESSIONS - 1)]
-            except ExecutionError:
-                pass  # one session is slower, not wrong
+        try:
+            sessions += [stack.enter_context(open_session()) for _ in range(SESSIONS - 1)]
+        except ExecutionError:
+            pass  # one session is slower, not wrong
         run_over_sessions(sessions, jobs)
+    if failed:
+        raise failed[0]
 
 
 def _cost(conn: psycopg.Connection, query: str) -> float:
@@ -97,8 +112,12 @@ def _cost(conn: psycopg.Connection, query: str) -> float:
     return float(plan[0]["Plan"]["Total Cost"])
 
 
-def _refresh(view: _View, log: bool) -> Job:
+def _refresh(view: _View, log: bool, failed: list[ViewRefreshFailed],
+             ready: Callable[[frozenset[int]], bool] | None = None) -> Job:
+    """Refresh, log and analyze `view`; a failure goes to `failed` (the other jobs go on)."""
     def job(session: psycopg.Connection) -> None:
+        if ready is not None and not ready(view.reads):
+            return  # an index its query needs failed to build: that failure is the one raised
         started = time.perf_counter()
         try:
             session.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(view.ident))
@@ -111,8 +130,22 @@ def _refresh(view: _View, log: bool) -> Job:
         except psycopg.Error as e:
             with contextlib.suppress(psycopg.Error):
                 session.rollback()
-            raise ViewRefreshFailed(f"refreshing materialized view {view.schema}.{view.name} failed: "
-                                    f"{first_line(e)}") from e
+            failed.append(ViewRefreshFailed(f"refreshing materialized view {view.schema}.{view.name} failed: "
+                                            f"{first_line(e)}"))
+            if session.closed or isinstance(e, psycopg.OperationalError):
+                raise failed[-1] from e  # a session that is gone runs nothing more
+    return job
+
+
+def _refresh_in_order(views: list[_View], log: bool, failed: list[ViewRefreshFailed],
+                      ready: Callable[[frozenset[int]], bool] | None) -> Job:
+    """Views that read other views: one by one in name order; the first failure ends the chain."""
+    def job(session: psycopg.Connection) -> None:
+        for view in views:
+            before = len(failed)
+            _refresh(view, log, failed, ready)(session)
+            if len(failed) > before:
+                return
     return job
 
 

@@ -1,0 +1,214 @@
+"""The plain indexes of a first scaled load, built after its commit over two sessions, as pg_restore -j does.
+
+Inside the load's transaction only one statement runs at a time, and a parallel B-tree build
+still merges and writes the index in its leader alone: at --scale 100 on 2 cores the 7 builds over
+a million votes left the second core half idle. So the load's transaction builds what guards the
+data (keys, unique indexes, foreign keys: they and the rows commit together or not at all) and
+hands the plain indexes (not unique, backing no constraint: they only speed reads) to after the
+commit, where two sessions build them while the materialized views are refreshed
+(civicq.view_refresh).
+
+Crash-safe bookkeeping: the load's transaction records each such index in the table
+civicq_ops_pending_indexes (its schema, table, name and pg_get_indexdef()), which commits with
+the rows. A build claims its row (DELETE ... RETURNING: a second claimant waits for the first
+and then finds it gone, or finds it again if the first rolled back) and creates the index in the
+same transaction, so the row goes exactly when the index exists. A failure, a Ctrl-C or a lost
+connection leaves the rows of what was not built, and the next `civicq-ops db seed` or
+`db migrate` builds them first. The table is dropped once empty.
+
+The table holds SQL that a later run executes: it is created by the seeding role, with no
+privilege for anyone else, and a run refuses a table owned by another role or writable by one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from civicq_ops.civicq.deferred_indexes import MAINTENANCE_WORK_MEM, PlainIndex
+from civicq_ops.core.errors import QueryFailed, first_line
+from civicq_ops.postgres.connect import one_row
+from civicq_ops.postgres.session_jobs import Job
+
+TABLE = "civicq_ops_pending_indexes"
+
+_CREATE = """
+CREATE TABLE {} (
+    index_schema    text NOT NULL,
+    index_name      text NOT NULL,
+    table_schema    text NOT NULL,
+    table_name      text NOT NULL,
+    definition      text NOT NULL,
+    on_expressions  boolean NOT NULL,
+    PRIMARY KEY (index_schema, index_name)
+)
+"""
+
+# Where the table is (the first schema of search_path that has it), and whether it can be trusted:
+# owned by the current role and writable by no other (an ACL entry for another grantee with INSERT
+# or UPDATE). A superuser is trusted by PostgreSQL itself; ownership still has to match.
+_FOUND = """
+SELECT n.nspname, c.relname,
+       c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+       AND NOT EXISTS (SELECT 1 FROM aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+                       WHERE a.grantee <> c.relowner AND a.privilege_type IN ('INSERT', 'UPDATE'))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)
+"""
+
+# Each pending index with the planner's estimate of its build (a sequential scan and a sort of the
+# table: the same units as a view's query cost, so the longest job goes first whatever its kind).
+_PENDING = """
+SELECT p.index_schema, p.index_name, p.table_schema, p.table_name, c.oid, p.on_expressions,
+       coalesce(c.relpages * current_setting('seq_page_cost')::float8
+                + greatest(c.reltuples, 0) * (current_setting('cpu_tuple_cost')::float8
+                  + 2 * current_setting('cpu_operator_cost')::float8 * log(2, greatest(c.reltuples, 2)::numeric)::float8),
+                0)
+FROM {} p LEFT JOIN pg_class c ON c.oid = to_regclass(format('%I.%I', p.table_schema, p.table_name))
+ORDER BY 7 DESC, 1, 2
+"""
+
+# The claim: the row goes in the transaction that builds its index. Its index is built unless it
+# exists already (built by hand) or its table is gone (dropped since).
+_CLAIM = """
+DELETE FROM {} WHERE index_schema = %s AND index_name = %s
+RETURNING definition, to_regclass(format('%%I.%%I', table_schema, table_name)) IS NOT NULL,
+          to_regclass(format('%%I.%%I', index_schema, index_name)) IS NOT NULL
+"""
+
+
+class IndexBuildFailed(QueryFailed):
+    """Building an index left for after the load failed (the load itself is committed)."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    schema: str
+    name: str
+    table: tuple[str, str]  # (schema, name)
+    table_oid: int | None  # None: the table is gone
+    on_expressions: bool
+    cost: float
+
+
+def can_record(conn: psycopg.Connection) -> bool:
+    """Whether this role may create the bookkeeping table (else the load builds every index itself)."""
+    return bool(one_row(conn.execute(
+        "SELECT current_schema() IS NOT NULL AND has_schema_privilege(current_schema(), 'CREATE') "
+        "AND to_regclass(%s) IS NULL", (TABLE,)))[0])
+
+
+def record(conn: psycopg.Connection, indexes: list[PlainIndex]) -> None:
+    """Create the table in the current schema and list `indexes` in it, in the caller's transaction."""
+    table = sql.Identifier(TABLE)
+    conn.execute(sql.SQL(_CREATE).format(table))
+    conn.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(table))
+    conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(
+        "civicq-ops db seed: indexes a bulk load left to build after its commit; "
+        "`civicq-ops db seed` or `db migrate` builds any still listed here")))
+    with conn.cursor() as cur:
+        cur.executemany(sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s)").format(table),
+                        [(i.schema, i.name, i.schema, i.table, i.definition, i.on_expressions) for i in indexes])
+
+
+def _table(conn: psycopg.Connection) -> sql.Composable | None:
+    """The bookkeeping table, if there is one, after checking that it can be trusted."""
+    row = conn.execute(_FOUND, (TABLE,)).fetchone()
+    if row is None:
+        return None
+    schema, name, trusted = row
+    if not trusted:
+        raise QueryFailed(f"refusing to build the indexes listed in {schema}.{name}: the table is not owned by "
+                          f"this role, or another role may write to it (it holds SQL that db seed runs)")
+    return sql.Identifier(schema, name)
+
+
+def pending(conn: psycopg.Connection) -> list[Pending]:
+    """The indexes still to build, longest first ([] without a bookkeeping table)."""
+    table = _table(conn)
+    if table is None:
+        return []
+    return [Pending(schema, name, (tschema, tname), oid, expressions, float(cost))
+            for schema, name, tschema, tname, oid, expressions, cost in conn.execute(sql.SQL(_PENDING).format(table))]
+
+
+class Builds:
+    """The build jobs of some pending indexes, and a wait for the builds on given tables to end: a
+    view refreshed before the indexes its query needs can take hours instead of a second (at
+    --scale 100, user_activity_summary's count of each user's votes without votes (user_id, ...)
+    ran for over ten minutes)."""
+
+    def __init__(self, todo: list[Pending]) -> None:
+        self.todo = todo
+        self._left = Counter(index.table_oid for index in todo)
+        self._failed: set[int | None] = set()
+        self._ended = threading.Condition()
+
+    def jobs(self) -> list[tuple[float, Job]]:
+        """(planner cost, job) of each build, the longest first."""
+        return [(index.cost, self._job(index)) for index in self.todo]
+
+    def wait(self, tables: Iterable[int]) -> bool:
+        """Block until every build on `tables` (oids) has ended; whether all of them succeeded. A
+        job that waits runs after every build was started (the builds are queued first), so each
+        build it waits for is running on another session and ends, one way or the other."""
+        wanted = set(tables)
+        with self._ended:
+            self._ended.wait_for(lambda: all(self._left[oid] == 0 for oid in wanted))
+            return not wanted & self._failed
+
+    def _job(self, index: Pending) -> Job:
+        build = build_job(index)
+
+        def job(session: psycopg.Connection) -> None:
+            ok = False
+            try:
+                build(session)
+                ok = True
+            finally:
+                with self._ended:
+                    self._left[index.table_oid] -= 1
+                    if not ok:
+                        self._failed.add(index.table_oid)
+                    self._ended.notify_all()
+        return job
+
+
+def build_job(index: Pending) -> Job:
+    """Claim and build `index` on a session outside a transaction, leaving it so."""
+    def job(session: psycopg.Connection) -> None:
+        try:
+            table = _table(session)
+            if table is not None:
+                session.execute(MAINTENANCE_WORK_MEM, (True,))
+                session.execute("SET LOCAL max_parallel_maintenance_workers = 0")
+                row = session.execute(sql.SQL(_CLAIM).format(table), (index.schema, index.name)).fetchone()
+                if row is not None and row[1] and not row[2]:
+                    session.execute(row[0])
+            session.commit()
+        except psycopg.Error as e:
+            if not session.closed:
+                try:
+                    session.rollback()
+                except psycopg.Error:
+                    pass
+            raise IndexBuildFailed(f"building index {index.schema}.{index.name} failed: {first_line(e)}") from e
+    return job
+
+
+def finish(conn: psycopg.Connection, built: list[Pending]) -> None:
+    """After the builds: statistics for the expressions of the indexes built, and the table dropped
+    once empty (under its lock, so no claim is in flight). `conn` is left outside a transaction."""
+    tables = sorted({index.table for index in built if index.on_expressions})
+    if tables:
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(*t) for t in tables)))
+    table = _table(conn)
+    if table is not None:
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
+        if not one_row(conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(table)))[0]:
+            conn.execute(sql.SQL("DROP TABLE {}").format(table))
+    conn.commit()
