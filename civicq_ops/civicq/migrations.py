@@ -121,10 +121,30 @@ def _current(conn) -> str | None:
 
 
 def migrate(project: Project, target: Target, revision: str = "head") -> MigrationResult:
-    """Upgrade the target to `revision` (default: the newest)."""
+    """Upgrade the target to `revision` (default: the newest), after building the indexes an
+    interrupted `db seed` left listed (civicq.pending_indexes): a migration may alter them."""
     from alembic import command
 
+    _build_pending_indexes(project, target)
     return _run(project, target, lambda cfg: command.upgrade(cfg, revision))
+
+
+def _build_pending_indexes(project: Project, target: Target) -> None:
+    import psycopg
+
+    from civicq_ops.civicq import pending_indexes
+    from civicq_ops.core.errors import first_line
+    from civicq_ops.postgres.connect import connect
+
+    with connect(project, target) as conn:
+        try:
+            pending_indexes.build_all(conn)
+        except pending_indexes.IndexBuildFailed as e:
+            raise QueryFailed(f"migrating target '{target.name}': {e.message} (an index an interrupted "
+                              f"`db seed` left to build); nothing was migrated") from e
+        except psycopg.Error as e:
+            raise QueryFailed(f"migrating target '{target.name}': reading the indexes an interrupted `db seed` "
+                              f"left to build failed: {first_line(e)}; nothing was migrated") from e
 
 
 def checked_revision(project: Project, rev: str, what: str) -> str:

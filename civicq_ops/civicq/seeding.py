@@ -137,20 +137,19 @@ def build_pending(conn: psycopg.Connection, open_session, analyzed: list[str] | 
     transaction, and is left so."""
     builds = pending_indexes.Builds(pending_indexes.pending(conn))
     conn.commit()
-    jobs = [job for _, job in builds.jobs()]
     if views:
         try:
-            refresh_after_load(conn, open_session, analyzed or [], first=jobs, ready=builds.wait)
+            refresh_after_load(conn, open_session, analyzed or [], first=builds.jobs(), ready=builds.wait)
         except ViewRefreshFailed:
-            pending_indexes.finish(conn, builds.todo)  # every index was built: only a view failed
+            pending_indexes.finish(conn)  # every index was built: only a view failed
             raise
-    elif jobs:
+    elif builds.todo:
         with ExitStack() as stack:
             sessions = [conn]
             with suppress(ExecutionError):  # no second connection slot: one session is slower, not wrong
                 sessions.append(stack.enter_context(open_session()))
-            run_over_sessions(sessions, jobs)
-    pending_indexes.finish(conn, builds.todo)
+            run_over_sessions(sessions, builds.jobs())
+    pending_indexes.finish(conn)
 
 
 def _settings(conn) -> None:

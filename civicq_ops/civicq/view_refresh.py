@@ -94,7 +94,8 @@ def refresh_after_load(conn: psycopg.Connection, open_session: Callable[[], psyc
         refreshes = [_refresh_in_order(views, log, failed, ready)]
     else:
         refreshes = [_refresh(view, log, failed, ready) for view in sorted(views, key=lambda v: -v.cost)]
-    jobs = [*first, *refreshes, _analyze_rest([*analyzed, *(row[2] for row in rows)])]
+    # What waits for nothing goes before the refreshes, which may wait for an index on the other session.
+    jobs = [*first, _analyze_rest([*analyzed, *(row[2] for row in rows)]), *refreshes]
     with ExitStack() as stack:
         sessions = [conn]
         try:
