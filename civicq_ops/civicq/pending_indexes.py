@@ -17,7 +17,8 @@ connection leaves the rows of what was not built, and the next `civicq-ops db se
 `db migrate` builds them first. The table is dropped once empty.
 
 The table holds SQL that a later run executes: it is created by the seeding role, with no
-privilege for anyone else, and a run refuses a table owned by another role or writable by one.
+privilege for anyone else, and a run refuses a table owned by another role or granted to one
+beyond SELECT.
 """
 
 from __future__ import annotations
@@ -50,13 +51,14 @@ CREATE TABLE {} (
 """
 
 # Where the table is (the first schema of search_path that has it), and whether it can be trusted:
-# owned by the current role and writable by no other (an ACL entry for another grantee with INSERT
-# or UPDATE). A superuser is trusted by PostgreSQL itself; ownership still has to match.
+# owned by the current role, and no other role granted more than SELECT on it (INSERT or UPDATE
+# could plant SQL, DELETE or TRUNCATE drop an index from the list unseen, TRIGGER run code of
+# theirs in our session).
 _FOUND = """
 SELECT n.nspname, c.relname,
        c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
        AND NOT EXISTS (SELECT 1 FROM aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
-                       WHERE a.grantee <> c.relowner AND a.privilege_type IN ('INSERT', 'UPDATE'))
+                       WHERE a.grantee <> c.relowner AND a.privilege_type <> 'SELECT')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)
 """
 
@@ -96,7 +98,9 @@ class Pending:
 
 
 def can_record(conn: psycopg.Connection) -> bool:
-    """Whether this role may create the bookkeeping table (else the load builds every index itself)."""
+    """Whether this role may create the bookkeeping table (else the load builds every index itself).
+    Building an index needs CREATE on its schema too (DefineIndex checks it), so a role that can
+    seed at all passes unless the current schema is another one."""
     return bool(one_row(conn.execute(
         "SELECT current_schema() IS NOT NULL AND has_schema_privilege(current_schema(), 'CREATE') "
         "AND to_regclass(%s) IS NULL", (TABLE,)))[0])
@@ -123,7 +127,7 @@ def _table(conn: psycopg.Connection) -> sql.Composable | None:
     schema, name, trusted = row
     if not trusted:
         raise QueryFailed(f"refusing to build the indexes listed in {schema}.{name}: the table is not owned by "
-                          f"this role, or another role may write to it (it holds SQL that db seed runs)")
+                          f"this role, or another role holds more than SELECT on it (it holds SQL that db seed runs)")
     return sql.Identifier(schema, name)
 
 
@@ -148,9 +152,13 @@ class Builds:
         self._failed: set[int | None] = set()
         self._ended = threading.Condition()
 
-    def jobs(self) -> list[tuple[float, Job]]:
-        """(planner cost, job) of each build, the longest first."""
-        return [(index.cost, self._job(index)) for index in self.todo]
+    def jobs(self) -> list[Job]:
+        """The builds, the longest first, then the statistics of the expressions they index."""
+        jobs = [self._job(index) for index in self.todo]
+        expressions = [index for index in self.todo if index.on_expressions]
+        if expressions:
+            jobs.append(self._analyze(expressions))
+        return jobs
 
     def wait(self, tables: Iterable[int]) -> bool:
         """Block until every build on `tables` (oids) has ended; whether all of them succeeded. A
@@ -178,6 +186,22 @@ class Builds:
         return job
 
 
+    def _analyze(self, indexes: list[Pending]) -> Job:
+        def job(session: psycopg.Connection) -> None:
+            if self.wait(index.table_oid for index in indexes if index.table_oid is not None):
+                _analyze_tables(session, indexes)
+                session.commit()
+        return job
+
+
+def _analyze_tables(conn: psycopg.Connection, indexes: list[Pending]) -> None:
+    """ANALYZE the tables of `indexes` that are on expressions: the statistics of an expression
+    index are gathered only once it exists."""
+    tables = sorted({index.table for index in indexes if index.on_expressions and index.table_oid is not None})
+    if tables:
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(*t) for t in tables)))
+
+
 def build_job(index: Pending) -> Job:
     """Claim and build `index` on a session outside a transaction, leaving it so."""
     def job(session: psycopg.Connection) -> None:
@@ -200,12 +224,21 @@ def build_job(index: Pending) -> Job:
     return job
 
 
-def finish(conn: psycopg.Connection, built: list[Pending]) -> None:
-    """After the builds: statistics for the expressions of the indexes built, and the table dropped
-    once empty (under its lock, so no claim is in flight). `conn` is left outside a transaction."""
-    tables = sorted({index.table for index in built if index.on_expressions})
-    if tables:
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(*t) for t in tables)))
+def build_all(conn: psycopg.Connection) -> list[Pending]:
+    """Build every pending index on `conn` alone, one after the other (what `db migrate` does
+    first: a migration may alter what they index), and drop the table; the ones there were."""
+    todo = pending(conn)
+    conn.commit()
+    for index in todo:
+        build_job(index)(conn)
+    _analyze_tables(conn, todo)
+    finish(conn)
+    return todo
+
+
+def finish(conn: psycopg.Connection) -> None:
+    """Drop the table once empty (under its lock, so no claim is in flight). `conn` is left
+    outside a transaction."""
     table = _table(conn)
     if table is not None:
         conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))

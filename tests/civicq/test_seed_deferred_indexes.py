@@ -187,13 +187,3 @@ def test_a_scaled_seed_says_where_its_time_went(civicq_db):
                                    "indexes, views and ANALYZE"]
     assert 0 < sum(result.phases.values()) <= result.seconds
 
-
-def test_a_role_that_may_not_create_tables_builds_every_index_inside_the_load(civicq_db, owner):
-    # No CREATE on the schema: no list of indexes to keep for after the commit (civicq.pending_indexes),
-    # so the load builds them all in its own transaction, as before.
-    role = f"{civicq_db.name}_owner"  # the owner fixture's
-    with civicq_db.connect() as conn:
-        conn.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM {}").format(sql.Identifier(role)))
-    before = _schema(civicq_db)
-    assert seed(*owner, scale=1).rows["votes"] == 10_000
-    assert _schema(civicq_db) == before
