@@ -187,3 +187,25 @@ def test_a_scaled_seed_says_where_its_time_went(civicq_db):
                                    "indexes, views and ANALYZE"]
     assert 0 < sum(result.phases.values()) <= result.seconds
 
+
+
+def _interrupted_seed_state(database) -> None:
+    """What a seed interrupted after its commit leaves: a plain index dropped and listed as pending."""
+    from civicq_ops.civicq import pending_indexes
+    from civicq_ops.civicq.deferred_indexes import PlainIndex
+
+    with database.connect(autocommit=False) as conn:
+        definition = conn.execute("SELECT pg_get_indexdef('votes_created_at_idx'::regclass)").fetchone()[0]
+        conn.execute("DROP INDEX votes_created_at_idx")
+        pending_indexes.record(conn, [PlainIndex("public", "votes_created_at_idx", "votes", definition, False)])
+        conn.commit()
+
+
+def test_db_migrate_first_builds_the_indexes_an_interrupted_seed_left(civicq_db):
+    from civicq_ops.civicq.migrations import migrate
+
+    before = _schema(civicq_db)
+    _interrupted_seed_state(civicq_db)
+    assert _schema(civicq_db) != before
+    migrate(*civicq_db.project())
+    assert _schema(civicq_db) == before  # the index is back and the list is gone
