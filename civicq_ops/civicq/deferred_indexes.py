@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from psycopg import sql
 
 _INDEXES = """
-SELECT n.nspname, ic.relname, pg_get_indexdef(i.indexrelid), t.relname, i.indisunique, i.indexprs IS NOT NULL
+SELECT n.nspname, ic.relname, pg_get_indexdef(i.indexrelid), t.relname, i.indisunique, i.indexprs IS NOT NULL,
+       i.indnkeyatts, i.indpred IS NOT NULL
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_class t ON t.oid = i.indrelid
@@ -75,6 +76,8 @@ class PlainIndex:
     table: str
     definition: str  # pg_get_indexdef()
     on_expressions: bool  # ANALYZE gathers statistics for its expressions once it exists
+    key_columns: int = 1  # what its build sorts by (the longest builds go first)
+    partial: bool = False  # a WHERE clause: it sorts part of the table
 
 
 # Each build sorts a whole table: in memory rather than in merged runs on disk.
@@ -102,11 +105,11 @@ def indexes_built_after(conn, tables: list[str], *, foreign_keys: bool = False,
         conn.execute(sql.SQL("DROP INDEX {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
     yield len(fks) + len(keys) + len(indexes)
     conn.execute(MAINTENANCE_WORK_MEM, (True,))  # for this transaction
-    plain = [PlainIndex(schema, name, table, definition, expressions)
-             for schema, name, definition, table, unique, expressions in indexes if not unique]
+    plain = [PlainIndex(schema, name, table, definition, expressions, keys, partial)
+             for schema, name, definition, table, unique, expressions, keys, partial in indexes if not unique]
     if later is not None and plain:
         later(plain)
-    for _, _, definition, _, unique, _ in indexes:
+    for _, _, definition, _, unique, *_ in indexes:
         if unique or later is None:
             conn.execute(definition)
     for _, schema, table, name, definition in keys + fks:  # foreign keys last: validated by the new indexes
