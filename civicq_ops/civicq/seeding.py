@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack, nullcontext, suppress
 from dataclasses import dataclass, field
 from functools import partial
@@ -71,7 +72,8 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
                 build_pending(conn, lambda: _session(project, target))
                 phase("indexes left by an earlier seed")
             fresh = not one_row(conn.execute("SELECT EXISTS (SELECT 1 FROM users)"))[0]
-            result.rows = load_seed_module(project, "seed_dev").seed(conn)
+            dev_rows = load_seed_module(project, "seed_dev").seed(conn)
+            result.rows = dict(dev_rows)
             phase("development set")
             bulk: list[str] = []
             later = None
@@ -103,7 +105,8 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
                 # The plain indexes and the views over two sessions, which only committed rows allow
                 # (a failure there leaves the load in; the next `db seed` finishes the job): see
                 # civicq.pending_indexes and civicq.view_refresh.
-                build_pending(conn, lambda: _session(project, target), bulk, views=True)
+                changed = [table for table, count in dev_rows.items() if count and table not in bulk]
+                build_pending(conn, lambda: _session(project, target), changed, views=True)
                 phase("indexes, views and ANALYZE")
             else:
                 # Into empty tables nobody reads the views yet: a plain refresh (no diff against the
@@ -129,17 +132,17 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
     return result
 
 
-def build_pending(conn: psycopg.Connection, open_session, analyzed: list[str] | None = None, *,
+def build_pending(conn: psycopg.Connection, open_session, changed: Sequence[str] = (), *,
                   views: bool = False) -> None:
     """Build the indexes a bulk load left for after its commit (civicq.pending_indexes) over two
-    sessions, and with `views` (after a load) refresh the views and analyze the rest alongside,
-    each view once the indexes of the tables it reads are built. `conn` must be outside a
-    transaction, and is left so."""
+    sessions, and with `views` (after a load) refresh the views and analyze the tables of `changed`
+    alongside, each view once the indexes of the tables it reads are built. `conn` must be outside
+    a transaction, and is left so."""
     builds = pending_indexes.Builds(pending_indexes.pending(conn))
     conn.commit()
     if views:
         try:
-            refresh_after_load(conn, open_session, analyzed or [], first=builds.jobs(), ready=builds.wait)
+            refresh_after_load(conn, open_session, changed, first=builds.jobs(), ready=builds.wait)
         except ViewRefreshFailed:
             pending_indexes.finish(conn)  # every index was built: only a view failed
             raise

@@ -106,3 +106,14 @@ def test_ctrl_c_during_the_view_refresh_leaves_no_session_behind(civicq_db):
     with pytest.raises(KeyboardInterrupt):
         seed(*civicq_db.project(), scale=1)
     assert time.monotonic() - started < 25 and _no_session_left(civicq_db)
+
+
+def test_a_scaled_seed_analyzes_the_development_tables_it_wrote_and_no_other(civicq_db):
+    with civicq_db.connect() as conn:
+        conn.execute("DELETE FROM follows")  # the development set puts them back
+        started = conn.execute("SELECT now()").fetchone()[0]
+    seed(*civicq_db.project(), scale=1)
+    with civicq_db.connect() as conn:
+        fresh = {t for (t,) in conn.execute("SELECT relname FROM pg_stat_user_tables WHERE relname = ANY(%s) "
+                                            "AND last_analyze > %s", (["follows", "topics", "votes"], started))}
+    assert fresh == {"follows", "votes"}  # topics: not written, its statistics are as good as before
