@@ -23,6 +23,7 @@ beyond SELECT.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -53,15 +54,25 @@ CREATE TABLE {} (
 """
 
 # Where the table is (the first schema of search_path that has it), and whether it can be trusted:
-# owned by the current role, and no other role granted more than SELECT on it (INSERT or UPDATE
-# could plant SQL, DELETE or TRUNCATE drop an index from the list unseen, TRIGGER run code of
-# theirs in our session).
+# owned by the current role, and no other role granted more than SELECT on it or on any of its
+# columns (INSERT or UPDATE could plant SQL, DELETE or TRUNCATE drop an index from the list
+# unseen, TRIGGER run code of theirs in our session).
 _FOUND = """
 SELECT n.nspname, c.relname,
        c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
        AND NOT EXISTS (SELECT 1 FROM aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
                        WHERE a.grantee <> c.relowner AND a.privilege_type <> 'SELECT')
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute col, aclexplode(col.attacl) a
+                       WHERE col.attrelid = c.oid AND col.attacl IS NOT NULL
+                         AND a.grantee <> c.relowner AND a.privilege_type <> 'SELECT')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)
+"""
+
+# The roles other than the owner that hold a privilege on the table (None: PUBLIC).
+_GRANTEES = """
+SELECT DISTINCT r.rolname
+FROM pg_class c CROSS JOIN aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
+WHERE c.oid = to_regclass(%s) AND a.grantee <> c.relowner
 """
 
 # Each pending index with an estimate of its build in the planner's units: a sequential scan of
@@ -90,7 +101,12 @@ RETURNING definition, to_regclass(format('%%I.%%I', table_schema, table_name)) I
 
 
 class IndexBuildFailed(QueryFailed):
-    """Building an index left for after the load failed (the load itself is committed)."""
+    """Building an index left for after the load, or the statistics before it, failed (the load
+    itself is committed)."""
+
+
+class UntrustedList(QueryFailed):
+    """The bookkeeping table could have been written by another role: nothing in it is run."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,11 @@ def record(conn: psycopg.Connection, indexes: list[PlainIndex]) -> None:
     """Create the table in the current schema and list `indexes` in it, in the caller's transaction."""
     table = sql.Identifier(TABLE)
     conn.execute(sql.SQL(_CREATE).format(table))
-    conn.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(table))
+    # Whatever the schema's default privileges granted the new table (an application role's
+    # INSERT, say) is taken back: only this role may write a list of SQL that db seed runs.
+    for (grantee,) in conn.execute(_GRANTEES, (TABLE,)).fetchall():
+        conn.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(
+            table, sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)))
     conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(
         "civicq-ops db seed: indexes a bulk load left to build after its commit; "
         "`civicq-ops db seed` or `db migrate` builds any still listed here")))
@@ -133,7 +153,7 @@ def _table(conn: psycopg.Connection) -> sql.Composable | None:
         return None
     schema, name, trusted = row
     if not trusted:
-        raise QueryFailed(f"refusing to build the indexes listed in {schema}.{name}: the table is not owned by "
+        raise UntrustedList(f"refusing to build the indexes listed in {schema}.{name}: the table is not owned by "
                           f"this role, or another role holds more than SELECT on it (it holds SQL that db seed runs)")
     return sql.Identifier(schema, name)
 
@@ -153,15 +173,23 @@ class Builds:
     --scale 100, user_activity_summary's count of each user's votes without votes (user_id, ...)
     ran for over ten minutes)."""
 
-    def __init__(self, todo: list[Pending]) -> None:
+    def __init__(self, todo: list[Pending], statistics_first: Iterable[tuple[int, str]] = ()) -> None:
+        """`statistics_first`: (oid, name) of tables to ANALYZE before their builds (a load's tables:
+        the views need the statistics, and waiting for them here keeps them out of the load's
+        transaction, where nothing else could run meanwhile)."""
         self.todo = todo
+        self._statistics = list(statistics_first)
         self._left = Counter(index.table_oid for index in todo)
+        self._left.update(oid for oid, _ in self._statistics)
         self._failed: set[int | None] = set()
         self._ended = threading.Condition()
 
     def jobs(self) -> list[Job]:
-        """The builds, the longest first, then the statistics of the expressions they index."""
-        jobs = [self._job(index) for index in self.todo]
+        """The statistics first (a build of the same table waits for its ANALYZE's lock, so they
+        go before any build), then the builds, the longest first, then the statistics of the
+        expressions they index."""
+        jobs = [self._tracked(oid, _analyze_job(name)) for oid, name in self._statistics]
+        jobs += [self._tracked(index.table_oid, build_job(index)) for index in self.todo]
         expressions = [index for index in self.todo if index.on_expressions]
         if expressions:
             jobs.append(self._analyze(expressions))
@@ -176,22 +204,19 @@ class Builds:
             self._ended.wait_for(lambda: all(self._left[oid] == 0 for oid in wanted))
             return not wanted & self._failed
 
-    def _job(self, index: Pending) -> Job:
-        build = build_job(index)
-
+    def _tracked(self, table: int | None, run: Job) -> Job:
         def job(session: psycopg.Connection) -> None:
             ok = False
             try:
-                build(session)
+                run(session)
                 ok = True
             finally:
                 with self._ended:
-                    self._left[index.table_oid] -= 1
+                    self._left[table] -= 1
                     if not ok:
-                        self._failed.add(index.table_oid)
+                        self._failed.add(table)
                     self._ended.notify_all()
         return job
-
 
     def _analyze(self, indexes: list[Pending]) -> Job:
         def job(session: psycopg.Connection) -> None:
@@ -207,6 +232,24 @@ def _analyze_tables(conn: psycopg.Connection, indexes: list[Pending]) -> None:
     tables = sorted({index.table for index in indexes if index.on_expressions and index.table_oid is not None})
     if tables:
         conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(*t) for t in tables)))
+
+
+def _analyze_job(table: str) -> Job:
+    def job(session: psycopg.Connection) -> None:
+        try:
+            session.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+            session.commit()
+        except psycopg.Error as e:
+            with contextlib.suppress(psycopg.Error):
+                session.rollback()
+            raise IndexBuildFailed(f"gathering the statistics of {table} failed: {first_line(e)}") from e
+    return job
+
+
+def table_oids(conn: psycopg.Connection, tables: list[str]) -> list[tuple[int, str]]:
+    """(oid, name) of each of `tables` (names as the search path finds them)."""
+    return [(oid, name) for name, oid in conn.execute(
+        "SELECT t, to_regclass(t)::oid FROM unnest(%s::text[]) t WHERE to_regclass(t) IS NOT NULL", (tables,))]
 
 
 def build_job(index: Pending) -> Job:

@@ -39,8 +39,9 @@ class SeedResult:
     seconds: float = 0.0
     # Where the time went, in order (bench/seed.py prints them): "indexes left by an earlier seed"
     # (only when there were some), "development set", then for a first scaled load "load", "keys
-    # and unique indexes", "statistics", "commit", "indexes, views and ANALYZE", else ("load" and
-    # "indexes and keys" with a scale) "views", "commit and ANALYZE".
+    # and unique indexes", "commit", "statistics, indexes, views" (the loaded tables analyzed,
+    # the plain indexes built, the views refreshed: over two sessions), else ("load" and "indexes
+    # and keys" with a scale) "views", "commit and ANALYZE".
     phases: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -96,9 +97,7 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
                     phase("load")
                 phase("keys and unique indexes" if bulk else "indexes and keys")
             if bulk:
-                # Statistics first: without them city_dashboard alone took 14 s to refresh at --scale 100.
-                conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(map(sql.Identifier, bulk))))
-                phase("statistics")
+                loaded_tables = pending_indexes.table_oids(conn, bulk)
                 conn.commit()
                 loaded = True
                 phase("commit")
@@ -106,8 +105,9 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
                 # (a failure there leaves the load in; the next `db seed` finishes the job): see
                 # civicq.pending_indexes and civicq.view_refresh.
                 changed = [table for table, count in dev_rows.items() if count and table not in bulk]
-                build_pending(conn, lambda: _session(project, target), changed, views=True)
-                phase("indexes, views and ANALYZE")
+                build_pending(conn, lambda: _session(project, target), changed, views=True,
+                              statistics_first=loaded_tables)
+                phase("statistics, indexes, views")
             else:
                 # Into empty tables nobody reads the views yet: a plain refresh (no diff against the
                 # old contents, no unique-index probe per row); CONCURRENTLY for a live database.
@@ -121,6 +121,9 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
         except ViewRefreshFailed as e:
             raise QueryFailed(f"seeding target '{target.name}' loaded its data, but {e.message}; "
                               f"`civicq-ops db seed` again refreshes the views") from e
+        except pending_indexes.UntrustedList as e:
+            raise QueryFailed(f"seeding target '{target.name}' loaded its data, but {e.message}" if loaded
+                              else f"seeding target '{target.name}': {e.message}") from e
         except pending_indexes.IndexBuildFailed as e:
             raise QueryFailed(f"seeding target '{target.name}' {'loaded its data, but ' if loaded else ''}"
                               f"{e.message}; `civicq-ops db seed` again builds the indexes still listed in "
@@ -133,12 +136,12 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
 
 
 def build_pending(conn: psycopg.Connection, open_session, changed: Sequence[str] = (), *,
-                  views: bool = False) -> None:
+                  views: bool = False, statistics_first: Sequence[tuple[int, str]] = ()) -> None:
     """Build the indexes a bulk load left for after its commit (civicq.pending_indexes) over two
     sessions, and with `views` (after a load) refresh the views and analyze the tables of `changed`
     alongside, each view once the indexes of the tables it reads are built. `conn` must be outside
     a transaction, and is left so."""
-    builds = pending_indexes.Builds(pending_indexes.pending(conn))
+    builds = pending_indexes.Builds(pending_indexes.pending(conn), statistics_first)
     conn.commit()
     if views:
         try:
@@ -146,7 +149,7 @@ def build_pending(conn: psycopg.Connection, open_session, changed: Sequence[str]
         except ViewRefreshFailed:
             pending_indexes.finish(conn)  # every index was built: only a view failed
             raise
-    elif builds.todo:
+    elif builds.todo or statistics_first:
         with ExitStack() as stack:
             sessions = [conn]
             with suppress(ExecutionError):  # no second connection slot: one session is slower, not wrong
