@@ -5,7 +5,8 @@ One scale unit is a synthetic city with 200 users, 2 contests, 50 questions, 10,
 and a unit already present is skipped, so repeating a run adds nothing. A unit's rows come from
 random.Random(unit): the same unit is the same data in any database (only ids and the clock move).
 
-Speed (issue 14): values are drawn in bulk (random.choices), votes are built and sent one unit per
+Speed (issue 14): values are drawn in bulk (random.choices for the few per unit, Random.randbytes
+for the 20,000 vote values and times), votes are built at C level (_put_column) and sent one unit per
 COPY chunk while the server parses the previous one (and, when no foreign key trigger checks them,
 before the other tables, while their rows are drawn), in COPY's binary format (no text to parse:
 a million text timestamps alone cost the server 0.2 s), and the first load truncates votes
@@ -172,7 +173,7 @@ def seed_scale(conn, scale: int, progress=None) -> dict[str, int]:
         videos, answers, audits = [], [], []
 
         def draw_units():
-            """Each unit's rows into the lists above; yields (k, its votes' values question by
+            """Each unit's rows into the lists above; yields (k, its votes' up codes (1 up, 0 down) question by
             question, its generator) once the unit's other rows are drawn (the timestamps come last)."""
             for k, unit in enumerate(missing):
                 yield k, *draw_unit(k, unit)

@@ -105,8 +105,8 @@ def indexes_built_after(conn, tables: list[str], *, foreign_keys: bool = False,
         conn.execute(sql.SQL("DROP INDEX {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
     yield len(fks) + len(keys) + len(indexes)
     conn.execute(MAINTENANCE_WORK_MEM, (True,))  # for this transaction
-    plain = [PlainIndex(schema, name, table, definition, expressions, keys, partial)
-             for schema, name, definition, table, unique, expressions, keys, partial in indexes if not unique]
+    plain = [PlainIndex(schema, name, table, definition, expressions, key_columns, partial)
+             for schema, name, definition, table, unique, expressions, key_columns, partial in indexes if not unique]
     if later is not None and plain:
         later(plain)
     for _, _, definition, _, unique, *_ in indexes:

@@ -138,12 +138,17 @@ def _build_pending_indexes(project: Project, target: Target) -> None:
 
     with connect(project, target) as conn:
         try:
+            for statement in session_settings(project):  # lock_timeout, statement_timeout, as migrations run
+                conn.execute(statement)
+            conn.commit()
             pending_indexes.build_all(conn)
+        except pending_indexes.UntrustedList as e:
+            raise QueryFailed(f"migrating target '{target.name}': {e.message}; nothing was migrated") from e
         except pending_indexes.IndexBuildFailed as e:
             raise QueryFailed(f"migrating target '{target.name}': {e.message} (an index an interrupted "
                               f"`db seed` left to build); nothing was migrated") from e
         except psycopg.Error as e:
-            raise QueryFailed(f"migrating target '{target.name}': reading the indexes an interrupted `db seed` "
+            raise QueryFailed(f"migrating target '{target.name}': finishing the indexes an interrupted `db seed` "
                               f"left to build failed: {first_line(e)}; nothing was migrated") from e
 
 

@@ -91,12 +91,19 @@ FROM {} p LEFT JOIN pg_class c ON c.oid = to_regclass(format('%I.%I', p.table_sc
 ORDER BY 7 DESC, 1, 2
 """
 
-# The claim: the row goes in the transaction that builds its index. Its index is built unless it
-# exists already (built by hand) or its table is gone (dropped since).
+# The claim: the row goes in the transaction that builds its index. Its index is built unless a
+# valid index of that name exists on that table already (built by hand) or the table is gone
+# (dropped since). The definition must be one CREATE INDEX of that index on that table, as
+# pg_get_indexdef() writes it (a defence beside the ownership check: it is run as it stands).
 _CLAIM = """
 DELETE FROM {} WHERE index_schema = %s AND index_name = %s
 RETURNING definition, to_regclass(format('%%I.%%I', table_schema, table_name)) IS NOT NULL,
-          to_regclass(format('%%I.%%I', index_schema, index_name)) IS NOT NULL
+          EXISTS (SELECT 1 FROM pg_index i WHERE i.indisvalid
+                  AND i.indexrelid = to_regclass(format('%%I.%%I', index_schema, index_name))
+                  AND i.indrelid = to_regclass(format('%%I.%%I', table_schema, table_name))),
+          starts_with(definition, format('CREATE INDEX %%s ON %%s.%%s USING ', quote_ident(index_name),
+                                         quote_ident(table_schema), quote_ident(table_name)))
+          AND position(';' IN definition) = 0
 """
 
 
@@ -116,7 +123,6 @@ class Pending:
     table: tuple[str, str]  # (schema, name)
     table_oid: int | None  # None: the table is gone
     on_expressions: bool
-    cost: float
 
 
 def can_record(conn: psycopg.Connection) -> bool:
@@ -154,17 +160,20 @@ def _table(conn: psycopg.Connection) -> sql.Composable | None:
     schema, name, trusted = row
     if not trusted:
         raise UntrustedList(f"refusing to build the indexes listed in {schema}.{name}: the table is not owned by "
-                          f"this role, or another role holds more than SELECT on it (it holds SQL that db seed runs)")
+                            f"this role, or another role holds more than SELECT on it (it holds SQL that db seed "
+                            f"runs); check each listed definition, build what is right by hand, then DROP TABLE "
+                            f"{schema}.{name}")
     return sql.Identifier(schema, name)
 
 
 def pending(conn: psycopg.Connection) -> list[Pending]:
-    """The indexes still to build, longest first ([] without a bookkeeping table)."""
+    """The indexes still to build, the longest (by _PENDING's estimate) first ([] without a
+    bookkeeping table)."""
     table = _table(conn)
     if table is None:
         return []
-    return [Pending(schema, name, (tschema, tname), oid, expressions, float(cost))
-            for schema, name, tschema, tname, oid, expressions, cost in conn.execute(sql.SQL(_PENDING).format(table))]
+    return [Pending(schema, name, (tschema, tname), oid, expressions)
+            for schema, name, tschema, tname, oid, expressions, _cost in conn.execute(sql.SQL(_PENDING).format(table))]
 
 
 class Builds:
@@ -173,23 +182,25 @@ class Builds:
     --scale 100, user_activity_summary's count of each user's votes without votes (user_id, ...)
     ran for over ten minutes)."""
 
-    def __init__(self, todo: list[Pending], statistics_first: Iterable[tuple[int, str]] = ()) -> None:
-        """`statistics_first`: (oid, name) of tables to ANALYZE before their builds (a load's tables:
+    def __init__(self, todo: list[Pending], statistics_first: Iterable[tuple[int, str, str]] = (),
+                 stopping: threading.Event | None = None) -> None:
+        """`statistics_first`: (oid, schema, name) of tables to ANALYZE before their builds (a load's tables:
         the views need the statistics, and waiting for them here keeps them out of the load's
         transaction, where nothing else could run meanwhile)."""
         self.todo = todo
         self._statistics = list(statistics_first)
         self._left = Counter(index.table_oid for index in todo)
-        self._left.update(oid for oid, _ in self._statistics)
+        self._left.update(oid for oid, _, _ in self._statistics)
         self._failed: set[int | None] = set()
         self._ended = threading.Condition()
+        self.stopping = stopping or threading.Event()  # run_over_sessions sets it on a failure or Ctrl-C
 
     def jobs(self) -> list[Job]:
         """The statistics first (a build of the same table waits for its ANALYZE's lock, so they
         go before any build), then the builds, the longest first, then the statistics of the
         expressions they index."""
-        jobs = [self._tracked(oid, _analyze_job(name)) for oid, name in self._statistics]
-        jobs += [self._tracked(index.table_oid, build_job(index)) for index in self.todo]
+        jobs = [self._tracked(oid, _analyze_job(schema, name)) for oid, schema, name in self._statistics]
+        jobs += [self._tracked(index.table_oid, build_job(index, parallel=False)) for index in self.todo]
         expressions = [index for index in self.todo if index.on_expressions]
         if expressions:
             jobs.append(self._analyze(expressions))
@@ -201,8 +212,12 @@ class Builds:
         build it waits for is running on another session and ends, one way or the other."""
         wanted = set(tables)
         with self._ended:
-            self._ended.wait_for(lambda: all(self._left[oid] == 0 for oid in wanted))
-            return not wanted & self._failed
+            # The pool stopping (a failure elsewhere, a Ctrl-C) ends the wait too: its cancel reaches
+            # queries, not a thread waiting here, which must not start a refresh after the stop.
+            while not self._ended.wait_for(lambda: all(self._left[oid] == 0 for oid in wanted), timeout=0.1):
+                if self.stopping.is_set():
+                    return False
+            return not (wanted & self._failed or self.stopping.is_set())
 
     def _tracked(self, table: int | None, run: Job) -> Job:
         def job(session: psycopg.Connection) -> None:
@@ -234,33 +249,40 @@ def _analyze_tables(conn: psycopg.Connection, indexes: list[Pending]) -> None:
         conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(*t) for t in tables)))
 
 
-def _analyze_job(table: str) -> Job:
+def _analyze_job(schema: str, table: str) -> Job:
     def job(session: psycopg.Connection) -> None:
         try:
-            session.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+            session.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
             session.commit()
         except psycopg.Error as e:
             with contextlib.suppress(psycopg.Error):
                 session.rollback()
-            raise IndexBuildFailed(f"gathering the statistics of {table} failed: {first_line(e)}") from e
+            raise IndexBuildFailed(f"gathering the statistics of {schema}.{table} failed: {first_line(e)}") from e
     return job
 
 
-def table_oids(conn: psycopg.Connection, tables: list[str]) -> list[tuple[int, str]]:
-    """(oid, name) of each of `tables` (names as the search path finds them)."""
-    return [(oid, name) for name, oid in conn.execute(
-        "SELECT t, to_regclass(t)::oid FROM unnest(%s::text[]) t WHERE to_regclass(t) IS NOT NULL", (tables,))]
+def table_oids(conn: psycopg.Connection, tables: list[str]) -> list[tuple[int, str, str]]:
+    """(oid, schema, name) of each of `tables` (names as to_regclass() reads them)."""
+    return [(oid, schema, name) for oid, schema, name in conn.execute(
+        "SELECT c.oid, n.nspname, c.relname FROM unnest(%s::text[]) t "
+        "JOIN pg_class c ON c.oid = to_regclass(t) JOIN pg_namespace n ON n.oid = c.relnamespace", (tables,))]
 
 
-def build_job(index: Pending) -> Job:
-    """Claim and build `index` on a session outside a transaction, leaving it so."""
+def build_job(index: Pending, *, parallel: bool = True) -> Job:
+    """Claim and build `index` on a session outside a transaction, leaving it so. Without
+    `parallel`, no parallel workers (two sessions building at once already fill two cores)."""
     def job(session: psycopg.Connection) -> None:
         try:
             table = _table(session)
             if table is not None:
                 session.execute(MAINTENANCE_WORK_MEM, (True,))
-                session.execute("SET LOCAL max_parallel_maintenance_workers = 0")
+                if not parallel:
+                    session.execute("SET LOCAL max_parallel_maintenance_workers = 0")
                 row = session.execute(sql.SQL(_CLAIM).format(table), (index.schema, index.name)).fetchone()
+                if row is not None and not row[3]:
+                    raise UntrustedList(f"refusing to run the definition listed for index {index.schema}.{index.name}"
+                                        f" in {TABLE}: it is not one CREATE INDEX of that "
+                                        f"index on its table, as pg_get_indexdef() writes it")
                 if row is not None and row[1] and not row[2]:
                     session.execute(row[0])
             session.commit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack, nullcontext, suppress
@@ -68,9 +69,13 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
                 result.phases[name] = result.phases.get(name, 0.0) + now - mark
                 mark = now
 
-            if pending_indexes.pending(conn):
+            left = pending_indexes.pending(conn)
+            if left:
+                # What an interrupted seed left: its tables' statistics again too (they were gathered
+                # after that load's commit, maybe not at all), then the indexes.
+                tables = pending_indexes.table_oids(conn, sorted({f"{i.table[0]}.{i.table[1]}" for i in left}))
                 conn.commit()
-                build_pending(conn, lambda: _session(project, target))
+                build_pending(conn, lambda: _session(project, target), statistics_first=tables)
                 phase("indexes left by an earlier seed")
             fresh = not one_row(conn.execute("SELECT EXISTS (SELECT 1 FROM users)"))[0]
             dev_rows = load_seed_module(project, "seed_dev").seed(conn)
@@ -123,38 +128,55 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
                               f"`civicq-ops db seed` again refreshes the views") from e
         except pending_indexes.UntrustedList as e:
             raise QueryFailed(f"seeding target '{target.name}' loaded its data, but {e.message}" if loaded
-                              else f"seeding target '{target.name}': {e.message}") from e
+                              else f"seeding target '{target.name}' seeded nothing: {e.message}") from e
         except pending_indexes.IndexBuildFailed as e:
-            raise QueryFailed(f"seeding target '{target.name}' {'loaded its data, but ' if loaded else ''}"
-                              f"{e.message}; `civicq-ops db seed` again builds the indexes still listed in "
-                              f"{pending_indexes.TABLE}") from e
+            raise QueryFailed(f"seeding target '{target.name}' loaded its data, but {e.message}{_AFTER_LOAD}" if loaded
+                              else f"seeding target '{target.name}' seeded nothing: {e.message}; build or drop "
+                                   f"that index by hand and delete its row from {pending_indexes.TABLE}, or fix "
+                                   f"the cause and run `civicq-ops db seed` again") from e
+        except QueryFailed as e:
+            if loaded:
+                raise QueryFailed(f"seeding target '{target.name}' loaded its data, but {e.message}{_AFTER_LOAD}") from e
+            raise
         except psycopg.Error as e:
-            after = " after the load was committed (the data is in)" if loaded else ""
-            raise QueryFailed(f"seeding target '{target.name}' failed{after}: {first_line(e)}") from e
+            if loaded:
+                raise QueryFailed(f"seeding target '{target.name}' loaded its data, but then failed: "
+                                  f"{first_line(e)}{_AFTER_LOAD}") from e
+            raise QueryFailed(f"seeding target '{target.name}' failed: {first_line(e)}") from e
     result.seconds = time.perf_counter() - started
     return result
 
 
+# What a failure after the load's commit leaves, and the way out.
+_AFTER_LOAD = (f"; the indexes still listed in {pending_indexes.TABLE} are not built yet and the views may be "
+               f"stale: `civicq-ops db seed` again builds them and refreshes the views")
+
+
 def build_pending(conn: psycopg.Connection, open_session, changed: Sequence[str] = (), *,
-                  views: bool = False, statistics_first: Sequence[tuple[int, str]] = ()) -> None:
+                  views: bool = False, statistics_first: Sequence[tuple[int, str, str]] = ()) -> None:
     """Build the indexes a bulk load left for after its commit (civicq.pending_indexes) over two
     sessions, and with `views` (after a load) refresh the views and analyze the tables of `changed`
     alongside, each view once the indexes of the tables it reads are built. `conn` must be outside
     a transaction, and is left so."""
-    builds = pending_indexes.Builds(pending_indexes.pending(conn), statistics_first)
+    stopping = threading.Event()  # set by run_over_sessions on a failure or Ctrl-C: ends Builds.wait
+    builds = pending_indexes.Builds(pending_indexes.pending(conn), statistics_first, stopping)
     conn.commit()
     if views:
         try:
-            refresh_after_load(conn, open_session, changed, first=builds.jobs(), ready=builds.wait)
+            refresh_after_load(conn, open_session, changed, first=builds.jobs(), ready=builds.wait,
+                               stopping=stopping)
         except ViewRefreshFailed:
-            pending_indexes.finish(conn)  # every index was built: only a view failed
+            # The builds went on to their end unless the failure lost a session; either way the
+            # table goes only if empty, and the view's failure is the one reported.
+            with suppress(psycopg.Error):
+                pending_indexes.finish(conn)
             raise
     elif builds.todo or statistics_first:
         with ExitStack() as stack:
             sessions = [conn]
             with suppress(ExecutionError):  # no second connection slot: one session is slower, not wrong
                 sessions.append(stack.enter_context(open_session()))
-            run_over_sessions(sessions, builds.jobs())
+            run_over_sessions(sessions, builds.jobs(), stopping)
     pending_indexes.finish(conn)
 
 

@@ -20,6 +20,7 @@ refreshed one after the other in a single job, in refresh_all_materialized_views
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -67,7 +68,8 @@ class ViewRefreshFailed(QueryFailed):
 
 def refresh_after_load(conn: psycopg.Connection, open_session: Callable[[], psycopg.Connection],
                        changed: Sequence[str] = (), first: Sequence[Job] = (),
-                       ready: Callable[[frozenset[int]], bool] | None = None) -> None:
+                       ready: Callable[[frozenset[int]], bool] | None = None,
+                       stopping: threading.Event | None = None) -> None:
     """Refresh every materialized view of the current schema and ANALYZE each, and the tables of
     `changed` (tables of the current schema that this run wrote and nobody analyzed since; the
     others' statistics are as good as before), over `conn` and one more session
@@ -96,7 +98,7 @@ def refresh_after_load(conn: psycopg.Connection, open_session: Callable[[], psyc
             sessions += [stack.enter_context(open_session()) for _ in range(SESSIONS - 1)]
         except ExecutionError:
             pass  # one session is slower, not wrong
-        run_over_sessions(sessions, jobs)
+        run_over_sessions(sessions, jobs, stopping)
     if failed:
         raise failed[0]
 
@@ -146,6 +148,11 @@ def _refresh_in_order(views: list[_View], log: bool, failed: list[ViewRefreshFai
 
 def _analyze(tables: Sequence[str]) -> Job:
     def job(session: psycopg.Connection) -> None:
-        session.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
-        session.commit()
+        try:
+            session.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
+            session.commit()
+        except psycopg.Error as e:
+            with contextlib.suppress(psycopg.Error):
+                session.rollback()
+            raise QueryFailed(f"gathering the statistics of {', '.join(tables)} failed: {first_line(e)}") from e
     return job

@@ -22,13 +22,16 @@ Job = Callable[[psycopg.Connection], object]
 STOP_TIMEOUT_S = 30.0
 
 
-def run_over_sessions(sessions: Sequence[psycopg.Connection], jobs: Iterable[Job]) -> None:
+def run_over_sessions(sessions: Sequence[psycopg.Connection], jobs: Iterable[Job],
+                      stopping: threading.Event | None = None) -> None:
     """Run every job of `jobs` on one of `sessions` (each a connection no other thread uses); return
-    when all have run, or raise the first failure once every session has stopped."""
+    when all have run, or raise the first failure once every session has stopped. `stopping` (the
+    caller's, so a job waiting on something other than a query can see it) is set on the way out
+    of a failure or a Ctrl-C."""
     pending: queue.SimpleQueue[Job] = queue.SimpleQueue()
     for job in jobs:
         pending.put(job)
-    stopping = threading.Event()
+    stopping = stopping or threading.Event()
     failures: list[BaseException] = []
 
     def cancel(but: psycopg.Connection | None = None) -> None:

@@ -188,7 +188,6 @@ def test_a_scaled_seed_says_where_its_time_went(civicq_db):
     assert 0 < sum(result.phases.values()) <= result.seconds
 
 
-
 def _interrupted_seed_state(database) -> None:
     """What a seed interrupted after its commit leaves: a plain index dropped and listed as pending."""
     from civicq_ops.civicq import pending_indexes

@@ -110,7 +110,8 @@ def test_an_index_build_failing_after_the_commit_is_listed_and_built_by_the_next
     message = failed.value.message
     assert "\n" not in message and f"building index public.{GATED} failed" in message, message
     assert "zz_gate refuses" in message and "loaded its data" in message, message  # the after-commit build
-    assert f"`civicq-ops db seed` again builds the indexes still listed in {TABLE}" in message, message
+    assert f"the indexes still listed in {TABLE} are not built yet" in message, message
+    assert "`civicq-ops db seed` again builds them" in message, message
     with civicq_db.connect() as conn:
         assert conn.execute("SELECT count(*) FROM votes").fetchone()[0] == votes + 10_000
     listed = _listed(civicq_db)
@@ -232,6 +233,7 @@ def _planted_table(database) -> None:
     pytest.param("GRANT INSERT ON {table} TO {role}", id="writable-by-another-role"),
     pytest.param("ALTER TABLE {table} OWNER TO {role}", id="owned-by-another-role"),
     pytest.param("GRANT TRIGGER ON {table} TO {role}", id="triggers-of-another-role"),
+    pytest.param("GRANT DELETE ON {table} TO PUBLIC", id="deletable-by-public"),
     # Column privileges are in pg_attribute.attacl, not in pg_class.relacl: the check reads both.
     pytest.param("GRANT UPDATE (definition) ON {table} TO {role}", id="column-writable-by-another-role"),
 ])
@@ -245,6 +247,34 @@ def test_a_pending_index_table_another_role_may_write_is_refused_and_nothing_in_
     message = refused.value.message
     assert "\n" not in message and f": refusing to build the indexes listed in public.{TABLE}" in message, message
     assert "zz_should_not_exist" not in _index_names(civicq_db) and _listed(civicq_db) == ["zz_should_not_exist"]
+
+
+def test_a_listed_definition_that_is_not_a_create_index_of_that_index_is_refused_and_not_run(civicq_db):
+    with civicq_db.connect(autocommit=False) as conn:
+        pending_indexes.record(conn, [PlainIndex("public", "zz_should_not_exist", "votes",
+                                                 "CREATE TABLE zz_planted (x int)", False)])
+        conn.commit()
+    with pytest.raises(QueryFailed) as refused:
+        seed(*civicq_db.project())
+    message = refused.value.message
+    assert "\n" not in message and "refusing to run the definition listed for index public.zz_should_not_exist" \
+        in message, message
+    with civicq_db.connect() as conn:
+        assert conn.execute("SELECT to_regclass('zz_planted')").fetchone()[0] is None
+    assert _listed(civicq_db) == ["zz_should_not_exist"]  # refused in its own transaction: still listed
+
+
+def test_db_migrate_refuses_an_untrusted_list_with_one_line_and_migrates_nothing(civicq_db, other_role):
+    from civicq_ops.civicq.migrations import migrate
+
+    _planted_table(civicq_db)
+    with civicq_db.connect() as conn:
+        conn.execute(sql.SQL("GRANT INSERT ON {} TO {}").format(sql.Identifier(TABLE), sql.Identifier(other_role)))
+    with pytest.raises(QueryFailed) as refused:
+        migrate(*civicq_db.project())
+    message = refused.value.message
+    assert "\n" not in message and message.startswith("migrating target 'env': refusing to build the indexes")
+    assert "DROP TABLE public.civicq_ops_pending_indexes" in message and "nothing was migrated" in message
 
 
 def test_a_scaled_seed_builds_its_indexes_where_default_privileges_grant_tables_to_another_role(civicq_db,
