@@ -208,3 +208,21 @@ def test_db_migrate_first_builds_the_indexes_an_interrupted_seed_left(civicq_db)
     assert _schema(civicq_db) != before
     migrate(*civicq_db.project())
     assert _schema(civicq_db) == before  # the index is back and the list is gone
+
+
+def test_with_no_second_session_the_listed_indexes_and_the_views_are_done_on_one(civicq_db):
+    from civicq_ops.civicq.seeding import build_pending
+    from civicq_ops.core.errors import ExecutionError
+
+    def no_slot():
+        raise ExecutionError("no connection slot left")  # as connect() says when the server is full
+
+    before = _schema(civicq_db)
+    _interrupted_seed_state(civicq_db)
+    with civicq_db.connect(autocommit=False) as conn:
+        last = conn.execute("SELECT max(id) FROM matview_refresh_log").fetchone()[0]
+        conn.commit()
+        build_pending(conn, no_slot, views=True)
+        refreshed = conn.execute("SELECT count(DISTINCT view_name) FROM matview_refresh_log WHERE id > %s",
+                                 (last,)).fetchone()[0]
+    assert _schema(civicq_db) == before and refreshed == 4
