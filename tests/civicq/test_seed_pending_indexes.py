@@ -169,6 +169,34 @@ def test_ctrl_c_during_an_index_build_after_the_commit_leaves_it_listed_for_the_
     assert not _table_exists(civicq_db) and _schema(civicq_db) == before
 
 
+def test_a_session_lost_during_an_index_build_after_the_commit_leaves_it_listed_for_the_next_seed(civicq_db):
+    _gated_index(civicq_db)
+    before = _schema(civicq_db)
+
+    def terminate_the_build() -> None:
+        with civicq_db.connect() as conn:
+            _until(lambda: conn.execute(GATE_WAIT).fetchone() is not None, "the gated build")
+            conn.execute("SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a "
+                         "WHERE a.datname = current_database() AND a.query LIKE %s", (f"CREATE INDEX {GATED} %",))
+
+    with civicq_db.connect() as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (GATE_KEY,))
+        killer = threading.Thread(target=terminate_the_build, daemon=True)
+        killer.start()
+        with pytest.raises(QueryFailed) as failed:
+            seed(*civicq_db.project(), scale=1)
+        killer.join(5)
+    message = failed.value.message
+    assert "\n" not in message and "loaded its data" in message and GATED in message, message
+    assert f"the indexes still listed in {TABLE} are not built yet" in message, message
+    assert _no_session_left(civicq_db)
+    listed = _listed(civicq_db)
+    assert GATED in listed and set(listed) == _missing(before, civicq_db), listed
+
+    seed(*civicq_db.project())
+    assert not _table_exists(civicq_db) and _schema(civicq_db) == before
+
+
 def test_two_claimants_of_a_pending_index_build_it_once_and_neither_fails(civicq_db):
     with civicq_db.connect() as conn:
         conn.execute(GATE)
