@@ -6,7 +6,8 @@ a million votes left the second core half idle. So the load's transaction builds
 data (keys, unique indexes, foreign keys: they and the rows commit together or not at all) and
 hands the plain indexes (not unique, backing no constraint: they only speed reads) to after the
 commit, where two sessions build them while the materialized views are refreshed
-(civicq.view_refresh).
+(civicq.view_refresh). The loaded tables' ANALYZE goes there too, first (Builds): a view waits for
+the statistics and builds of the tables it reads.
 
 Crash-safe bookkeeping: the load's transaction records each such index in the table
 civicq_ops_pending_indexes (its schema, table, name and pg_get_indexdef()), which commits with
@@ -17,8 +18,9 @@ connection leaves the rows of what was not built, and the next `civicq-ops db se
 `db migrate` builds them first. The table is dropped once empty.
 
 The table holds SQL that a later run executes: it is created by the seeding role, with no
-privilege for anyone else, and a run refuses a table owned by another role or granted to one
-beyond SELECT.
+privilege for anyone else (the grants of default privileges revoked), and a run refuses a table
+owned by another role or granted to one beyond SELECT, and a definition that is not one CREATE
+INDEX of its index on its table.
 """
 
 from __future__ import annotations
