@@ -32,12 +32,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psycopg
+import psycopg.errors
 from psycopg import sql
 
 from civicq_ops.civicq.deferred_indexes import MAINTENANCE_WORK_MEM, PlainIndex
 from civicq_ops.core.errors import QueryFailed, first_line
 from civicq_ops.postgres.connect import one_row
-from civicq_ops.postgres.session_jobs import Job
+from civicq_ops.postgres.session_jobs import Job, analyze_job
 
 TABLE = "civicq_ops_pending_indexes"
 
@@ -110,8 +111,7 @@ RETURNING definition, to_regclass(format('%%I.%%I', table_schema, table_name)) I
 
 
 class IndexBuildFailed(QueryFailed):
-    """Building an index left for after the load, or the statistics before it, failed (the load
-    itself is committed)."""
+    """Building an index left for after the load failed (the load itself is committed)."""
 
 
 class UntrustedList(QueryFailed):
@@ -125,6 +125,7 @@ class Pending:
     table: tuple[str, str]  # (schema, name)
     table_oid: int | None  # None: the table is gone
     on_expressions: bool
+    listed_in: sql.Composable  # the bookkeeping table, found trusted when this was read
 
 
 def can_record(conn: psycopg.Connection) -> bool:
@@ -174,7 +175,7 @@ def pending(conn: psycopg.Connection) -> list[Pending]:
     table = _table(conn)
     if table is None:
         return []
-    return [Pending(schema, name, (tschema, tname), oid, expressions)
+    return [Pending(schema, name, (tschema, tname), oid, expressions, table)
             for schema, name, tschema, tname, oid, expressions, _cost in conn.execute(sql.SQL(_PENDING).format(table))]
 
 
@@ -201,7 +202,7 @@ class Builds:
         """The statistics first (a build of the same table waits for its ANALYZE's lock, so they
         go before any build), then the builds, the longest first, then the statistics of the
         expressions they index."""
-        jobs = [self._tracked(oid, _analyze_job(schema, name)) for oid, schema, name in self._statistics]
+        jobs = [self._tracked(oid, analyze_job([(schema, name)])) for oid, schema, name in self._statistics]
         jobs += [self._tracked(index.table_oid, build_job(index, parallel=False)) for index in self.todo]
         expressions = [index for index in self.todo if index.on_expressions]
         if expressions:
@@ -236,31 +237,18 @@ class Builds:
         return job
 
     def _analyze(self, indexes: list[Pending]) -> Job:
+        analyze = analyze_job(_expression_tables(indexes))
+
         def job(session: psycopg.Connection) -> None:
             if self.wait(index.table_oid for index in indexes if index.table_oid is not None):
-                _analyze_tables(session, indexes)
-                session.commit()
+                analyze(session)
         return job
 
 
-def _analyze_tables(conn: psycopg.Connection, indexes: list[Pending]) -> None:
-    """ANALYZE the tables of `indexes` that are on expressions: the statistics of an expression
-    index are gathered only once it exists."""
-    tables = sorted({index.table for index in indexes if index.on_expressions and index.table_oid is not None})
-    if tables:
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(*t) for t in tables)))
-
-
-def _analyze_job(schema: str, table: str) -> Job:
-    def job(session: psycopg.Connection) -> None:
-        try:
-            session.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
-            session.commit()
-        except psycopg.Error as e:
-            with contextlib.suppress(psycopg.Error):
-                session.rollback()
-            raise IndexBuildFailed(f"gathering the statistics of {schema}.{table} failed: {first_line(e)}") from e
-    return job
+def _expression_tables(indexes: list[Pending]) -> list[tuple[str, str]]:
+    """The tables of `indexes` on expressions: the statistics of an expression index are gathered
+    only once it exists."""
+    return sorted({index.table for index in indexes if index.on_expressions and index.table_oid is not None})
 
 
 def table_oids(conn: psycopg.Connection, tables: list[str]) -> list[tuple[int, str, str]]:
@@ -271,29 +259,30 @@ def table_oids(conn: psycopg.Connection, tables: list[str]) -> list[tuple[int, s
 
 
 def build_job(index: Pending, *, parallel: bool = True) -> Job:
-    """Claim and build `index` on a session outside a transaction, leaving it so. Without
-    `parallel`, no parallel workers (two sessions building at once already fill two cores)."""
+    """Claim and build `index` on a session outside a transaction, leaving it so (the list it comes
+    from was checked when pending() read it). Without `parallel`, no parallel workers (two sessions
+    building at once already fill two cores)."""
     def job(session: psycopg.Connection) -> None:
         try:
-            table = _table(session)
-            if table is not None:
-                session.execute(MAINTENANCE_WORK_MEM, (True,))
-                if not parallel:
-                    session.execute("SET LOCAL max_parallel_maintenance_workers = 0")
-                row = session.execute(sql.SQL(_CLAIM).format(table), (index.schema, index.name)).fetchone()
-                if row is not None and not row[3]:
-                    raise UntrustedList(f"refusing to run the definition listed for index {index.schema}.{index.name}"
-                                        f" in {TABLE}: it is not one CREATE INDEX of that "
-                                        f"index on its table, as pg_get_indexdef() writes it")
-                if row is not None and row[1] and not row[2]:
-                    session.execute(row[0])
+            session.execute(MAINTENANCE_WORK_MEM, (True,))
+            if not parallel:
+                session.execute("SET LOCAL max_parallel_maintenance_workers = 0")
+            try:
+                row = session.execute(sql.SQL(_CLAIM).format(index.listed_in), (index.schema, index.name)).fetchone()
+            except psycopg.errors.UndefinedTable:
+                # The list itself is gone: another seed built what it held and dropped it meanwhile.
+                session.rollback()
+                return
+            if row is not None and not row[3]:
+                raise UntrustedList(f"refusing to run the definition listed for index {index.schema}.{index.name}"
+                                    f" in {TABLE}: it is not one CREATE INDEX of that "
+                                    f"index on its table, as pg_get_indexdef() writes it")
+            if row is not None and row[1] and not row[2]:
+                session.execute(row[0])
             session.commit()
         except psycopg.Error as e:
-            if not session.closed:
-                try:
-                    session.rollback()
-                except psycopg.Error:
-                    pass
+            with contextlib.suppress(psycopg.Error):
+                session.rollback()
             raise IndexBuildFailed(f"building index {index.schema}.{index.name} failed: {first_line(e)}") from e
     return job
 
@@ -305,7 +294,8 @@ def build_all(conn: psycopg.Connection) -> list[Pending]:
     conn.commit()
     for index in todo:
         build_job(index)(conn)
-    _analyze_tables(conn, todo)
+    if _expression_tables(todo):
+        analyze_job(_expression_tables(todo))(conn)
     finish(conn)
     return todo
 

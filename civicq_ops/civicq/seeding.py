@@ -6,7 +6,7 @@ import importlib.util
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack, nullcontext, suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from types import ModuleType
@@ -19,9 +19,9 @@ from civicq_ops.civicq.deferred_indexes import indexes_built_after
 from civicq_ops.civicq.migrations import asset_dir, migrate
 from civicq_ops.civicq.view_refresh import ViewRefreshFailed, refresh_after_load
 from civicq_ops.config import Project, Target
-from civicq_ops.core.errors import ExecutionError, InputError, QueryFailed, first_line
+from civicq_ops.core.errors import InputError, QueryFailed, first_line
 from civicq_ops.postgres.connect import connect, ensure_database, one_row
-from civicq_ops.postgres.session_jobs import run_over_sessions
+from civicq_ops.postgres.session_jobs import run_with_more_sessions
 
 
 def load_seed_module(project: Project, name: str) -> ModuleType:
@@ -73,7 +73,7 @@ def seed(project: Project, target: Target, scale: int = 0) -> SeedResult:
             if left:
                 # What an interrupted seed left: its tables' statistics again too (they were gathered
                 # after that load's commit, maybe not at all), then the indexes.
-                tables = pending_indexes.table_oids(conn, sorted({f"{i.table[0]}.{i.table[1]}" for i in left}))
+                tables = sorted({(i.table_oid, *i.table) for i in left if i.table_oid is not None})
                 conn.commit()
                 build_pending(conn, lambda: _session(project, target), statistics_first=tables)
                 phase("indexes left by an earlier seed")
@@ -172,11 +172,7 @@ def build_pending(conn: psycopg.Connection, open_session, changed: Sequence[str]
                 pending_indexes.finish(conn)
             raise
     elif builds.todo or statistics_first:
-        with ExitStack() as stack:
-            sessions = [conn]
-            with suppress(ExecutionError):  # no second connection slot: one session is slower, not wrong
-                sessions.append(stack.enter_context(open_session()))
-            run_over_sessions(sessions, builds.jobs(), stopping)
+        run_with_more_sessions(conn, open_session, 1, builds.jobs(), stopping)
     pending_indexes.finish(conn)
 
 

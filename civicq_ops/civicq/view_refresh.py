@@ -23,15 +23,14 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
-from civicq_ops.core.errors import ExecutionError, QueryFailed, first_line
+from civicq_ops.core.errors import QueryFailed, first_line
 from civicq_ops.postgres.connect import one_row
-from civicq_ops.postgres.session_jobs import Job, run_over_sessions
+from civicq_ops.postgres.session_jobs import Job, analyze_job, run_with_more_sessions
 
 SESSIONS = 2
 
@@ -91,14 +90,8 @@ def refresh_after_load(conn: psycopg.Connection, open_session: Callable[[], psyc
     else:
         refreshes = [_refresh(view, log, failed, ready) for view in sorted(views, key=lambda v: -v.cost)]
     # What waits for nothing goes before the refreshes, which may wait for an index on the other session.
-    jobs = [*first, *([_analyze(changed)] if changed else []), *refreshes]
-    with ExitStack() as stack:
-        sessions = [conn]
-        try:
-            sessions += [stack.enter_context(open_session()) for _ in range(SESSIONS - 1)]
-        except ExecutionError:
-            pass  # one session is slower, not wrong
-        run_over_sessions(sessions, jobs, stopping)
+    jobs = [*first, *([analyze_job([(table,) for table in changed])] if changed else []), *refreshes]
+    run_with_more_sessions(conn, open_session, SESSIONS - 1, jobs, stopping)
     if failed:
         raise failed[0]
 
@@ -143,16 +136,4 @@ def _refresh_in_order(views: list[_View], log: bool, failed: list[ViewRefreshFai
             _refresh(view, log, failed, ready)(session)
             if len(failed) > before:
                 return
-    return job
-
-
-def _analyze(tables: Sequence[str]) -> Job:
-    def job(session: psycopg.Connection) -> None:
-        try:
-            session.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
-            session.commit()
-        except psycopg.Error as e:
-            with contextlib.suppress(psycopg.Error):
-                session.rollback()
-            raise QueryFailed(f"gathering the statistics of {', '.join(tables)} failed: {first_line(e)}") from e
     return job

@@ -13,8 +13,12 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 
 import psycopg
+from psycopg import sql
+
+from civicq_ops.core.errors import ExecutionError, QueryFailed, first_line
 
 Job = Callable[[psycopg.Connection], object]
 
@@ -69,3 +73,30 @@ def run_over_sessions(sessions: Sequence[psycopg.Connection], jobs: Iterable[Job
         raise
     if failures:
         raise failures[0]
+
+
+def run_with_more_sessions(conn: psycopg.Connection, open_session: Callable[[], psycopg.Connection], more: int,
+                           jobs: Iterable[Job], stopping: threading.Event | None = None) -> None:
+    """run_over_sessions() on `conn` and up to `more` sessions from `open_session`, which it closes
+    after; fewer when opening one raises ExecutionError (no connection slot left: slower, not wrong)."""
+    with ExitStack() as stack:
+        sessions = [conn]
+        with contextlib.suppress(ExecutionError):
+            for _ in range(more):
+                sessions.append(stack.enter_context(open_session()))
+        run_over_sessions(sessions, jobs, stopping)
+
+
+def analyze_job(relations: Sequence[tuple[str, ...]]) -> Job:
+    """ANALYZE `relations` (each its identifier's parts: (schema, name) or (name,)) and commit;
+    a failure is one QueryFailed naming them, the session left outside a transaction."""
+    def job(session: psycopg.Connection) -> None:
+        try:
+            session.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(*r) for r in relations)))
+            session.commit()
+        except psycopg.Error as e:
+            with contextlib.suppress(psycopg.Error):
+                session.rollback()
+            names = ", ".join(".".join(r) for r in relations)
+            raise QueryFailed(f"gathering the statistics of {names} failed: {first_line(e)}") from e
+    return job
